@@ -1,0 +1,1 @@
+"""Channel adapters (chat, SMS, email, telephony): native traffic in, replies out."""

@@ -1,0 +1,1 @@
+"""The default policy file, `omniroute.toml`, shipped as package data."""

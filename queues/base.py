@@ -1,0 +1,371 @@
+"""The routing engine contract: tasks, agents, reservations and the one atomic match.
+
+Two engines implement it: `queues.memory` (one process, the embedded default) and
+`queues.redis` (Redis 7.0+, any number of router processes). `docs/routing.md` states the
+algorithm both follow step by step; `tests/conformance/` holds them to it.
+
+What every engine guarantees:
+
+* **Atomic operations.** Every public mutating method is one indivisible state transition.
+  On Redis it is one script call (one round trip); in memory it runs without awaiting. Two
+  routers calling at once can never hand one task to two agents or overfill an agent.
+* **The hard filter holds everywhere.** No offer, assignment or transfer ever pairs a task with
+  an agent whose tier `Policy.allowed()` refuses for the task's client group.
+* **Capacity is never exceeded.** Reserved, assigned and wrapping-up work all count against an
+  agent's capacity on that channel; an active voice call blocks the channels in `voice_blocks`.
+* **Nothing is lost.** A task leaves the engine only by `withdraw` (abandoned) or by the end of
+  its wrap-up (completed); a revoked, rejected or timed-out reservation puts it back in line
+  with its original waiting time.
+* **Effects, not callbacks.** Each method returns the effects it caused (offers, revocations,
+  presence changes), in order; the router turns them into frames. The engine never sees a socket.
+
+Time is passed in (`now`, seconds since the epoch; default: the engine's clock), so that every
+node and every test sees the same decisions. Router nodes need NTP-synchronised clocks.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import structlog
+
+from queues.errors import Invalid, RoutingError
+from queues.policy import CHANNELS, GROUPS, TIERS, Policy
+
+log = structlog.get_logger("omniroute.queues")
+
+RawEffect = Sequence[Any]
+PresenceState = Literal["offline", "available", "away", "busy", "wrapup"]
+MAX_ID = 200
+
+
+@dataclass(frozen=True)
+class Offer:
+    """The task was reserved for the agent until `expires_at`; it must accept or reject."""
+
+    reservation: str
+    task: str
+    agent: str
+    channel: str
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class OfferRevoked:
+    """A reservation ended without acceptance: `timeout`, `reclassified` or `withdrawn`."""
+
+    reservation: str
+    task: str
+    agent: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Assigned:
+    """The agent accepted the task (or was handed it); it now counts against its capacity."""
+
+    task: str
+    agent: str
+    channel: str
+
+
+@dataclass(frozen=True)
+class AssignmentRevoked:
+    """The agent lost an assigned task: `reclassified` or `transferred`."""
+
+    task: str
+    agent: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class PresenceChanged:
+    """The agent's shown state changed (offline, available, away, busy, wrapup)."""
+
+    agent: str
+    state: str
+
+
+@dataclass(frozen=True)
+class TaskEnded:
+    """The task left the engine: `completed` (wrap-up over) or `abandoned` (withdrawn)."""
+
+    task: str
+    agent: str | None
+    reason: str
+
+
+Effect = Offer | OfferRevoked | Assigned | AssignmentRevoked | PresenceChanged | TaskEnded
+
+
+def decode_effect(raw: RawEffect) -> Effect:
+    """Turn an engine's raw effect row (see docs/routing.md, "Effects") into a dataclass."""
+    kind = raw[0]
+    if kind == "offer":
+        return Offer(str(raw[1]), str(raw[2]), str(raw[3]), str(raw[4]), raw[5] / 1000)
+    if kind == "offer.revoked":
+        return OfferRevoked(str(raw[1]), str(raw[2]), str(raw[3]), str(raw[4]))
+    if kind == "assigned":
+        return Assigned(str(raw[1]), str(raw[2]), str(raw[3]))
+    if kind == "assignment.revoked":
+        return AssignmentRevoked(str(raw[1]), str(raw[2]), str(raw[3]))
+    if kind == "presence":
+        return PresenceChanged(str(raw[1]), str(raw[2]))
+    if kind == "ended":
+        return TaskEnded(str(raw[1]), str(raw[2]) or None, str(raw[3]))
+    raise ValueError(f"unknown effect {kind!r}")
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """One queue (= one channel) as ops see it."""
+
+    name: str
+    waiting: int
+    longest_wait_s: float
+    offered: int
+    answered: int
+    answered_in_threshold: int
+    abandoned: int
+    agents: Mapping[str, Mapping[str, int]]
+
+    @property
+    def service_level(self) -> float | None:
+        """Share answered within the threshold, of all answered or abandoned; None before any."""
+        handled = self.answered + self.abandoned
+        return self.answered_in_threshold / handled if handled else None
+
+
+def _check_id(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_ID:
+        raise Invalid(f"{field} must be a non-empty string of at most {MAX_ID} characters", field)
+    return value
+
+
+def _check_choice(value: Any, choices: Sequence[str], field: str) -> str:
+    if value not in choices:
+        raise Invalid(f"{field} must be one of {', '.join(choices)}", field)
+    return str(value)
+
+
+class RoutingEngine(ABC):
+    """Validates, computes what is policy (priority, capacity), then calls the backend's `_call`.
+
+    Backends implement `_call(op, now_ms, args)` — one atomic transition returning raw effect
+    rows — and `_read(op, now_ms, args)` for the ops views. The names of `op` and the keys of
+    `args` are listed in docs/routing.md; they are the same for every backend.
+    """
+
+    def __init__(
+        self, policy: Policy, *, clock: Callable[[], float] = time.time, domain: str = "default"
+    ) -> None:
+        self.policy = policy
+        self.clock = clock
+        self.domain = _check_id(domain, "domain")
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Prepare the backend (connect, load scripts). Idempotent."""
+
+    async def close(self) -> None:
+        """Release the backend's resources."""
+
+    # -- backend hooks -----------------------------------------------------------------------
+
+    @abstractmethod
+    async def _call(self, op: str, now_ms: int, args: Mapping[str, Any]) -> list[RawEffect]:
+        """Run one atomic transition; raise a RoutingError subclass to refuse it."""
+
+    @abstractmethod
+    async def _read(self, op: str, now_ms: int, args: Mapping[str, Any]) -> Any:
+        """Read a view (`stats`, `agents`, `task`, `dump`) without changing anything."""
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    def _now_ms(self, now: float | None) -> int:
+        return int(round((self.clock() if now is None else now) * 1000))
+
+    async def _run(self, op: str, now: float | None, args: dict[str, Any]) -> list[Effect]:
+        try:
+            raw = await self._call(op, self._now_ms(now), args)
+        except RoutingError as exc:
+            log.info("routing.refused", op=op, code=exc.code, **_ids(args))
+            raise
+        return [decode_effect(row) for row in raw]
+
+    # -- agents --------------------------------------------------------------------------------
+
+    async def login(
+        self,
+        agent: str,
+        tier: str,
+        capacity: Mapping[str, int] | None = None,
+        now: float | None = None,
+    ) -> list[Effect]:
+        """Register the agent (tier, capacity) as logged in and `away`; idempotent per agent.
+
+        A second login of a logged-in agent (another desktop) keeps its state; a changed tier
+        re-checks the hard filter of everything it holds, as `reclassify` does.
+        """
+        _check_id(agent, "agent")
+        _check_choice(tier, TIERS, "tier")
+        if capacity is not None:
+            for channel, value in capacity.items():
+                _check_choice(channel, CHANNELS, "capacity")
+                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                    raise Invalid("capacity values must be integers >= 0", "capacity")
+        caps = self.policy.capacity_for(capacity)
+        return await self._run("login", now, {"agent": agent, "tier": tier, "cap": caps})
+
+    async def set_presence(self, agent: str, state: str, now: float | None = None) -> list[Effect]:
+        """The agent's own choice: `available` (routable, matched at once) or `away`."""
+        _check_id(agent, "agent")
+        _check_choice(state, ("available", "away"), "state")
+        return await self._run("presence", now, {"agent": agent, "state": state})
+
+    async def heartbeat(self, agent: str, now: float | None = None) -> list[Effect]:
+        """Keep the agent logged in for another `presence_ttl_s`."""
+        _check_id(agent, "agent")
+        return await self._run("heartbeat", now, {"agent": agent})
+
+    async def logout(self, agent: str, now: float | None = None) -> list[Effect]:
+        """Offline: its offers are revoked and re-queued; assigned work stays with it."""
+        _check_id(agent, "agent")
+        return await self._run("logout", now, {"agent": agent})
+
+    # -- tasks ---------------------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        task: str,
+        customer: str,
+        channel: str,
+        group: str = "normal",
+        attrs: Mapping[str, Any] | None = None,
+        last_agent: str | None = None,
+        now: float | None = None,
+    ) -> list[Effect]:
+        """Put work in line and try to match it at once. Priority comes from `attrs` by policy."""
+        _check_id(task, "task")
+        _check_id(customer, "customer")
+        _check_choice(channel, CHANNELS, "channel")
+        _check_choice(group, GROUPS, "group")
+        if last_agent is not None:
+            _check_id(last_agent, "last_agent")
+        args = {
+            "task": task,
+            "customer": customer,
+            "channel": channel,
+            "group": group,
+            "prio": self.policy.priority_of(attrs or {}),
+            "last": last_agent or "",
+        }
+        return await self._run("enqueue", now, args)
+
+    async def accept(self, reservation: str, agent: str, now: float | None = None) -> list[Effect]:
+        """The agent takes the offered task; `expired` once the deadline has passed."""
+        _check_id(reservation, "reservation")
+        _check_id(agent, "agent")
+        return await self._run("accept", now, {"res": reservation, "agent": agent})
+
+    async def reject(self, reservation: str, agent: str, now: float | None = None) -> list[Effect]:
+        """The agent declines; the task goes back to its place and is never offered to it again."""
+        _check_id(reservation, "reservation")
+        _check_id(agent, "agent")
+        return await self._run("reject", now, {"res": reservation, "agent": agent})
+
+    async def complete(self, task: str, agent: str, now: float | None = None) -> list[Effect]:
+        """The agent finished; wrap-up holds the capacity for the channel's wrap-up seconds."""
+        _check_id(task, "task")
+        _check_id(agent, "agent")
+        return await self._run("complete", now, {"task": task, "agent": agent})
+
+    async def wrapup_done(self, task: str, agent: str, now: float | None = None) -> list[Effect]:
+        """End wrap-up early and free the capacity."""
+        _check_id(task, "task")
+        _check_id(agent, "agent")
+        return await self._run("wrapup_done", now, {"task": task, "agent": agent})
+
+    async def withdraw(self, task: str, now: float | None = None) -> list[Effect]:
+        """The customer left before an agent took it (e.g. hung up): abandoned."""
+        _check_id(task, "task")
+        return await self._run("withdraw", now, {"task": task})
+
+    async def transfer(
+        self,
+        task: str,
+        agent: str,
+        to_agent: str | None = None,
+        to_tier: str | None = None,
+        now: float | None = None,
+    ) -> list[Effect]:
+        """Hand an assigned task to one agent (offered at once) or to a tier (queued for it)."""
+        _check_id(task, "task")
+        _check_id(agent, "agent")
+        if (to_agent is None) == (to_tier is None):
+            raise Invalid("give exactly one of to_agent and to_tier", "to_agent")
+        if to_agent is not None:
+            _check_id(to_agent, "to_agent")
+        if to_tier is not None:
+            _check_choice(to_tier, TIERS, "to_tier")
+        args = {"task": task, "agent": agent, "to_agent": to_agent or "", "to_tier": to_tier or ""}
+        return await self._run("transfer", now, args)
+
+    async def reclassify(self, customer: str, group: str, now: float | None = None) -> list[Effect]:
+        """Change the customer's client group; ineligible holders lose its work at once."""
+        _check_id(customer, "customer")
+        _check_choice(group, GROUPS, "group")
+        return await self._run("reclassify", now, {"customer": customer, "group": group})
+
+    async def tick(self, now: float | None = None, limit: int = 500) -> list[Effect]:
+        """Fire what is due: presence expiry, offer timeouts, wrap-up ends, widening levels.
+
+        Handles at most `limit` due items per kind; call again while it returns effects.
+        Any node may tick at any time; concurrent ticks are safe.
+        """
+        return await self._run("tick", now, {"limit": int(limit)})
+
+    # -- views -----------------------------------------------------------------------------------
+
+    async def queue_stats(self, now: float | None = None) -> list[QueueStats]:
+        """One row per channel: waiting, longest wait, counters, agents per tier and state."""
+        rows = await self._read("stats", self._now_ms(now), {})
+        return [
+            QueueStats(
+                name=row["name"],
+                waiting=int(row["waiting"]),
+                longest_wait_s=row["longest_ms"] / 1000,
+                offered=int(row["offered"]),
+                answered=int(row["answered"]),
+                answered_in_threshold=int(row["answered_sl"]),
+                abandoned=int(row["abandoned"]),
+                agents={t: dict(row["agents"].get(t) or {}) for t in TIERS},
+            )
+            for row in rows
+        ]
+
+    async def agent_view(self, agent: str) -> dict[str, Any] | None:
+        """One agent's state: tier, chosen and shown state, capacity and load per channel."""
+        result: dict[str, Any] | None = await self._read("agent", self._now_ms(None), {"agent": agent})
+        return result
+
+    async def task_view(self, task: str) -> dict[str, Any] | None:
+        """One task's state: channel, group, priority, state, agent, reservation."""
+        result: dict[str, Any] | None = await self._read("task", self._now_ms(None), {"task": task})
+        return result
+
+    async def dump(self) -> dict[str, Any]:
+        """Every task and agent, normalised — for tests and debugging, not for hot paths."""
+        result: dict[str, Any] = await self._read("dump", self._now_ms(None), {})
+        return result
+
+
+def _ids(args: Mapping[str, Any]) -> dict[str, Any]:
+    """The identifiers of an operation, for logs (never bodies or customer data)."""
+    keys = ("task", "agent", "res", "customer", "to_agent")
+    return {k: args[k] for k in keys if args.get(k)}

@@ -1,0 +1,1 @@
+"""The omniroute server: aiohttp app, ingest, engine loop, WebSocket sessions, ops."""
