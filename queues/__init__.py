@@ -27,5 +27,6 @@ def create_engine(
     if url.startswith(("redis://", "rediss://", "unix://")):
         from queues.redis import RedisEngine
 
-        return RedisEngine(policy, url, clock=clock, domain=domain)
+        engine: RoutingEngine = RedisEngine(policy, url, clock=clock, domain=domain)
+        return engine
     raise Invalid(f"engine URL must be empty, 'memory' or redis://…, not {url!r}", "redis.url")

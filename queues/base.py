@@ -169,10 +169,10 @@ class RoutingEngine(ABC):
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 - a backend without resources needs no start
         """Prepare the backend (connect, load scripts). Idempotent."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027
         """Release the backend's resources."""
 
     # -- backend hooks -----------------------------------------------------------------------
@@ -188,7 +188,7 @@ class RoutingEngine(ABC):
     # -- bookkeeping ---------------------------------------------------------------------------
 
     def _now_ms(self, now: float | None) -> int:
-        return int(round((self.clock() if now is None else now) * 1000))
+        return round((self.clock() if now is None else now) * 1000)
 
     async def _run(self, op: str, now: float | None, args: dict[str, Any]) -> list[Effect]:
         try:
@@ -351,13 +351,15 @@ class RoutingEngine(ABC):
 
     async def agent_view(self, agent: str) -> dict[str, Any] | None:
         """One agent's state: tier, chosen and shown state, capacity and load per channel."""
-        result: dict[str, Any] | None = await self._read("agent", self._now_ms(None), {"agent": agent})
-        return result
+        view: dict[str, Any] | None = await self._read(
+            "agent", self._now_ms(None), {"agent": agent}
+        )
+        return view
 
     async def task_view(self, task: str) -> dict[str, Any] | None:
         """One task's state: channel, group, priority, state, agent, reservation."""
-        result: dict[str, Any] | None = await self._read("task", self._now_ms(None), {"task": task})
-        return result
+        view: dict[str, Any] | None = await self._read("task", self._now_ms(None), {"task": task})
+        return view
 
     async def dump(self) -> dict[str, Any]:
         """Every task and agent, normalised — for tests and debugging, not for hot paths."""

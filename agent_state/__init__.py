@@ -1,0 +1,1 @@
+"""Agent state: presence, capacity per channel and what an agent is shown as."""
