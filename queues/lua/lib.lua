@@ -1,0 +1,540 @@
+-- lib.lua: the shared helpers every routing script starts with (docs/routing.md, step by step).
+-- KEYS[1] - the domain anchor: its reservation counter, omniroute:{DOMAIN}:seq
+-- ARGV[1] - the key prefix, omniroute:{DOMAIN}:
+-- ARGV[2] - now, in ms since the epoch (time is passed in; never TIME)
+-- ARGV[3] - the policy, msgpack of Policy.to_wire()
+-- ARGV[4] - the operation's arguments, msgpack map
+-- Returns (via run): msgpack of the effect rows, or of {err = code, msg = text} when refused.
+-- Records (agent:ID, task:ID) are msgpack blobs read once per script, cached, and written back
+-- at the end only when they changed; indexes (zsets, sets, hashes) are written as we go.
+-- Refusals are decided before the first write, so a refused call changes nothing.
+
+local PREFIX = ARGV[1]
+local NOW = tonumber(ARGV[2])
+local POL = cmsgpack.unpack(ARGV[3])
+local ARG = cmsgpack.unpack(ARGV[4])
+local CH = POL.channels
+local TIERS = POL.tiers
+local FX = {}
+
+-- the one key builder: omniroute:{DOMAIN}:part1:part2...
+local function key(...)
+  return PREFIX .. table.concat({...}, ':')
+end
+
+local function call(...)
+  return redis.call(...)
+end
+
+local function emit(row)
+  FX[#FX + 1] = row
+end
+
+local function refuse(code, msg)
+  return {err = code, msg = msg}
+end
+
+-- byte-wise string order (Lua's `<` follows the server locale; zsets and Python use bytes)
+local function sless(a, b)
+  if a == b then return false end
+  local n = math.min(#a, #b)
+  local i = 1
+  while i <= n do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+    i = i + 1
+  end
+  return #a < #b
+end
+
+local function sorted(list)
+  table.sort(list, sless)
+  return list
+end
+
+-- policy ------------------------------------------------------------------------------------
+
+local ALLOWED = {}
+for g, tiers in pairs(POL.elig) do
+  ALLOWED[g] = {}
+  for _, t in ipairs(tiers) do ALLOWED[g][t] = true end
+end
+local BLOCKS = {}
+for _, c in ipairs(POL.blocks) do BLOCKS[c] = true end
+
+local function allowed(g, t)
+  return ALLOWED[g] ~= nil and ALLOWED[g][t] == true
+end
+
+local function levels(g)
+  return POL.lvl[g] or {}
+end
+
+-- records -----------------------------------------------------------------------------------
+
+local AG, TK, RAW_A, RAW_T = {}, {}, {}, {}
+
+local function agent(id)
+  local a = AG[id]
+  if a == nil then
+    local raw = call('GET', key('agent', id))
+    if raw then
+      a = cmsgpack.unpack(raw)
+      RAW_A[id] = raw
+    else
+      a = false
+    end
+    AG[id] = a
+  end
+  return a or nil
+end
+
+local function task(id)
+  local t = TK[id]
+  if t == nil then
+    local raw = call('GET', key('task', id))
+    if raw then
+      t = cmsgpack.unpack(raw)
+      RAW_T[id] = raw
+    else
+      t = false
+    end
+    TK[id] = t
+  end
+  return t or nil
+end
+
+local function flush()
+  for id, a in pairs(AG) do
+    if a then
+      local raw = cmsgpack.pack(a)
+      if raw ~= RAW_A[id] then call('SET', key('agent', id), raw) end
+    end
+  end
+  for id, t in pairs(TK) do
+    if t then
+      local raw = cmsgpack.pack(t)
+      if raw ~= RAW_T[id] then call('SET', key('task', id), raw) end
+    elseif RAW_T[id] then
+      call('DEL', key('task', id))
+    end
+  end
+end
+
+-- the shared entry point: run the operation, then either refuse or write back and report
+local function main(op)
+  local err = op()
+  if err then return cmsgpack.pack(err) end
+  flush()
+  return cmsgpack.pack(FX)
+end
+
+-- derived values ----------------------------------------------------------------------------
+
+local function free(a, c)
+  if c ~= 'voice' and BLOCKS[c] and (a.load.voice or 0) > 0 then return 0 end
+  local f = (a.cap[c] or 0) - (a.load[c] or 0)
+  if f < 0 then return 0 end
+  return f
+end
+
+local function routable(a)
+  return a.chosen == 'available' and a.exp > NOW
+end
+
+local function shown_of(a)
+  if a.chosen ~= 'available' then return a.chosen end
+  local total = 0
+  for _, c in ipairs(CH) do total = total + (a.load[c] or 0) end
+  if total == 0 then return 'available' end
+  if a.wr >= total then return 'wrapup' end
+  return 'busy'
+end
+
+local LOGGED = {}
+local function logged_in(tier)
+  local n = LOGGED[tier]
+  if n == nil then
+    n = tonumber(call('HGET', key('logged'), tier) or '0')
+    LOGGED[tier] = n
+  end
+  return n
+end
+
+local function add_logged(tier, by)
+  LOGGED[tier] = tonumber(call('HINCRBY', key('logged'), tier, by))
+  return LOGGED[tier]
+end
+
+local function open_ms(g, tier)
+  local lv = levels(g)
+  local mine = lv[tier] or 0
+  if POL.empty then
+    for other, l in pairs(lv) do
+      if l < mine and logged_in(other) > 0 then return mine end
+    end
+    return 0
+  end
+  return mine
+end
+
+local function eligible_tiers(t)
+  if t.rs ~= '' then
+    if allowed(t.grp, t.rs) then return {t.rs} end
+    return {}
+  end
+  local out = {}
+  for _, tier in ipairs(TIERS) do
+    if allowed(t.grp, tier) and t.enq + open_ms(t.grp, tier) <= NOW then out[#out + 1] = tier end
+  end
+  return out
+end
+
+local function excluded(tid, aid)
+  return call('SISMEMBER', key('excl', tid), aid) == 1
+end
+
+-- (score, member) ascending, members byte-wise: the order of a sorted set
+local function before(s1, m1, s2, m2)
+  return s1 < s2 or (s1 == s2 and sless(m1, m2))
+end
+
+local PAGE = 16
+
+-- walk a sorted set from its head (scores <= max) a page at a time; stop when fn returns true
+local function walk(k, max, fn)
+  local off = 0
+  while true do
+    local rows = call('ZRANGEBYSCORE', k, '-inf', max, 'WITHSCORES', 'LIMIT', off, PAGE)
+    for i = 1, #rows, 2 do
+      if fn(rows[i], tonumber(rows[i + 1])) then return end
+    end
+    if #rows < 2 * PAGE then return end
+    off = off + PAGE
+  end
+end
+
+-- internal steps ----------------------------------------------------------------------------
+
+local function touch(a)
+  local chans = {}
+  if a.chosen == 'available' then
+    for _, c in ipairs(CH) do
+      if free(a, c) > 0 then chans[#chans + 1] = c end
+    end
+  end
+  local rsig = a.tier .. '|' .. a.idle .. '|' .. table.concat(chans, ',')
+  if rsig ~= (a.rsig or '') then
+    for _, c in ipairs(a.rc or {}) do call('ZREM', key('ready', c, a.rt), a.id) end
+    for _, c in ipairs(chans) do call('ZADD', key('ready', c, a.tier), a.idle, a.id) end
+    a.rt, a.rc, a.rsig = a.tier, chans, rsig
+  end
+  local shown = shown_of(a)
+  local cc = {}
+  if shown ~= 'offline' then
+    for _, c in ipairs(CH) do
+      if (a.cap[c] or 0) > 0 then cc[#cc + 1] = c end
+    end
+  end
+  local csig = a.tier .. '|' .. shown .. '|' .. table.concat(cc, ',')
+  if csig ~= (a.csig or '') then
+    for _, c in ipairs(a.cc or {}) do
+      local field = a.ct .. '|' .. a.cs
+      if call('HINCRBY', key('seats', c), field, -1) <= 0 then call('HDEL', key('seats', c), field) end
+    end
+    for _, c in ipairs(cc) do call('HINCRBY', key('seats', c), a.tier .. '|' .. shown, 1) end
+    a.ct, a.cs, a.cc, a.csig = a.tier, shown, cc, csig
+  end
+  if shown ~= a.shown then
+    a.shown = shown
+    emit({'presence', a.id, shown})
+  end
+end
+
+local function keep_alive(a)
+  a.exp = NOW + POL.ttl_ms
+  call('ZADD', key('due', 'alive'), a.exp, a.id)
+end
+
+local function line(t)
+  t.st, t.ag, t.res, t.hf = 'queued', '', '', ''
+  t.part = t.grp .. '|' .. t.rs .. '|' .. t.prio
+  call('ZADD', key('q', t.ch, t.part), t.enq, t.id)
+  call('SADD', key('parts', t.ch), t.part)
+  call('ZADD', key('wait', t.ch), t.enq, t.id)
+end
+
+-- take a queued task out of its partition or hold, and off its level and preference timers
+local function unline(t)
+  if t.hf ~= '' then
+    call('ZREM', key('hold', t.hf), t.id)
+    t.hf = ''
+  elseif t.part ~= '' then
+    local q = key('q', t.ch, t.part)
+    call('ZREM', q, t.id)
+    if call('ZCARD', q) == 0 then call('SREM', key('parts', t.ch), t.part) end
+  end
+  t.part = ''
+  call('ZREM', key('wait', t.ch), t.id)
+  call('ZREM', key('due', 'level'), t.id)
+  call('ZREM', key('due', 'pref'), t.id)
+end
+
+local function hold(t, l)
+  unline(t)
+  t.hf = l.id
+  call('ZADD', key('hold', l.id), t.enq, t.id)
+  call('ZADD', key('wait', t.ch), t.enq, t.id)
+  call('ZADD', key('due', 'pref'), t.pu, t.id)
+end
+
+local function offer(t, a)
+  unline(t)
+  local res = 'R' .. call('INCR', KEYS[1])
+  local deadline = NOW + POL.res_ms
+  call('HSET', key('res'), res, t.id)
+  call('ZADD', key('due', 'res'), deadline, res)
+  t.st, t.ag, t.res, t.dl = 'reserved', a.id, res, deadline
+  a.load[t.ch] = (a.load[t.ch] or 0) + 1
+  call('SADD', key('atasks', a.id), t.id)
+  a.idle = NOW
+  call('HINCRBY', key('stats', t.ch), 'offered', 1)
+  emit({'offer', res, t.id, a.id, t.ch, deadline})
+  touch(a)
+end
+
+local function free_holder(t)
+  local a = agent(t.ag)
+  a.load[t.ch] = a.load[t.ch] - 1
+  if t.st == 'wrapup' then a.wr = a.wr - 1 end
+  call('SREM', key('atasks', a.id), t.id)
+  if t.res ~= '' then
+    call('HDEL', key('res'), t.res)
+    call('ZREM', key('due', 'res'), t.res)
+  end
+  t.ag, t.res = '', ''
+  touch(a)
+  return a
+end
+
+local function schedule_level(t)
+  local due = nil
+  if t.rs == '' then
+    for tier, l in pairs(levels(t.grp)) do
+      local at = t.enq + l
+      if allowed(t.grp, tier) and at > NOW and (due == nil or at < due) then due = at end
+    end
+  end
+  if due then
+    call('ZADD', key('due', 'level'), due, t.id)
+  else
+    call('ZREM', key('due', 'level'), t.id)
+  end
+end
+
+local function match_task(t)
+  if t.last ~= '' and NOW < t.pu and t.rs == '' then
+    local l = agent(t.last)
+    if l and l.chosen ~= 'offline' and allowed(t.grp, l.tier) and not excluded(t.id, l.id) then
+      if routable(l) and free(l, t.ch) > 0 then offer(t, l) else hold(t, l) end
+      return
+    end
+    t.last = ''
+  end
+  local best, bidle = nil, nil
+  for _, tier in ipairs(eligible_tiers(t)) do
+    walk(key('ready', t.ch, tier), '+inf', function(id, idle)
+      if best and not before(idle, id, bidle, best) then return true end
+      local a = agent(id)
+      if a and routable(a) and not excluded(t.id, id) then
+        best, bidle = id, idle
+        return true
+      end
+    end)
+  end
+  if best then
+    offer(t, agent(best))
+  else
+    schedule_level(t)
+  end
+end
+
+-- the best task for an agent: held work first, then the smallest (rank, enq, id) in line
+local function best_task_for(a)
+  local found = nil
+  walk(key('hold', a.id), '+inf', function(id)
+    local t = task(id)
+    if free(a, t.ch) > 0 and allowed(t.grp, a.tier) then
+      found = t
+      return true
+    end
+  end)
+  if found then return found end
+  local brank, benq, bid = nil, nil, nil
+  for _, c in ipairs(CH) do
+    if free(a, c) > 0 then
+      for _, part in ipairs(call('SMEMBERS', key('parts', c))) do
+        local g, r, p = string.match(part, '^([^|]*)|([^|]*)|(.*)$')
+        local cutoff = nil
+        if r ~= '' then
+          if r == a.tier and allowed(g, r) then cutoff = NOW end
+        elseif allowed(g, a.tier) then
+          cutoff = NOW - open_ms(g, a.tier)
+        end
+        if cutoff then
+          local step = tonumber(p) * POL.step_ms
+          walk(key('q', c, part), cutoff, function(id, enq)
+            local rank = enq - step
+            if brank and not (rank < brank or (rank == brank and before(enq, id, benq, bid))) then
+              return true
+            end
+            if not excluded(id, a.id) then
+              brank, benq, bid = rank, enq, id
+              return true
+            end
+          end)
+        end
+      end
+    end
+  end
+  if bid then return task(bid) end
+  return nil
+end
+
+local function match_agent(a)
+  while routable(a) do
+    local t = best_task_for(a)
+    if not t then return end
+    offer(t, a)
+  end
+end
+
+local function release_holds(a)
+  for _, id in ipairs(call('ZRANGE', key('hold', a.id), 0, -1)) do
+    local t = task(id)
+    unline(t)
+    t.last = ''
+    line(t)
+    match_task(t)
+  end
+end
+
+local function requeue(t)
+  line(t)
+  match_task(t)
+end
+
+local function go_offline(a, reason)
+  if a.chosen == 'offline' then return end
+  a.chosen = 'offline'
+  local left = add_logged(a.tier, -1)
+  a.exp = 0
+  call('ZREM', key('due', 'alive'), a.id)
+  touch(a)
+  for _, id in ipairs(sorted(call('SMEMBERS', key('atasks', a.id)))) do
+    local t = task(id)
+    if t.st == 'reserved' then
+      emit({'offer.revoked', t.res, t.id, a.id, reason})
+      free_holder(t)
+      requeue(t)
+    end
+  end
+  release_holds(a)
+  if left == 0 and POL.empty then
+    -- every routable agent is in some ready(C, T); the others could not take anything anyway
+    local idle, ids = {}, {}
+    for _, c in ipairs(CH) do
+      for _, tier in ipairs(TIERS) do
+        local rows = call('ZRANGE', key('ready', c, tier), 0, -1, 'WITHSCORES')
+        for i = 1, #rows, 2 do
+          if idle[rows[i]] == nil then
+            idle[rows[i]] = tonumber(rows[i + 1])
+            ids[#ids + 1] = rows[i]
+          end
+        end
+      end
+    end
+    table.sort(ids, function(x, y) return before(idle[x], x, idle[y], y) end)
+    for _, id in ipairs(ids) do
+      local other = agent(id)
+      if routable(other) then match_agent(other) end
+    end
+  end
+end
+
+local function delete_task(t)
+  call('ZREM', key('due', 'wrap'), t.id)
+  call('ZREM', key('due', 'pref'), t.id)
+  call('ZREM', key('due', 'level'), t.id)
+  call('DEL', key('excl', t.id))
+  call('SREM', key('cust', t.cust), t.id)
+  call('SREM', key('tasks'), t.id)
+  TK[t.id] = false
+end
+
+local function finish(t)
+  local a = free_holder(t)
+  delete_task(t)
+  emit({'ended', t.id, a.id, 'completed'})
+  match_agent(a)
+end
+
+-- lookups that refuse (each returns the record, or nil and the refusal) ----------------------
+
+local function known_agent(id)
+  local a = agent(id)
+  if not a then return nil, refuse('not_found', 'agent ' .. id .. ' is not known') end
+  return a
+end
+
+local function logged_in_agent(id)
+  local a, err = known_agent(id)
+  if a and a.chosen == 'offline' then
+    return nil, refuse('conflict', 'agent ' .. id .. ' is offline; log in first')
+  end
+  return a, err
+end
+
+local function known_task(id)
+  local t = task(id)
+  if not t then return nil, refuse('not_found', 'task ' .. id .. ' is not known') end
+  return t
+end
+
+local function reservation(res, aid)
+  local tid = call('HGET', key('res'), res)
+  if not tid then return nil, refuse('not_found', 'reservation ' .. res .. ' is not known') end
+  local t = task(tid)
+  if t.ag ~= aid then return nil, refuse('forbidden', 'reservation ' .. res .. ' is not yours') end
+  if NOW >= t.dl then return nil, refuse('expired', 'reservation ' .. res .. ' has expired') end
+  return t
+end
+
+local function held_task(id, aid, state)
+  local t, err = known_task(id)
+  if not t then return nil, err end
+  if t.ag ~= aid then return nil, refuse('forbidden', 'task ' .. id .. ' is not held by you') end
+  if t.st ~= state then
+    return nil, refuse('conflict', 'task ' .. id .. ' is ' .. t.st .. ', not ' .. state)
+  end
+  return t
+end
+
+-- views -------------------------------------------------------------------------------------
+
+local function agent_view(a)
+  local cap, load = {}, {}
+  for _, c in ipairs(CH) do
+    cap[c] = a.cap[c] or 0
+    load[c] = a.load[c] or 0
+  end
+  return {id = a.id, tier = a.tier, chosen = a.chosen, state = a.shown, cap = cap, load = load,
+          wrapups = a.wr, idle_ms = a.idle, exp_ms = a.exp}
+end
+
+local function task_view(t)
+  return {id = t.id, customer = t.cust, channel = t.ch, group = t.grp, prio = t.prio,
+          enq_ms = t.enq, state = t.st, agent = t.ag, res = t.res, restrict = t.rs,
+          last = t.last, held_for = t.hf,
+          excluded = sorted(call('SMEMBERS', key('excl', t.id)))}
+end

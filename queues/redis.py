@@ -1,0 +1,174 @@
+"""The Redis engine: any number of router processes share one routing domain. See `queues.base`.
+
+Why it looks the way it does:
+
+* **One operation, one script call.** Every decision of `docs/routing.md` runs inside one Lua
+  script (`queues/lua/lib.lua` followed by the operation's file), so two routers can never hand
+  one task to two agents, and an operation costs one round trip (`EVALSHA`).
+* **One hash tag per domain.** Every key is `omniroute:{DOMAIN}:…`; KEYS[1] is the domain's
+  reservation counter, which routes the call to the node that holds the whole domain, so it
+  runs on Redis Cluster too. The scripts build the other keys from the same prefix.
+* **Time is an argument.** The scripts never call `TIME`: `now_ms` comes from the caller, so
+  every node and every test sees the same decisions as the memory engine.
+* **msgpack both ways.** The policy is packed once per engine; arguments, records and results
+  are msgpack. A refused operation returns `{err, msg}` having changed nothing; it is raised
+  here as the matching `queues.errors` class.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import msgpack
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+
+from queues.base import RawEffect, RoutingEngine
+from queues.errors import Invalid, from_code
+from queues.policy import Policy
+
+OPS = (
+    "login",
+    "presence",
+    "heartbeat",
+    "logout",
+    "enqueue",
+    "accept",
+    "reject",
+    "complete",
+    "wrapup_done",
+    "withdraw",
+    "transfer",
+    "reclassify",
+    "tick",
+)
+VIEWS = ("stats", "agent", "task", "dump")
+PURGE_BATCH = 500
+_GLOB_SPECIAL = "\\*?[]"
+
+
+@cache
+def script_source(name: str) -> str:
+    """The full text of one script: the shared helpers, then the operation or view."""
+    lua = resources.files("queues") / "lua"
+    return (lua / "lib.lua").read_text("utf-8") + "\n" + (lua / f"{name}.lua").read_text("utf-8")
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + ch if ch in _GLOB_SPECIAL else ch for ch in text)
+
+
+class RedisEngine(RoutingEngine):
+    """See `queues.base.RoutingEngine`; the algorithm is `docs/routing.md`."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        url: str | None = None,
+        *,
+        client: aioredis.Redis[bytes] | None = None,
+        clock: Callable[[], float] = time.time,
+        domain: str = "default",
+    ) -> None:
+        super().__init__(policy, clock=clock, domain=domain)
+        if url is None and client is None:
+            raise Invalid("the Redis engine needs a redis:// URL or a client", "redis.url")
+        self._url = url
+        self._client = client
+        self._owned = False
+        self._prefix = f"omniroute:{{{self.domain}}}:"
+        self._anchor = self._key("seq")
+        self._policy = msgpack.packb(policy.to_wire())
+        self._scripts: dict[str, AsyncScript] = {}
+
+    def _key(self, *parts: str) -> str:
+        """The one place key names are made; `key()` in lib.lua mirrors it."""
+        return self._prefix + ":".join(parts)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect (when given a URL) and register the scripts once for this client."""
+        if self._client is None:
+            assert self._url is not None
+            self._client = aioredis.from_url(self._url, decode_responses=False)
+            self._owned = True
+        if not self._scripts:
+            client = self._client
+            self._scripts = {
+                name: client.register_script(script_source(name)) for name in OPS + VIEWS
+            }
+
+    async def close(self) -> None:
+        """Close the client only if this engine created it."""
+        if self._owned and self._client is not None:
+            await self._client.connection_pool.disconnect()
+            self._client = None
+            self._owned = False
+            self._scripts = {}
+
+    async def ping(self) -> bool:
+        """One PING: is Redis reachable? Errors of the connection count as not ready."""
+        await self.start()
+        assert self._client is not None
+        try:
+            return bool(await self._client.ping())
+        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError):
+            return False
+
+    async def purge(self) -> None:
+        """Delete every key of this domain (SCAN + UNLINK in batches; never KEYS)."""
+        await self.start()
+        assert self._client is not None
+        batch: list[bytes] = []
+        async for name in self._client.scan_iter(
+            match=_glob_escape(self._prefix) + "*", count=PURGE_BATCH
+        ):
+            batch.append(name)
+            if len(batch) >= PURGE_BATCH:
+                await self._client.unlink(*batch)
+                batch = []
+        if batch:
+            await self._client.unlink(*batch)
+
+    # -- backend hooks -----------------------------------------------------------------------
+
+    async def _eval(self, name: str, now_ms: int, args: Mapping[str, Any]) -> Any:
+        if not self._scripts:
+            await self.start()
+        packed = msgpack.packb(dict(args))
+        raw = await self._scripts[name](
+            keys=[self._anchor], args=[self._prefix, now_ms, self._policy, packed]
+        )
+        return msgpack.unpackb(raw, raw=False)
+
+    async def _call(self, op: str, now_ms: int, args: Mapping[str, Any]) -> list[RawEffect]:
+        if op not in OPS:
+            raise ValueError(f"unknown operation {op!r}")
+        result = await self._eval(op, now_ms, args)
+        if isinstance(result, dict):
+            raise from_code(str(result["err"]), str(result["msg"]))
+        effects: list[RawEffect] = result
+        return effects
+
+    async def _read(self, op: str, now_ms: int, args: Mapping[str, Any]) -> Any:
+        if op not in VIEWS:
+            raise ValueError(f"unknown view {op!r}")
+        result = await self._eval(op, now_ms, args)
+        if op == "stats":
+            for row in result:
+                row["agents"] = _as_map(row["agents"])
+        elif op == "dump":
+            result = {
+                kind: dict(sorted(_as_map(result[kind]).items())) for kind in ("tasks", "agents")
+            }
+        return result
+
+
+def _as_map(value: Any) -> dict[str, Any]:
+    """Lua's cmsgpack packs an empty table as an empty array; the views mean an empty map."""
+    return dict(value) if value else {}
