@@ -25,6 +25,7 @@ node and every test sees the same decisions. Router nodes need NTP-synchronised 
 
 from __future__ import annotations
 
+import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -41,6 +42,7 @@ log = structlog.get_logger("omniroute.queues")
 RawEffect = Sequence[Any]
 PresenceState = Literal["offline", "available", "away", "busy", "wrapup"]
 MAX_ID = 200
+DOMAIN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,10 @@ class RoutingEngine(ABC):
     ) -> None:
         self.policy = policy
         self.clock = clock
-        self.domain = _check_id(domain, "domain")
+        if not isinstance(domain, str) or not DOMAIN_RE.fullmatch(domain):
+            # The domain becomes the Redis Cluster hash tag: braces would break it.
+            raise Invalid("domain must be 1-64 of A-Z a-z 0-9 _ . : - (no braces)", "domain")
+        self.domain = domain
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -174,6 +179,10 @@ class RoutingEngine(ABC):
 
     async def close(self) -> None:  # noqa: B027
         """Release the backend's resources."""
+
+    async def ping(self) -> bool:
+        """True when the backend answers (readiness); the memory engine always does."""
+        return True
 
     # -- backend hooks -----------------------------------------------------------------------
 

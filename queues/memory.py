@@ -291,7 +291,7 @@ class MemoryEngine(RoutingEngine):
     def _best_task_for(self, a: _Agent) -> _Task | None:
         for _enq, task_id in self._holds.get(a.id, ()):
             held = self._tasks[task_id]
-            if self._free(a, held.channel) > 0:
+            if self._free(a, held.channel) > 0 and self.policy.allowed(held.group, a.tier):
                 return held
         best: tuple[int, int, str] | None = None
         for channel in CHANNELS:

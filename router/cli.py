@@ -1,0 +1,264 @@
+"""The `omniroute` command: serve | token | check-config.
+
+A bad setting or argument ends the command with one line on stderr and exit code 2, never a
+traceback. Logs are structlog: JSON lines when stderr is not a terminal, readable when it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any, NoReturn, TextIO
+
+import jwt
+import structlog
+
+from queues import create_engine
+from queues.base import MAX_ID
+from queues.errors import RoutingError
+from queues.policy import TIERS
+from router.settings import (
+    Override,
+    Settings,
+    SettingsError,
+    describe_engine,
+    load_settings,
+)
+
+USAGE_ERROR = 2
+ROLES = ("agent", "supervisor", "ops")
+DEFAULT_TTL_S = 8 * 3600
+MIN_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
+
+log = structlog.get_logger("omniroute.cli")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (no usage block) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number of seconds, got {text!r}"
+        ) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def _identifier(text: str) -> str:
+    if not text or len(text) > MAX_ID or text != text.strip():
+        raise argparse.ArgumentTypeError(
+            f"must be 1-{MAX_ID} characters without surrounding spaces, got {text!r}"
+        )
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="omniroute", description="Real-time omnichannel routing server.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    config_help = "TOML file read on top of the shipped defaults (default: $OMNIROUTE_CONFIG)"
+
+    serve = commands.add_parser("serve", help="run the server")
+    serve.add_argument("--host", help="address to listen on (overrides [server] host)")
+    serve.add_argument("--port", help="TCP port to listen on (overrides [server] port)")
+    serve.add_argument("--redis", metavar="URL", help="redis://… for the Redis engine, or memory")
+    serve.add_argument("--config", metavar="FILE", help=config_help)
+
+    token = commands.add_parser("token", help="print a signed agent or ops token (JWT HS256)")
+    token.add_argument("--agent", required=True, type=_identifier, help="agent id (claim sub)")
+    token.add_argument("--tier", required=True, choices=TIERS)
+    token.add_argument("--name", type=_identifier, help="display name (default: the agent id)")
+    token.add_argument("--role", choices=ROLES, default="agent")
+    token.add_argument(
+        "--ttl", type=_positive_int, default=DEFAULT_TTL_S, metavar="SECONDS", help="default 8 h"
+    )
+    token.add_argument("--skills", help="comma-separated skill names")
+    token.add_argument("--endpoint", help="the agent's phone endpoint for voice (claim endpoint)")
+    token.add_argument("--config", metavar="FILE", help=config_help)
+
+    check = commands.add_parser("check-config", help="validate a settings file and summarise it")
+    check.add_argument("file", metavar="FILE")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    env = os.environ
+    try:
+        if args.command == "serve":
+            return _serve(args, env)
+        if args.command == "token":
+            return _token(args, env)
+        return _check_config(args.file, env)
+    except SettingsError as exc:
+        print(f"omniroute {args.command}: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+
+
+# -- serve ------------------------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    flags = [
+        Override("--host", "server", "host", args.host),
+        Override("--port", "server", "port", args.port),
+        Override("--redis", "redis", "url", args.redis),
+    ]
+    path = args.config or env.get("OMNIROUTE_CONFIG") or None
+    settings = load_settings(path, env, overrides=[f for f in flags if f.text is not None])
+
+    from router.app import create_app, new_event_loop, serve
+
+    configure_logging(sys.stderr)
+    try:
+        engine = create_engine(settings.policy, settings.redis.url, domain=settings.domain)
+    except RoutingError as exc:
+        print(f"omniroute serve: {exc.field or 'engine'}: {exc.message}", file=sys.stderr)
+        return USAGE_ERROR
+    loop, loop_name = new_event_loop()
+    host, port = settings.server.host, settings.server.port
+    log.info(
+        "omniroute.serve",
+        engine=describe_engine(settings),
+        listen=f"http://{_host_port(host, port)}",
+        domain=settings.domain,
+        config=settings.source or "defaults",
+        loop=loop_name,
+    )
+    if settings.jwt_secret and len(settings.jwt_secret.encode()) < MIN_SECRET_BYTES:
+        log.warning("settings.short_secret", key="[jwt] secret", min_bytes=MIN_SECRET_BYTES)
+    try:
+        serve(create_app(settings, engine), host, port, loop)
+    except OSError as exc:  # the port is taken, the address is not ours, …
+        log.error("omniroute.listen_failed", listen=_host_port(host, port), error=str(exc))
+        return 1
+    log.info("omniroute.stopped")
+    return 0
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def configure_logging(stream: TextIO) -> None:
+    """structlog for our events and for the stdlib loggers (aiohttp, asyncio) alike."""
+    renderer: Any
+    if stream.isatty():
+        renderer = structlog.dev.ConsoleRenderer()
+        tracebacks: list[Any] = []
+    else:
+        renderer = structlog.processors.JSONRenderer()
+        tracebacks = [structlog.processors.format_exc_info]
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    structlog.configure(
+        processors=[*shared, *tracebacks, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                *tracebacks,
+                renderer,
+            ],
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+
+
+# -- token ------------------------------------------------------------------------------------
+
+
+def _token(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    path = args.config or env.get("OMNIROUTE_CONFIG") or None
+    settings = load_settings(path, env)
+    if not settings.jwt_secret:
+        print(
+            "omniroute token: no signing secret: set OMNIROUTE_JWT_SECRET (or [jwt] secret)",
+            file=sys.stderr,
+        )
+        return USAGE_ERROR
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "sub": args.agent,
+        "tier": args.tier,
+        "name": args.name or args.agent,
+        "role": args.role,
+        "iat": now,
+        "exp": now + args.ttl,
+    }
+    if args.skills is not None:
+        claims["skills"] = [s.strip() for s in args.skills.split(",") if s.strip()]
+    if args.endpoint:
+        claims["endpoint"] = args.endpoint
+    if len(settings.jwt_secret.encode()) < MIN_SECRET_BYTES:
+        print(
+            f"omniroute token: warning: the secret is shorter than {MIN_SECRET_BYTES} bytes",
+            file=sys.stderr,
+        )
+    with warnings.catch_warnings():  # PyJWT's own key-length warning, said above in one line
+        warnings.simplefilter("ignore", UserWarning)
+        print(jwt.encode(claims, settings.jwt_secret, algorithm="HS256"))
+    return 0
+
+
+# -- check-config -----------------------------------------------------------------------------
+
+
+def _check_config(path: str, env: Mapping[str, str]) -> int:
+    settings = load_settings(path, env)
+    print(f"ok: {path}")
+    for line in summary(settings):
+        print(f"  {line}")
+    return 0
+
+
+def summary(settings: Settings) -> list[str]:
+    """What the server would run with, in a few lines; secrets only as set / not set."""
+    policy = settings.policy
+
+    def secs(value: float) -> str:
+        return f"{value:g} s"
+
+    def is_set(secret: str) -> str:
+        return "set" if secret else "not set"
+
+    eligibility = "; ".join(f"{g} {','.join(t)}" for g, t in policy.eligibility.items())
+    capacity = ", ".join(f"{c} {n}" for c, n in policy.capacity.items())
+    return [
+        f"engine: {describe_engine(settings)}",
+        f"listen: {_host_port(settings.server.host, settings.server.port)}",
+        f"domain: {settings.domain}",
+        f"reservation timeout: {secs(policy.reservation_timeout_s)}",
+        f"presence ttl: {secs(policy.presence_ttl_s)}",
+        f"eligibility: {eligibility}",
+        f"capacity: {capacity}",
+        f"priority rules: {len(policy.priority_rules)}",
+        f"secrets: jwt {is_set(settings.jwt_secret)}, webhook {is_set(settings.webhook_secret)}",
+    ]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
