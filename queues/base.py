@@ -218,8 +218,9 @@ class RoutingEngine(ABC):
     ) -> list[Effect]:
         """Register the agent (tier, capacity) as logged in and `away`; idempotent per agent.
 
-        A second login of a logged-in agent (another desktop) keeps its state; a changed tier
-        re-checks the hard filter of everything it holds, as `reclassify` does.
+        A second login of a logged-in agent (another desktop) keeps its state. A changed tier is
+        refused (`Conflict`) while the agent holds reserved or assigned work, so no tier change
+        can ever carry work past the hard filter.
         """
         _check_id(agent, "agent")
         _check_choice(tier, TIERS, "tier")
