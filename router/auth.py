@@ -1,0 +1,89 @@
+"""Tokens and signatures: JWT (HS256) for agents and ops, HMAC-SHA256 for adapters.
+
+Tier, id and role come from verified claims only — never from anything a client says later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from typing import Any
+
+import jwt
+
+from queues.policy import CHANNELS, TIERS
+from router.service import AgentIdentity
+
+ROLES = ("agent", "supervisor", "ops")
+SIGNATURE_HEADER = "X-Omniroute-Signature"
+
+
+class AuthError(Exception):
+    """Raised when a token or signature is refused; `code` is unauthorized or forbidden."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def verify_token(token: str, secret: str) -> AgentIdentity:
+    """Decode and check an HS256 token; the claims become the identity."""
+    if not secret:
+        raise AuthError("unauthorized", "the server has no JWT secret configured")
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token, secret, algorithms=["HS256"], options={"require": ["sub", "exp"]}
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise AuthError("unauthorized", "token expired") from exc
+    except jwt.InvalidTokenError as exc:
+        raise AuthError("unauthorized", "invalid token") from exc
+    return identity_from_claims(claims)
+
+
+def identity_from_claims(claims: Mapping[str, Any]) -> AgentIdentity:
+    """Validate claim shapes; a token with a bad tier or role is refused, not guessed."""
+    sub, tier, role = claims.get("sub"), claims.get("tier"), claims.get("role", "agent")
+    if not isinstance(sub, str) or not sub or len(sub) > 200:
+        raise AuthError("unauthorized", "token sub must be a non-empty string")
+    if role not in ROLES:
+        raise AuthError("unauthorized", f"token role must be one of {', '.join(ROLES)}")
+    if tier not in TIERS:
+        raise AuthError("unauthorized", f"token tier must be one of {', '.join(TIERS)}")
+    skills = claims.get("skills") or []
+    if not isinstance(skills, list) or not all(isinstance(s, str) for s in skills):
+        raise AuthError("unauthorized", "token skills must be a list of strings")
+    capacity = claims.get("capacity")
+    if capacity is not None and (
+        not isinstance(capacity, dict)
+        or not all(
+            c in CHANNELS and isinstance(n, int) and not isinstance(n, bool) and n >= 0
+            for c, n in capacity.items()
+        )
+    ):
+        raise AuthError("unauthorized", "token capacity must map channels to integers >= 0")
+    endpoint = claims.get("endpoint")
+    name = claims.get("name")
+    return AgentIdentity(
+        id=sub,
+        tier=str(tier),
+        name=name if isinstance(name, str) else sub,
+        role=str(role),
+        skills=tuple(skills),
+        capacity=dict(capacity) if capacity is not None else None,
+        endpoint=endpoint if isinstance(endpoint, str) else None,
+    )
+
+
+def sign(body: bytes, secret: str) -> str:
+    """The signature header value for a body: `sha256=<hex HMAC-SHA256>`."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def signature_ok(body: bytes, header: str | None, secret: str) -> bool:
+    """Constant-time check of `X-Omniroute-Signature` over the raw body."""
+    if not secret or not header:
+        return False
+    return hmac.compare_digest(sign(body, secret).encode(), header.strip().encode())

@@ -1,0 +1,43 @@
+"""Wire error codes → HTTP status and WebSocket close codes, in one table.
+
+Close codes follow one rule a client can act on without knowing each code:
+4000-4499 "reconnect (after a back-off)", 4500-4999 "do not reconnect with these credentials".
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# code → HTTP status
+HTTP_STATUS: Final[dict[str, int]] = {
+    "invalid": 400,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "conflict": 409,
+    "expired": 410,
+    "too_large": 413,
+    "rate_limited": 429,
+    "unavailable": 503,
+    "internal": 500,
+}
+
+# WebSocket close codes (RFC 6455 1009 for oversized frames stays standard)
+CLOSE_DRAINING: Final = 4000  # the node is shutting down: reconnect (to any node)
+CLOSE_HEARTBEAT: Final = 4001  # no pong in time: reconnect
+CLOSE_RATE_LIMITED: Final = 4029  # too many frames: reconnect after a back-off
+CLOSE_REPLACED: Final = 4002  # reserved: a newer session took over
+CLOSE_UNAUTHORIZED: Final = 4501  # bad or expired token: get a new one first
+CLOSE_FORBIDDEN: Final = 4503  # origin or role not allowed: do not retry
+CLOSE_PROTOCOL: Final = 4502  # no acceptable subprotocol / broken framing: do not retry
+CLOSE_TOO_BIG: Final = 1009
+
+
+def http_status(code: str) -> int:
+    """HTTP status of a wire error code (500 for an unknown one)."""
+    return HTTP_STATUS.get(code, 500)
+
+
+def error_body(code: str, message: str, field: str | None = None) -> dict[str, object]:
+    """The contract's error shape: {"error": {"code", "message", "field"}}."""
+    return {"error": {"code": code, "message": message, "field": field}}

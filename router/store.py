@@ -1,0 +1,270 @@
+"""The server's storage contract: event log, customers, conversations, history, outboxes.
+
+Two backends, like the routing engines: `router.store_memory.MemoryStore` (one process) and
+`router.store_redis.RedisStore` (durable, shared by every router node). `tests/test_store.py`
+runs the same suite against both. `docs/server.md` describes how the server uses them.
+
+Guarantees every backend gives:
+
+* `ingest` is atomic per batch: every event is either new (deduplicated by event id for
+  `dedupe_s`, and by email Message-ID), resolved to a customer and a conversation, and appended
+  to the durable log — or a duplicate that changes nothing and reports the original's
+  conversation. With Redis the log is a Stream: once `ingest` returns, the events survive the
+  death of any router node.
+* The log is consumed through one consumer group: each entry goes to one consumer; entries a
+  consumer took and never acknowledged for `claim_idle_ms` are handed to another (`read_log`
+  reclaims them first), so a node killed mid-work delays events but never loses them.
+* `apply_inbound` is idempotent per event id: re-applying a reclaimed entry appends nothing twice.
+* Customer edits are versioned: `update_customer` with a stale version raises `StaleVersion`
+  carrying the current customer; nothing is overwritten silently.
+* Outboxes number frames per agent (`seq` 1, 2, 3 …) and keep the last `outbox_keep` of them;
+  `outbox_since` says whether the gap after `since` could be replayed in full.
+* Logs and caches hold identifiers only; bodies live in history alone.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+PROFILE_FIELDS = (
+    "client_group",
+    "coins",
+    "top_up",
+    "birthday",
+    "gender",
+    "phone_verified",
+    "zip",
+    "city",
+    "state",
+    "country",
+    "hot",
+    "online",
+    "last_ip",
+    "signup_date",
+)
+EDITABLE_FIELDS = ("first_name", "residence_city", "job", "vcard")
+CONVERSATION_STATES = ("queued", "offered", "assigned", "wrapup", "closed")
+
+
+@dataclass(frozen=True)
+class InboundEvent:
+    """One validated adapter event (see DESIGN.md, `POST /v1/events`)."""
+
+    id: str
+    type: str  # message | call.offered | call.answered | call.ended
+    channel: str  # chat | sms | email | voice
+    sender: str  # the customer's address ("from"), normalised by the channel
+    customer_id: str | None = None
+    site: str | None = None
+    profile: Mapping[str, Any] = field(default_factory=dict)
+    subject: str | None = None
+    body: str | None = None
+    message_id: str | None = None
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+    occurred_at: str | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)  # channel extras (call_id, to, …)
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """What `ingest` decided for one event."""
+
+    event: str
+    conversation: str
+    customer: str
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One entry of the durable event log, as a consumer reads it."""
+
+    entry_id: str
+    event: InboundEvent
+    conversation: str
+    customer: str
+
+
+@dataclass(frozen=True)
+class Interaction:
+    """One message or call step in a customer's history."""
+
+    id: str
+    conversation: str
+    channel: str
+    direction: str  # in | out
+    at: str  # RFC 3339
+    body: str | None = None
+    subject: str | None = None
+    type: str = "message"
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def wire(self) -> dict[str, Any]:
+        """The `interaction` object of the agent protocol."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "conversation": self.conversation,
+            "channel": self.channel,
+            "direction": self.direction,
+            "type": self.type,
+            "body": self.body,
+            "subject": self.subject,
+            "at": self.at,
+        }
+        if self.meta:
+            out["meta"] = dict(self.meta)
+        return out
+
+
+@dataclass(frozen=True)
+class Customer:
+    """A customer: profile fields from events, agent-editable fields, counters, a version."""
+
+    id: str
+    version: int
+    client_group: str = "normal"
+    site: str | None = None
+    profile: Mapping[str, Any] = field(default_factory=dict)
+    editable: Mapping[str, str] = field(default_factory=dict)
+    messages_in: int = 0
+    messages_out: int = 0
+    addresses: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """One active-or-closed conversation of a customer across every channel."""
+
+    id: str
+    customer: str
+    state: str  # see CONVERSATION_STATES
+    agent: str | None
+    channels: tuple[str, ...]
+    last_channel: str
+    created_at: str
+    last_agent: str | None = None  # the agent of the customer's previous conversation
+
+
+class StoreError(Exception):
+    """Raised when the store refuses an operation; nothing was changed."""
+
+
+class StaleVersion(StoreError):
+    """Raised when a customer edit was based on an old version; carries the current one."""
+
+    def __init__(self, current: Customer) -> None:
+        super().__init__(f"customer {current.id} is at version {current.version}")
+        self.current = current
+
+
+class UnknownCustomer(StoreError):
+    """Raised when the customer named does not exist."""
+
+
+class UnknownConversation(StoreError):
+    """Raised when the conversation named does not exist."""
+
+
+Wake = Callable[[str, int], Awaitable[None] | None]
+
+
+class Store(ABC):
+    """See the module docstring for the guarantees; backends implement every method."""
+
+    dedupe_s: int = 86_400
+    claim_idle_ms: int = 30_000
+    outbox_keep: int = 1_000
+
+    async def start(self) -> None:  # noqa: B027 - the memory store has nothing to start
+        """Connect, load scripts, create the consumer group. Idempotent."""
+
+    async def close(self) -> None:  # noqa: B027
+        """Release connections and subscriptions."""
+
+    # -- ingest and the durable log ------------------------------------------------------------
+
+    @abstractmethod
+    async def ingest(self, events: Sequence[InboundEvent], now_ms: int) -> list[Ingested]:
+        """Deduplicate, resolve identity → customer → active conversation, append to the log.
+
+        Identity: an address (`sender`) names at most one customer; an event with a
+        `customer_id` links a new address to that customer. Email: a Message-ID seen before is
+        a duplicate; In-Reply-To/References of a known message thread into that message's
+        conversation while it is open. A customer has at most one open conversation.
+        """
+
+    @abstractmethod
+    async def read_log(self, consumer: str, count: int, block_ms: int) -> list[LogEntry]:
+        """Entries for this consumer: first ones reclaimed from dead consumers, then new ones."""
+
+    @abstractmethod
+    async def ack_log(self, entry_ids: Sequence[str]) -> None:
+        """Mark entries processed; they are never handed out again."""
+
+    # -- customers, conversations, history -----------------------------------------------------
+
+    @abstractmethod
+    async def apply_inbound(self, entry: LogEntry, now_ms: int) -> tuple[Conversation, Customer]:
+        """Append the event's interaction to the customer's history (once per event id), merge
+        its profile fields, count `messages_in` for messages, add its channel to the
+        conversation. Returns the conversation and customer after the change."""
+
+    @abstractmethod
+    async def conversation(self, conversation_id: str) -> Conversation | None:
+        """The conversation, or None."""
+
+    @abstractmethod
+    async def history(self, customer_id: str, limit: int) -> list[Interaction]:
+        """The customer's last `limit` interactions over every conversation, oldest first."""
+
+    @abstractmethod
+    async def customer(self, customer_id: str) -> Customer | None:
+        """The customer, or None."""
+
+    @abstractmethod
+    async def update_customer(
+        self, customer_id: str, version: int, fields: Mapping[str, str]
+    ) -> Customer:
+        """Apply agent edits (EDITABLE_FIELDS) if `version` is current; bump the version."""
+
+    @abstractmethod
+    async def set_group(self, customer_id: str, group: str) -> Customer:
+        """Set the client group (normal, SIC, CSC); bumps the version."""
+
+    @abstractmethod
+    async def add_outbound(
+        self, conversation_id: str, channel: str, body: str, agent: str, now_ms: int
+    ) -> Interaction:
+        """Store an agent's reply in history and count `messages_out`."""
+
+    @abstractmethod
+    async def set_state(self, conversation_id: str, state: str, agent: str | None) -> None:
+        """Move the conversation along its lifecycle; `closed` frees the customer for a new one
+        and remembers `agent` as the customer's last agent."""
+
+    # -- per-agent outboxes --------------------------------------------------------------------
+
+    @abstractmethod
+    async def push(self, frames: Sequence[tuple[str, Mapping[str, Any]]]) -> list[int]:
+        """Append frames (agent, frame without seq) to their agents' outboxes; return the seqs
+        given, and wake every listener of those agents (on any node)."""
+
+    @abstractmethod
+    async def since(self, agent: str, seq: int) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
+        """Frames after `seq`, oldest first, and whether nothing after `seq` was trimmed."""
+
+    @abstractmethod
+    async def head(self, agent: str) -> int:
+        """The last seq given to the agent (0 when none)."""
+
+    @abstractmethod
+    async def listen(self, agent: str, wake: Wake) -> None:
+        """Call `wake(agent, seq)` whenever frames are pushed for the agent (any node)."""
+
+    @abstractmethod
+    async def unlisten(self, agent: str, wake: Wake) -> None:
+        """Stop calling `wake` for the agent."""
