@@ -77,7 +77,7 @@ class Assigned:
 
 @dataclass(frozen=True)
 class AssignmentRevoked:
-    """The agent lost an assigned task: `reclassified` or `transferred`."""
+    """The agent lost an assigned task: `reclassified`, `transferred` or `released`."""
 
     task: str
     agent: str
@@ -326,6 +326,13 @@ class RoutingEngine(ABC):
         args = {"task": task, "agent": agent, "to_agent": to_agent or "", "to_tier": to_tier or ""}
         return await self._run("transfer", now, args)
 
+    async def release(self, task: str, agent: str, now: float | None = None) -> list[Effect]:
+        """The agent gives an assigned task back (e.g. its desktop stayed away too long): the
+        task goes back in line with its waiting time; `assignment.revoked` reason `released`."""
+        _check_id(task, "task")
+        _check_id(agent, "agent")
+        return await self._run("release", now, {"task": task, "agent": agent})
+
     async def reclassify(self, customer: str, group: str, now: float | None = None) -> list[Effect]:
         """Change the customer's client group; ineligible holders lose its work at once."""
         _check_id(customer, "customer")
@@ -360,11 +367,17 @@ class RoutingEngine(ABC):
         ]
 
     async def agent_view(self, agent: str) -> dict[str, Any] | None:
-        """One agent's state: tier, chosen and shown state, capacity and load per channel."""
+        """One agent's state: tier, chosen and shown state, capacity and load per channel, and
+        the tasks it holds (reserved, assigned or in wrap-up)."""
         view: dict[str, Any] | None = await self._read(
             "agent", self._now_ms(None), {"agent": agent}
         )
         return view
+
+    async def agents(self) -> list[dict[str, Any]]:
+        """Every agent's view (as `agent_view`), by id — for ops; one round trip."""
+        views: list[dict[str, Any]] = await self._read("agents", self._now_ms(None), {})
+        return views
 
     async def task_view(self, task: str) -> dict[str, Any] | None:
         """One task's state: channel, group, priority, state, agent, reservation."""

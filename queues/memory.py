@@ -138,6 +138,8 @@ class MemoryEngine(RoutingEngine):
         if op == "task":
             task = self._tasks.get(args["task"])
             return self._task_view(task) if task else None
+        if op == "agents":
+            return [self._agent_view(a) for _, a in sorted(self._agents.items())]
         if op == "dump":
             return {
                 "tasks": {k: self._task_view(t) for k, t in sorted(self._tasks.items())},
@@ -557,6 +559,13 @@ class MemoryEngine(RoutingEngine):
             self._requeue(t)
         self._match_agent(source)
 
+    def _op_release(self, args: Mapping[str, Any]) -> None:
+        t = self._held_task(args["task"], args["agent"], "assigned")
+        self._fx.append(["assignment.revoked", t.id, t.agent, "released"])
+        holder = self._free_holder(t)
+        self._requeue(t)
+        self._match_agent(holder)
+
     def _op_reclassify(self, args: Mapping[str, Any]) -> None:
         group = args["group"]
         allowed = self.policy.allowed
@@ -647,6 +656,7 @@ class MemoryEngine(RoutingEngine):
             "wrapups": a.wrapups,
             "idle_ms": a.idle,
             "exp_ms": a.exp,
+            "tasks": sorted(a.tasks),
         }
 
     @staticmethod

@@ -44,9 +44,10 @@ OPS = (
     "withdraw",
     "transfer",
     "reclassify",
+    "release",
     "tick",
 )
-VIEWS = ("stats", "agent", "task", "dump")
+VIEWS = ("stats", "agent", "agents", "task", "dump")
 PURGE_BATCH = 500
 _GLOB_SPECIAL = "\\*?[]"
 

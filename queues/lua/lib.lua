@@ -529,7 +529,8 @@ local function agent_view(a)
     load[c] = a.load[c] or 0
   end
   return {id = a.id, tier = a.tier, chosen = a.chosen, state = a.shown, cap = cap, load = load,
-          wrapups = a.wr, idle_ms = a.idle, exp_ms = a.exp}
+          wrapups = a.wr, idle_ms = a.idle, exp_ms = a.exp,
+          tasks = sorted(call('SMEMBERS', key('atasks', a.id)))}
 end
 
 local function task_view(t)

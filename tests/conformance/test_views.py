@@ -21,7 +21,18 @@ TASK_FIELDS = {
     "held_for",
     "excluded",
 }
-AGENT_FIELDS = {"id", "tier", "chosen", "state", "cap", "load", "wrapups", "idle_ms", "exp_ms"}
+AGENT_FIELDS = {
+    "id",
+    "tier",
+    "chosen",
+    "state",
+    "cap",
+    "load",
+    "wrapups",
+    "idle_ms",
+    "exp_ms",
+    "tasks",
+}
 
 
 async def test_unknown_ids_have_no_view(engine: RoutingEngine) -> None:
