@@ -2,15 +2,51 @@
 
 `Service` joins the routing engine (`queues`), the store (`router.store`) and the outbound
 channel ports (`channels.base`). The HTTP and WebSocket modules (`ingest.py`, `agent_ws.py`,
-`ops.py`) decode what arrives and call it; it answers with data and pushes frames to agents'
-outboxes, from where every node's sessions deliver them. See `docs/server.md`.
+`ops.py`) decode what arrives and call it; it answers by pushing frames to agents' outboxes,
+from where every node's sessions deliver them. See `docs/server.md`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Any
+
+import structlog
+
+from channels.base import OutboundMessage, OutboundPort, RecordingPort
+from queues.base import (
+    Assigned,
+    AssignmentRevoked,
+    Effect,
+    Offer,
+    OfferRevoked,
+    PresenceChanged,
+    RoutingEngine,
+    TaskEnded,
+)
+from queues.errors import RoutingError
+from queues.policy import CHANNELS, GROUPS
+from router.store import (
+    EDITABLE_FIELDS,
+    Customer,
+    InboundEvent,
+    Ingested,
+    Interaction,
+    LogEntry,
+    StaleVersion,
+    Store,
+)
+
+log = structlog.get_logger("omniroute.service")
+
+Frame = dict[str, Any]
+MAX_FIELD = {"first_name": 200, "residence_city": 200, "job": 200, "vcard": 20_000}
+MAX_BODY = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -37,6 +73,454 @@ class ServiceError(Exception):
         self.details = dict(details or {})
 
 
-def frames_for(*pairs: tuple[str, Mapping[str, Any]]) -> Sequence[tuple[str, Mapping[str, Any]]]:
-    """A batch of (agent, frame) pairs, for `Store.push`."""
-    return pairs
+def iso(seconds: float) -> str:
+    """RFC 3339 UTC with milliseconds, e.g. 2026-11-23T12:00:00.000Z."""
+    stamp = datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+def age_of(birthday: Any, today: date) -> int | None:
+    """Whole years since a YYYY-MM-DD birthday, or None when there is none."""
+    if not isinstance(birthday, str):
+        return None
+    try:
+        born = date.fromisoformat(birthday)
+    except ValueError:
+        return None
+    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+
+class Service:
+    """See the module docstring; every public coroutine is one request or one event."""
+
+    def __init__(
+        self,
+        engine: RoutingEngine,
+        store: Store,
+        *,
+        outbound: OutboundPort | None = None,
+        node: str = "node-1",
+        offline_grace_s: float = 10.0,
+        release_after_s: float = 120.0,
+        history_limit: int = 50,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.outbound = outbound or RecordingPort()
+        self.node = node
+        self.offline_grace_s = offline_grace_s
+        self.release_after_s = release_after_s
+        self.history_limit = history_limit
+        self.clock = clock
+        self._sessions: dict[str, int] = {}
+        self._away: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the engine and the store (idempotent)."""
+        await self.engine.start()
+        await self.store.start()
+
+    async def close(self) -> None:
+        """Stop timers and loops; release the engine and the store."""
+        self._stopping.set()
+        for task in [*self._away.values(), *self._background]:
+            task.cancel()
+        for task in [*self._away.values(), *self._background]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._away.clear()
+        await self.store.close()
+        await self.engine.close()
+
+    def now_ms(self) -> int:
+        return round(self.clock() * 1000)
+
+    # -- inbound ---------------------------------------------------------------------------------
+
+    async def ingest(self, events: list[InboundEvent]) -> list[Ingested]:
+        """Accept adapter events into the durable log (dedupe, identity, conversation)."""
+        return await self.store.ingest(events, self.now_ms())
+
+    async def run_consumer(self, batch: int = 100, block_ms: int = 1000) -> None:
+        """Consume the log until stopped: process each entry, acknowledge it after."""
+        while not self._stopping.is_set():
+            try:
+                entries = await self.store.read_log(self.node, batch, block_ms)
+                for entry in entries:
+                    await self.process(entry)
+                if entries:
+                    await self.store.ack_log([e.entry_id for e in entries])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep consuming; unacked entries are reclaimed later
+                log.error("consumer.failed", node=self.node, error=type(exc).__name__)
+                await asyncio.sleep(0.5)
+
+    async def run_ticker(self, interval_s: float = 0.25) -> None:
+        """Fire the engine's timers until stopped (offer time-outs, wrap-up ends, levels)."""
+        while not self._stopping.is_set():
+            try:
+                effects = await self.engine.tick()
+                await self.apply_effects(effects)
+                if effects:
+                    continue  # more may be due: tick again at once
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("ticker.failed", node=self.node, error=type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), interval_s)
+
+    async def process(self, entry: LogEntry) -> None:
+        """Route one inbound event: sticky to its agent, or into the queue."""
+        conv, customer, interaction = await self.store.apply_inbound(entry, self.now_ms())
+        event = entry.event
+        task = await self.engine.task_view(conv.id)
+        if task is None:
+            if event.type == "call.ended" or conv.state == "closed":
+                return
+            attrs: dict[str, Any] = {**customer.profile, "channel": event.channel}
+            effects = await self.engine.enqueue(
+                conv.id,
+                customer.id,
+                event.channel,
+                customer.client_group,
+                attrs,
+                last_agent=conv.last_agent,
+            )
+            await self.store.set_state(conv.id, "queued", None)
+            await self.apply_effects(effects)
+        elif event.type == "call.ended" and task["state"] in ("queued", "reserved"):
+            await self.apply_effects(await self.engine.withdraw(conv.id))
+        elif task["agent"] and interaction is not None:
+            frame = {
+                "type": "message",
+                "conversation": conv.id,
+                "customer": customer.id,
+                "interaction": interaction.wire(),
+            }
+            await self.store.push([(task["agent"], frame)])
+        log.info("event.routed", event=event.id, conversation=conv.id, state=conv.state)
+
+    # -- effects → frames ------------------------------------------------------------------------
+
+    async def apply_effects(
+        self, effects: Sequence[Effect], answer: tuple[str, Any, str | None] | None = None
+    ) -> None:
+        """Turn engine effects into frames and conversation states; push them in one batch.
+
+        `answer` = (agent, ref, frame type): the first frame of that type to that agent carries
+        the ref; when there is none, an `ack` {ref} is added — every ref gets an answer.
+        """
+        frames: list[tuple[str, Frame]] = []
+        for effect in effects:
+            if isinstance(effect, Offer):
+                conv = await self.conversation_frame(effect.task)
+                frames.append(
+                    (
+                        effect.agent,
+                        {
+                            "type": "offer",
+                            "reservation": effect.reservation,
+                            "conversation": conv,
+                            "channel": effect.channel,
+                            "expires_at": iso(effect.expires_at),
+                        },
+                    )
+                )
+                await self.store.set_state(effect.task, "offered", effect.agent)
+            elif isinstance(effect, OfferRevoked):
+                frame = {
+                    "type": "offer.revoked",
+                    "reservation": effect.reservation,
+                    "reason": effect.reason,
+                    "conversation": effect.task,
+                }
+                frames.append((effect.agent, frame))
+                await self.store.set_state(effect.task, "queued", None)
+            elif isinstance(effect, Assigned):
+                await self.store.set_state(effect.task, "assigned", effect.agent)
+                conv = await self.conversation_frame(effect.task)
+                frames.append((effect.agent, {"type": "assigned", "conversation": conv}))
+            elif isinstance(effect, AssignmentRevoked):
+                frame = {
+                    "type": "conversation.revoked",
+                    "conversation": effect.task,
+                    "reason": effect.reason,
+                }
+                frames.append((effect.agent, frame))
+                await self.store.set_state(effect.task, "queued", None)
+            elif isinstance(effect, PresenceChanged):
+                frames.append((effect.agent, {"type": "presence", "state": effect.state}))
+            elif isinstance(effect, TaskEnded):
+                await self.store.set_state(effect.task, "closed", effect.agent)
+        if answer is not None:
+            agent, ref, kind = answer
+            for target, frame in frames:
+                if target == agent and frame["type"] == kind:
+                    if ref is not None:
+                        frame["ref"] = ref
+                    break
+            else:
+                frames.append((agent, {"type": "ack", "ref": ref}))
+        if frames:
+            await self.store.push(frames)
+
+    async def conversation_frame(self, conversation_id: str) -> Frame:
+        """The `conversation` object of offers and assignments: customer, channels, history."""
+        conv = await self.store.conversation(conversation_id)
+        if conv is None:
+            return {"id": conversation_id}
+        customer = await self.store.customer(conv.customer)
+        history = await self.store.history(conv.customer, self.history_limit)
+        return {
+            "id": conv.id,
+            "state": conv.state,
+            "customer": self.customer_view(customer) if customer else {"id": conv.customer},
+            "channels": list(conv.channels),
+            "last_channel": conv.last_channel,
+            "created_at": conv.created_at,
+            "history": [i.wire() for i in history],
+        }
+
+    def customer_view(self, customer: Customer) -> Frame:
+        """The `customer` object of the protocol (profile, editable fields, counters, age)."""
+        view: Frame = {
+            "id": customer.id,
+            "version": customer.version,
+            "client_group": customer.client_group,
+            "site": customer.site,
+            "messages_in": customer.messages_in,
+            "messages_out": customer.messages_out,
+        }
+        view.update({k: v for k, v in customer.profile.items() if k != "client_group"})
+        view["age"] = age_of(customer.profile.get("birthday"), datetime.now(UTC).date())
+        for name in EDITABLE_FIELDS:
+            view[name] = customer.editable.get(name, "")
+        return view
+
+    # -- agent sessions --------------------------------------------------------------------------
+
+    async def connect(self, identity: AgentIdentity) -> None:
+        """A desktop connected: log the agent in (away) and cancel a pending disconnect."""
+        pending = self._away.pop(identity.id, None)
+        if pending is not None:
+            pending.cancel()
+        try:
+            effects = await self.engine.login(identity.id, identity.tier, identity.capacity)
+        except RoutingError as exc:
+            raise ServiceError(exc.code, exc.message) from exc
+        self._sessions[identity.id] = self._sessions.get(identity.id, 0) + 1
+        await self.apply_effects(effects)
+        log.info("agent.connected", agent=identity.id, tier=identity.tier, node=self.node)
+
+    async def disconnect(self, identity: AgentIdentity) -> None:
+        """A desktop went away. With none left: offline after the grace, release later."""
+        left = self._sessions.get(identity.id, 1) - 1
+        if left > 0:
+            self._sessions[identity.id] = left
+            return
+        self._sessions.pop(identity.id, None)
+        if not self._stopping.is_set() and identity.id not in self._away:
+            self._away[identity.id] = asyncio.create_task(self._absent(identity.id))
+        log.info("agent.disconnected", agent=identity.id, node=self.node)
+
+    async def _absent(self, agent: str) -> None:
+        """Offline after the grace (offers re-routed); assigned work re-queued after longer."""
+        try:
+            await asyncio.sleep(self.offline_grace_s)
+            await self.apply_effects(await self.engine.logout(agent))
+            await asyncio.sleep(max(0.0, self.release_after_s - self.offline_grace_s))
+            view = await self.engine.agent_view(agent)
+            for task_id in view["tasks"] if view else ():
+                task = await self.engine.task_view(task_id)
+                if task is not None and task["state"] == "assigned":
+                    with contextlib.suppress(RoutingError):
+                        await self.apply_effects(await self.engine.release(task_id, agent))
+        except RoutingError as exc:
+            log.warning("agent.absent_failed", agent=agent, code=exc.code)
+        finally:
+            if self._away.get(agent) is asyncio.current_task():
+                del self._away[agent]
+
+    async def heartbeat(self, identity: AgentIdentity) -> None:
+        """Keep the agent's presence alive; log it in again if its presence had expired."""
+        try:
+            await self.engine.heartbeat(identity.id)
+        except RoutingError:
+            effects = await self.engine.login(identity.id, identity.tier, identity.capacity)
+            await self.apply_effects(effects)
+
+    # -- agent requests --------------------------------------------------------------------------
+
+    async def _engine(self, call: Any, *args: Any, **kwargs: Any) -> list[Effect]:
+        try:
+            effects: list[Effect] = await call(*args, **kwargs)
+        except RoutingError as exc:
+            raise ServiceError(exc.code, exc.message) from exc
+        return effects
+
+    async def presence(self, identity: AgentIdentity, state: str, ref: Any = None) -> None:
+        """`presence.set`: answered by a `presence` frame, also when nothing changed."""
+        effects = await self._engine(self.engine.set_presence, identity.id, state)
+        if not any(isinstance(e, PresenceChanged) and e.agent == identity.id for e in effects):
+            view = await self.engine.agent_view(identity.id)
+            shown = view["state"] if view else state
+            effects = [PresenceChanged(identity.id, shown), *effects]
+        await self.apply_effects(effects, (identity.id, ref, "presence"))
+
+    async def accept(self, identity: AgentIdentity, reservation: str, ref: Any = None) -> None:
+        effects = await self._engine(self.engine.accept, reservation, identity.id)
+        await self.apply_effects(effects, (identity.id, ref, "assigned"))
+
+    async def reject(
+        self, identity: AgentIdentity, reservation: str, reason: str | None = None, ref: Any = None
+    ) -> None:
+        effects = await self._engine(self.engine.reject, reservation, identity.id)
+        await self.apply_effects(effects, (identity.id, ref, None))
+        log.info("offer.rejected", agent=identity.id, reservation=reservation)
+
+    async def _holding(self, identity: AgentIdentity, conversation: str) -> dict[str, Any]:
+        task = await self.engine.task_view(conversation)
+        if task is None:
+            raise ServiceError("not_found", f"conversation {conversation} is not open")
+        if task["agent"] != identity.id:
+            raise ServiceError("forbidden", f"conversation {conversation} is not yours")
+        return task
+
+    async def send_message(
+        self,
+        identity: AgentIdentity,
+        conversation: str,
+        body: str,
+        channel: str | None = None,
+        ref: Any = None,
+    ) -> Interaction:
+        """`message.send`: store the reply, count it, hand it to the channel's port."""
+        if not isinstance(body, str) or not body or len(body.encode()) > MAX_BODY:
+            raise ServiceError("invalid", "body must be 1 byte to 64 KiB of text")
+        task = await self._holding(identity, conversation)
+        if task["state"] != "assigned":
+            raise ServiceError("conflict", f"conversation {conversation} is {task['state']}")
+        conv = await self.store.conversation(conversation)
+        if conv is None:
+            raise ServiceError("not_found", f"conversation {conversation} is not known")
+        if not await self.visible(identity, conv.customer):
+            raise ServiceError("forbidden", "this customer is not for your tier")
+        channel = channel or conv.last_channel
+        if channel not in CHANNELS:
+            raise ServiceError("invalid", f"channel must be one of {', '.join(CHANNELS)}")
+        interaction = await self.store.add_outbound(
+            conversation, channel, body, identity.id, self.now_ms()
+        )
+        await self.outbound.send(
+            OutboundMessage(
+                conversation=conversation,
+                customer=conv.customer,
+                channel=channel,
+                body=body,
+                interaction=interaction.id,
+                agent=identity.id,
+            )
+        )
+        frame = {"type": "ack", "ref": ref, "interaction": interaction.wire()}
+        await self.store.push([(identity.id, frame)])
+        log.info("message.sent", agent=identity.id, conversation=conversation, channel=channel)
+        return interaction
+
+    async def complete(
+        self,
+        identity: AgentIdentity,
+        conversation: str,
+        disposition: str | None = None,
+        ref: Any = None,
+    ) -> None:
+        effects = await self._engine(self.engine.complete, conversation, identity.id)
+        if not any(isinstance(e, TaskEnded) for e in effects):
+            await self.store.set_state(conversation, "wrapup", identity.id)
+        await self.apply_effects(effects, (identity.id, ref, None))
+
+    async def wrapup_done(
+        self, identity: AgentIdentity, conversation: str, ref: Any = None
+    ) -> None:
+        effects = await self._engine(self.engine.wrapup_done, conversation, identity.id)
+        await self.apply_effects(effects, (identity.id, ref, None))
+
+    async def transfer(
+        self,
+        identity: AgentIdentity,
+        conversation: str,
+        to_agent: str | None = None,
+        to_tier: str | None = None,
+        ref: Any = None,
+    ) -> None:
+        effects = await self._engine(
+            self.engine.transfer, conversation, identity.id, to_agent=to_agent, to_tier=to_tier
+        )
+        await self.apply_effects(effects, (identity.id, ref, None))
+
+    async def _visible_customer(self, identity: AgentIdentity, customer_id: str) -> Customer:
+        customer = await self.store.customer(customer_id)
+        if customer is None:
+            raise ServiceError("not_found", f"customer {customer_id} is not known")
+        if not self.engine.policy.allowed(customer.client_group, identity.tier):
+            raise ServiceError("forbidden", "this customer is not for your tier")
+        return customer
+
+    async def get_customer(self, identity: AgentIdentity, customer: str, ref: Any = None) -> None:
+        found = await self._visible_customer(identity, customer)
+        frame = {"type": "customer", "customer": self.customer_view(found), "ref": ref}
+        await self.store.push([(identity.id, frame)])
+
+    async def update_customer(
+        self,
+        identity: AgentIdentity,
+        customer: str,
+        version: int,
+        fields: Mapping[str, Any],
+        ref: Any = None,
+    ) -> None:
+        """Versioned edit: a stale version is refused with the current customer."""
+        for name, value in fields.items():
+            if name not in EDITABLE_FIELDS:
+                raise ServiceError("invalid", f"{name} is not editable", {"field": name})
+            if not isinstance(value, str) or len(value) > MAX_FIELD[name]:
+                raise ServiceError("invalid", f"{name} must be text", {"field": name})
+        await self._visible_customer(identity, customer)
+        try:
+            updated = await self.store.update_customer(customer, version, fields)
+        except StaleVersion as stale:
+            raise ServiceError(
+                "conflict",
+                f"customer {customer} changed since version {version}",
+                {"customer": self.customer_view(stale.current)},
+            ) from stale
+        frame = {"type": "customer", "customer": self.customer_view(updated), "ref": ref}
+        await self.store.push([(identity.id, frame)])
+        log.info("customer.updated", agent=identity.id, customer=customer, fields=sorted(fields))
+
+    async def classify(
+        self, identity: AgentIdentity, customer: str, group: str, ref: Any = None
+    ) -> None:
+        """Mark SIC/CSC (or back to normal): work held by now-ineligible agents is revoked."""
+        if group not in GROUPS:
+            raise ServiceError("invalid", f"group must be one of {', '.join(GROUPS)}")
+        await self._visible_customer(identity, customer)
+        updated = await self.store.set_group(customer, group)
+        effects = await self._engine(self.engine.reclassify, customer, group)
+        await self.apply_effects(effects)
+        frame = {"type": "ack", "ref": ref, "customer": customer, "client_group": group}
+        await self.store.push([(identity.id, frame)])
+        log.info(
+            "customer.classified", agent=identity.id, customer=customer, version=updated.version
+        )
+
+    async def visible(self, identity: AgentIdentity, customer_id: str) -> bool:
+        """The hard filter, now: may this agent see anything of this customer?"""
+        customer = await self.store.customer(customer_id)
+        return customer is None or self.engine.policy.allowed(customer.client_group, identity.tier)

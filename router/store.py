@@ -208,10 +208,14 @@ class Store(ABC):
     # -- customers, conversations, history -----------------------------------------------------
 
     @abstractmethod
-    async def apply_inbound(self, entry: LogEntry, now_ms: int) -> tuple[Conversation, Customer]:
+    async def apply_inbound(
+        self, entry: LogEntry, now_ms: int
+    ) -> tuple[Conversation, Customer, Interaction | None]:
         """Append the event's interaction to the customer's history (once per event id), merge
         its profile fields, count `messages_in` for messages, add its channel to the
-        conversation. Returns the conversation and customer after the change."""
+        conversation. Returns the conversation and customer after the change, and the
+        interaction appended — for an event applied before (a reclaimed log entry), the one
+        appended the first time, so nothing is ever appended twice."""
 
     @abstractmethod
     async def conversation(self, conversation_id: str) -> Conversation | None:

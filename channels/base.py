@@ -1,0 +1,57 @@
+"""The adapter interface: inbound normalisation and an outbound port per channel.
+
+The router never knows a channel's wire format. Inbound, an adapter turns native traffic
+(a Twilio webhook, an SMTP message, a PBX event) into `router.store.InboundEvent`s; outbound,
+the router hands an `OutboundMessage` to the channel's `OutboundPort`.
+
+Until the native adapters exist, `RecordingPort` is the port of every channel: it records
+what would be sent (ids and sizes in the log, the message itself in memory) and sends nothing.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import structlog
+
+log = structlog.get_logger("omniroute.channels")
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """An agent's reply on its way to the customer's channel."""
+
+    conversation: str
+    customer: str
+    channel: str
+    body: str
+    interaction: str
+    agent: str
+
+
+class OutboundPort(ABC):
+    """Carries agent replies out on one or more channels."""
+
+    @abstractmethod
+    async def send(self, message: OutboundMessage) -> None:
+        """Hand the message to the channel; raise on a refusal the agent should hear about."""
+
+
+class RecordingPort(OutboundPort):
+    """Records what would be sent; sends nothing. The default until adapters are configured."""
+
+    def __init__(self, keep: int = 1000) -> None:
+        self.keep = keep
+        self.sent: list[OutboundMessage] = []
+
+    async def send(self, message: OutboundMessage) -> None:
+        self.sent.append(message)
+        del self.sent[: -self.keep]
+        log.info(
+            "outbound.recorded",
+            channel=message.channel,
+            conversation=message.conversation,
+            interaction=message.interaction,
+            size=len(message.body.encode()),
+        )
