@@ -1,0 +1,212 @@
+"""`POST /v1/events`: adapters push events; each is verified, validated, and stored or refused.
+
+The checks run cheapest-and-least-trusting first, so nothing from an unauthenticated sender
+is parsed: size (413, reading stops at the limit) → signature over the raw body (401) →
+content type (415) → validation of every event (400) → the store's atomic `ingest` (202, or
+503 when the store fails; a batch is stored whole or not at all).
+
+Every refusal is one `ingest.refused` log event carrying a reason, the wire code, the field
+and the body's length — never the body, header values or the signature. `on_result(kind, n)`
+counts outcomes for metrics: `accepted` and `duplicate` count events; every refusal reason in
+`REASONS` counts requests.
+
+The route is decoupled from the service: it takes any `ingest(events) -> [Ingested]`
+coroutine (the app passes `Service.ingest`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final
+
+import structlog
+from aiohttp import web
+
+from router.auth import SIGNATURE_HEADER, signature_ok
+from router.errors import error_body
+from router.protocol import (
+    JSON,
+    MSGPACK,
+    BadEvent,
+    Codec,
+    UnsupportedMediaType,
+    codec_for,
+    parse_events,
+)
+from router.store import InboundEvent, Ingested
+
+PATH: Final = "/v1/events"
+MAX_BYTES: Final = 1 << 20
+
+# reason → (HTTP status, wire code)
+REASONS: Final[Mapping[str, tuple[int, str]]] = {
+    "too_large": (413, "too_large"),
+    "no_signature": (401, "unauthorized"),
+    "bad_signature": (401, "unauthorized"),
+    "no_secret": (401, "unauthorized"),  # the server has no webhook secret: refuse everything
+    "unsupported_media_type": (415, "invalid"),
+    "invalid": (400, "invalid"),
+    "unavailable": (503, "unavailable"),
+}
+RESULTS: Final = ("accepted", "duplicate", *REASONS)
+RETRY: Final = "the events could not be stored; retry"
+
+Ingest = Callable[[list[InboundEvent]], Awaitable[list[Ingested]]]
+OnResult = Callable[[str, int], None]
+
+log = structlog.get_logger("omniroute.ingest")
+
+
+class Refused(Exception):
+    """Raised inside the handler when a request is refused; becomes the error answer."""
+
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        field: str | None = None,
+        *,
+        log_field: str | None = None,
+        size: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.field = field
+        self.log_field = field if log_field is None else log_field  # no input-derived names
+        self.size = size  # bytes read before refusing, when the body was cut off
+        self.error = error  # the store's exception type, for `unavailable`
+
+
+def ingest_routes(
+    ingest: Ingest,
+    webhook_secret: str,
+    max_bytes: int = MAX_BYTES,
+    *,
+    on_result: OnResult | None = None,
+) -> list[web.RouteDef]:
+    """The routes of adapter ingest, for `app.add_routes(...)`."""
+    handler = IngestHandler(ingest, webhook_secret, max_bytes, on_result)
+    return [web.post(PATH, handler.handle)]
+
+
+class IngestHandler:
+    """`POST /v1/events`; see the module docstring for the order of checks."""
+
+    def __init__(
+        self,
+        ingest: Ingest,
+        webhook_secret: str,
+        max_bytes: int = MAX_BYTES,
+        on_result: OnResult | None = None,
+    ) -> None:
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be at least 1")
+        self._ingest = ingest
+        self._secret = webhook_secret
+        self._max_bytes = max_bytes
+        self._on_result = on_result
+
+    async def handle(self, request: web.Request) -> web.Response:
+        size = request.content_length or 0
+        try:
+            body = await self._read(request)
+            size = len(body)
+            self._verify(body, request.headers.get(SIGNATURE_HEADER))
+            events = self._parse(body, request.headers.get("Content-Type"))
+            results = await self._store(events)
+        except Refused as refused:
+            return self._refuse(request, refused, size if refused.size is None else refused.size)
+        accepted = sum(1 for row in results if not row.duplicate)
+        self._count("accepted", accepted)
+        self._count("duplicate", len(results) - accepted)
+        log.debug("ingest.accepted", events=len(results), accepted=accepted, bytes=size)
+        answer = {
+            "accepted": accepted,
+            "duplicates": len(results) - accepted,
+            "conversations": [row.conversation for row in results],
+        }
+        return _answer(request, 202, answer)
+
+    async def _read(self, request: web.Request) -> bytes:
+        """The raw body, refusing (without reading on) as soon as it exceeds the limit."""
+        limit = self._max_bytes
+        message = f"the body exceeds {limit} bytes"
+        if request.content_length is not None and request.content_length > limit:
+            raise Refused("too_large", message)
+        body = bytearray()
+        while True:
+            chunk = await request.content.read(limit + 1 - len(body))
+            if not chunk:
+                return bytes(body)
+            body += chunk
+            if len(body) > limit:
+                raise Refused("too_large", message, size=len(body))
+
+    def _verify(self, body: bytes, header: str | None) -> None:
+        if not self._secret:
+            raise Refused("no_secret", "the server has no webhook secret configured")
+        if not header or not header.strip():
+            raise Refused("no_signature", f"{SIGNATURE_HEADER} is required")
+        if not signature_ok(body, header, self._secret):
+            raise Refused("bad_signature", f"{SIGNATURE_HEADER} does not match the body")
+
+    @staticmethod
+    def _parse(body: bytes, content_type: str | None) -> list[InboundEvent]:
+        try:
+            codec_for(content_type)
+        except UnsupportedMediaType as exc:
+            raise Refused("unsupported_media_type", exc.message) from None
+        try:
+            return parse_events(body, content_type or "")
+        except BadEvent as exc:
+            raise Refused("invalid", exc.message, exc.field, log_field=exc.log_field) from None
+
+    async def _store(self, events: list[InboundEvent]) -> list[Ingested]:
+        try:
+            results = await self._ingest(events)
+        except Exception as exc:  # any store failure: nothing was stored, the adapter retries
+            error = type(exc).__name__
+            raise Refused("unavailable", RETRY, error=error) from None
+        if len(results) != len(events):  # a broken store, not a bad request
+            raise Refused("unavailable", RETRY, error="ResultCountMismatch")
+        return results
+
+    def _refuse(self, request: web.Request, refused: Refused, size: int) -> web.Response:
+        status, code = REASONS[refused.reason]
+        self._count(refused.reason, 1)
+        emit = log.error if refused.reason == "unavailable" else log.warning
+        extra = {"error": refused.error} if refused.error else {}
+        emit(
+            "ingest.refused",
+            reason=refused.reason,
+            code=code,
+            status=status,
+            field=refused.log_field,
+            bytes=size,
+            **extra,
+        )
+        response = _answer(request, status, error_body(code, refused.message, refused.field))
+        if refused.reason == "too_large":
+            response.force_close()  # the rest of the body is discarded, never buffered
+        elif refused.reason == "unavailable":
+            response.headers["Retry-After"] = "1"
+        return response
+
+    def _count(self, kind: str, n: int) -> None:
+        if self._on_result is None or n == 0:
+            return
+        try:
+            self._on_result(kind, n)
+        except Exception as exc:  # metrics never change an answer
+            log.warning("ingest.metrics_failed", error=type(exc).__name__)
+
+
+def _answer(request: web.Request, status: int, payload: Mapping[str, Any]) -> web.Response:
+    """JSON, or msgpack when the adapter's Accept header asks for it (and not for JSON)."""
+    codec: Codec = JSON
+    accept = request.headers.get("Accept", "")
+    if "msgpack" in accept and JSON.content_type not in accept:
+        codec = MSGPACK
+    return web.Response(status=status, body=codec.encode(payload), content_type=codec.content_type)
