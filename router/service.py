@@ -205,7 +205,7 @@ class Service:
                 "interaction": interaction.wire(),
             }
             await self.store.push([(task["agent"], frame)])
-        log.info("event.routed", event=event.id, conversation=conv.id, state=conv.state)
+        log.info("event.routed", event_id=event.id, conversation=conv.id, state=conv.state)
 
     # -- effects → frames ------------------------------------------------------------------------
 

@@ -133,6 +133,7 @@ class Customer:
     messages_in: int = 0
     messages_out: int = 0
     addresses: tuple[str, ...] = ()
+    open_conversation: str | None = None  # the customer's one open conversation, if any
 
 
 @dataclass(frozen=True)

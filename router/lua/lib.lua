@@ -1,0 +1,90 @@
+-- lib.lua: the helpers every store script starts with (router/store_redis.py, router/store.py).
+-- KEYS[1] - the domain anchor: the id counters, omniroute:{DOMAIN}:ids (hash: cu, cv, ix)
+-- ARGV[1] - the key prefix, omniroute:{DOMAIN}:
+-- ARGV[2] - the operation's arguments, msgpack map
+-- Returns (via finish): msgpack of the result, or of {err = code, msg = text} when refused.
+-- Records (cu:ID customers, cv:ID conversations) are msgpack maps read once per script, cached,
+-- and written back by finish() only when changed. Refusals come before the first write.
+-- Strings that mean "none" are '' (msgpack nil would drop the key).
+
+local PREFIX = ARGV[1]
+local ARG = cmsgpack.unpack(ARGV[2])
+
+-- the one key builder: omniroute:{DOMAIN}:part1:part2... (ids always last)
+local function key(...)
+  return PREFIX .. table.concat({...}, ':')
+end
+
+local function call(...)
+  return redis.call(...)
+end
+
+local function refuse(code, msg)
+  return {err = code, msg = msg}
+end
+
+local function next_id(kind)
+  return kind .. '-' .. call('HINCRBY', KEYS[1], kind, 1)
+end
+
+-- a msgpack record under a key, or nil
+local function record(k)
+  local raw = call('GET', k)
+  if raw then return cmsgpack.unpack(raw) end
+  return nil
+end
+
+local CU, CV, DIRTY = {}, {}, {}
+
+local function customer(id)
+  if CU[id] == nil then CU[id] = record(key('cu', id)) or false end
+  return CU[id] or nil
+end
+
+local function conversation(id)
+  if CV[id] == nil then CV[id] = record(key('cv', id)) or false end
+  return CV[id] or nil
+end
+
+local function touch(kind, id)
+  DIRTY[kind .. ':' .. id] = {kind, id}
+end
+
+local function new_customer(id, site)
+  local c = {id = id, v = 1, grp = 'normal', site = site or '', prof = {}, ed = {}, ni = 0,
+             no = 0, addr = {}, open = '', last = ''}
+  CU[id] = c
+  touch('cu', id)
+  return c
+end
+
+-- the customer's open conversation, or a new one that remembers the last agent
+local function open_conversation(c, channel, at)
+  if c.open ~= '' then
+    local open = conversation(c.open)
+    if open and open.st ~= 'closed' then return open end
+  end
+  local id = next_id('cv')
+  local v = {id = id, cu = c.id, st = 'queued', ag = '', ch = {channel}, at = at, la = c.last}
+  CV[id] = v
+  c.open = id
+  touch('cv', id)
+  touch('cu', c.id)
+  return v
+end
+
+-- append an interaction to the customer's history; returns its 1-based position
+local function append_history(c, ix)
+  return call('RPUSH', key('h', c.id), cmsgpack.pack(ix))
+end
+
+-- write back every changed record, then pack the result
+local function finish(result)
+  for _, kid in pairs(DIRTY) do
+    local kind, id = kid[1], kid[2]
+    local rec
+    if kind == 'cu' then rec = CU[id] else rec = CV[id] end
+    call('SET', key(kind, id), cmsgpack.pack(rec))
+  end
+  return cmsgpack.pack(result)
+end

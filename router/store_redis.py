@@ -1,0 +1,517 @@
+"""The Redis store: durable, shared by every router node. See `router.store` for the contract
+and `router.store_memory` for the decisions (ids, identity, threading, versions), which the
+scripts in `router/lua/` make the same way.
+
+Keys, all under one hash tag per domain, `omniroute:{DOMAIN}:` (so every script runs on Redis
+Cluster; ids always come last in a key so no id can forge another key):
+
+| key | type | what |
+|---|---|---|
+| `ids` | hash | counters `cu`, `cv`, `ix`; KEYS[1] of every script |
+| `cu:ID` / `cv:ID` | string | customer / conversation record (msgpack map) |
+| `h:CUSTOMER` | list | the customer's history, every conversation, oldest first (msgpack) |
+| `addr` | hash | address → customer id |
+| `ev:EVENT` | string | dedupe: {cv, cu, ix, pos} for `dedupe_s` (pos = history index) |
+| `mid:MESSAGE-ID` | string | email dedupe and threading: {cv, cu} for `thread_s` (180 days) |
+| `log` | stream | the durable event log, consumer group `router` |
+| `oseq:AGENT` / `obox:AGENT` | string / stream | outbox head / frames, entry id `SEQ-0` |
+| `wake:AGENT` | channel | PUBLISH of the last seq on every push |
+
+**Where the bulk lives.** Message bodies are in the history lists (`h:CUSTOMER`) and, until an
+entry is acknowledged, in the log stream (`ack_log` XACKs *and* XDELs, so the log holds only the
+backlog). History sits under the domain's hash tag, i.e. on one Cluster slot, on purpose:
+`apply_inbound` appends to it, counts, merges the profile and marks the event applied in one
+atomic script, which is what makes re-applying a reclaimed entry safe. Spreading history over
+slots would cost a second round trip per event and a repair path for a crash between the two;
+a deployment that outgrows one node splits by domain (e.g. one per site) instead.
+
+**Round trips.** `ingest` (a whole batch), `apply_inbound`, `add_outbound`, `set_state`,
+`update_customer`, `set_group` and `push` (any number of frames and agents) are one EVALSHA
+each; `since` is one MULTI (GET + XRANGE); `head`, `customer`, `conversation`, `history` one
+command; `ack_log` one MULTI (XACK + XDEL); `read_log` one script (XAUTOCLAIM, then a
+non-blocking XREADGROUP) plus, only when that found nothing, one blocking XREADGROUP on a
+separate connection pool so no other call waits behind it.
+
+**Wakes.** One pub/sub connection per store and one reader task call the registered callbacks
+(subscribe on an agent's first listener, unsubscribe on its last); callbacks should be quick.
+After the pub/sub connection was lost, every listener is woken with its agent's head, since
+pushes in between were not heard.
+
+Idleness for `claim_idle_ms` is measured by Redis (XAUTOCLAIM); `clock` is accepted for
+symmetry with the memory store. Values are msgpack; the scripts never call TIME.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import msgpack
+import redis.asyncio as aioredis
+import structlog
+from redis.asyncio.client import PubSub
+from redis.commands.core import AsyncScript
+
+from router.store import (
+    Conversation,
+    Customer,
+    InboundEvent,
+    Ingested,
+    Interaction,
+    LogEntry,
+    StaleVersion,
+    Store,
+    StoreError,
+    UnknownConversation,
+    UnknownCustomer,
+    Wake,
+)
+from router.store_memory import (
+    THREAD_S,
+    call_wake,
+    check_batch,
+    check_edit,
+    check_group,
+    check_state,
+    event_from_wire,
+    event_wire,
+    iso,
+    merged_profile,
+    recovered,
+    thread_refs,
+)
+
+SCRIPTS = ("ingest", "apply", "outbound", "state", "customer", "push", "read")
+GROUP = "router"
+PURGE_BATCH = 500
+CONFIRM_S = 5.0
+_GLOB_SPECIAL = "\\*?[]"
+
+log = structlog.get_logger(__name__)
+
+
+@cache
+def script_source(name: str) -> str:
+    """The full text of one script: the shared helpers, then the operation."""
+    lua = resources.files("router") / "lua"
+    return (lua / "lib.lua").read_text("utf-8") + "\n" + (lua / f"{name}.lua").read_text("utf-8")
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + ch if ch in _GLOB_SPECIAL else ch for ch in text)
+
+
+def _map(value: Any) -> dict[str, Any]:
+    """Lua's cmsgpack packs an empty table as an empty array; records mean an empty map."""
+    return dict(value) if value else {}
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisStore(Store):
+    """See `router.store.Store`; keys and round trips are in this module's docstring."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: aioredis.Redis[bytes] | None = None,
+        domain: str = "default",
+        clock: Callable[[], float] = time.time,
+        dedupe_s: int | None = None,
+        claim_idle_ms: int | None = None,
+        outbox_keep: int | None = None,
+    ) -> None:
+        if url is None and client is None:
+            raise StoreError("the Redis store needs a redis:// URL or a client")
+        self.domain = domain
+        self._url = url
+        self._client = client
+        self._owned = False
+        self._clock = clock
+        if dedupe_s is not None:
+            self.dedupe_s = dedupe_s
+        if claim_idle_ms is not None:
+            self.claim_idle_ms = claim_idle_ms
+        if outbox_keep is not None:
+            self.outbox_keep = outbox_keep
+        self.thread_s = THREAD_S
+        self._prefix = f"omniroute:{{{domain}}}:"
+        self._anchor = self._key("ids")
+        self._log = self._key("log")
+        self._scripts: dict[str, AsyncScript] = {}
+        self._blocking: aioredis.Redis[bytes] | None = None
+        self._pubsub: PubSub | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._wakes: dict[str, list[Wake]] = {}
+        self._confirmed: dict[str, asyncio.Future[None]] = {}
+
+    def _key(self, *parts: str) -> str:
+        """The one place key names are made; `key()` in router/lua/lib.lua mirrors it."""
+        return self._prefix + ":".join(parts)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect, register the scripts, create the consumer group (all idempotent)."""
+        if self._client is None:
+            assert self._url is not None
+            self._client = aioredis.from_url(self._url, decode_responses=False)
+            self._owned = True
+        if self._blocking is None:
+            kwargs = dict(self._client.connection_pool.connection_kwargs)
+            kwargs["socket_timeout"] = None  # a blocking read may wait longer than any timeout
+            pool = self._client.connection_pool.__class__(
+                connection_class=self._client.connection_pool.connection_class, **kwargs
+            )
+            self._blocking = aioredis.Redis(connection_pool=pool)
+        if not self._scripts:
+            client = self._client
+            self._scripts = {name: client.register_script(script_source(name)) for name in SCRIPTS}
+            try:
+                await client.xgroup_create(self._log, GROUP, id="0", mkstream=True)
+            except aioredis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def close(self) -> None:
+        """Stop the wake reader; close what this store opened."""
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            self._reader = None
+        if self._pubsub is not None:
+            await self._pubsub.aclose()  # type: ignore[attr-defined]  # stubs predate aclose
+            self._pubsub = None
+        self._wakes.clear()
+        self._confirmed.clear()
+        if self._blocking is not None:
+            await self._blocking.connection_pool.disconnect()
+            self._blocking = None
+        if self._owned and self._client is not None:
+            await self._client.connection_pool.disconnect()
+            self._client = None
+            self._owned = False
+        self._scripts = {}
+
+    async def purge(self) -> None:
+        """Delete every key of this domain (SCAN + UNLINK in batches; never KEYS). For tests."""
+        redis = await self._redis()
+        batch: list[bytes] = []
+        async for name in redis.scan_iter(
+            match=_glob_escape(self._prefix) + "*", count=PURGE_BATCH
+        ):
+            batch.append(name)
+            if len(batch) >= PURGE_BATCH:
+                await redis.unlink(*batch)
+                batch = []
+        if batch:
+            await redis.unlink(*batch)
+
+    async def _redis(self) -> aioredis.Redis[bytes]:
+        if self._client is None or not self._scripts:
+            await self.start()
+        assert self._client is not None
+        return self._client
+
+    async def _eval(self, name: str, args: Mapping[str, Any]) -> Any:
+        """One script call; a refusal becomes the matching `router.store` error."""
+        await self._redis()
+        raw = await self._scripts[name](keys=[self._anchor], args=[self._prefix, _pack(args)])
+        result = msgpack.unpackb(raw, raw=False)
+        if isinstance(result, dict) and "err" in result:
+            code, msg = result["err"], str(result["msg"])
+            if code == "customer":
+                raise UnknownCustomer(msg)
+            if code == "conversation":
+                raise UnknownConversation(msg)
+            raise StoreError(msg)
+        return result
+
+    # -- ingest and the log --------------------------------------------------------------------
+
+    async def ingest(self, events: Sequence[InboundEvent], now_ms: int) -> list[Ingested]:
+        check_batch(events)
+        if not events:
+            return []
+        rows = []
+        for ev in events:
+            row: dict[str, Any] = {
+                "id": ev.id,
+                "ch": ev.channel,
+                "from": ev.sender or "",
+                "refs": thread_refs(ev),
+                "raw": msgpack.packb(event_wire(ev)),
+            }
+            for name, value in (("cid", ev.customer_id), ("site", ev.site)):
+                if value is not None:
+                    row[name] = value
+            if ev.message_id:
+                row["mid"] = ev.message_id
+            rows.append(row)
+        args = {"dd": self.dedupe_s, "ts": self.thread_s, "at": iso(now_ms), "ev": rows}
+        result = await self._eval("ingest", args)
+        return [
+            Ingested(ev.id, conv, cust, duplicate=bool(dup))
+            for ev, (conv, cust, dup) in zip(events, result, strict=True)
+        ]
+
+    async def read_log(self, consumer: str, count: int, block_ms: int) -> list[LogEntry]:
+        await self._redis()
+        args = _pack({"c": consumer, "n": count, "idle": self.claim_idle_ms})
+        raw = await self._scripts["read"](keys=[self._anchor], args=[self._prefix, args])
+        entries = [(entry_id, _pairs(fields)) for entry_id, fields in raw]
+        if not entries and block_ms > 0:
+            assert self._blocking is not None
+            reply = await self._blocking.xreadgroup(
+                GROUP, consumer, {self._log: ">"}, count=count, block=block_ms
+            )
+            for _stream, items in reply or ():
+                entries.extend((entry_id, dict(fields)) for entry_id, fields in items)
+        return [_entry(entry_id, fields) for entry_id, fields in entries if fields]
+
+    async def ack_log(self, entry_ids: Sequence[str]) -> None:
+        if not entry_ids:
+            return
+        redis = await self._redis()
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self._log, GROUP, *entry_ids)
+            pipe.xdel(self._log, *entry_ids)
+            await pipe.execute()
+
+    # -- customers, conversations, history -------------------------------------------------------
+
+    async def apply_inbound(
+        self, entry: LogEntry, now_ms: int
+    ) -> tuple[Conversation, Customer, Interaction | None]:
+        ev = entry.event
+        profile = merged_profile(ev)
+        group = profile.pop("client_group", None)
+        row: dict[str, Any] = {
+            "id": ev.id,
+            "ch": ev.channel,
+            "type": ev.type,
+            "at": ev.occurred_at or iso(now_ms),
+            "meta": dict(ev.meta),
+            "prof": profile,
+        }
+        for name, value in (
+            ("body", ev.body),
+            ("subj", ev.subject),
+            ("grp", group),
+            ("site", ev.site),
+        ):
+            if value is not None:
+                row[name] = value
+        args = {
+            "dd": self.dedupe_s,
+            "now": iso(now_ms),
+            "cv": entry.conversation,
+            "cu": entry.customer,
+            "e": row,
+        }
+        conv, cust, ix = await self._eval("apply", args)
+        return _conversation(conv), _customer(cust), _interaction(ix)
+
+    async def conversation(self, conversation_id: str) -> Conversation | None:
+        raw = await (await self._redis()).get(self._key("cv", conversation_id))
+        return _conversation(msgpack.unpackb(raw, raw=False)) if raw is not None else None
+
+    async def history(self, customer_id: str, limit: int) -> list[Interaction]:
+        if limit <= 0:
+            return []
+        items = await (await self._redis()).lrange(self._key("h", customer_id), -limit, -1)
+        return [_interaction(msgpack.unpackb(raw, raw=False)) for raw in items]
+
+    async def customer(self, customer_id: str) -> Customer | None:
+        raw = await (await self._redis()).get(self._key("cu", customer_id))
+        return _customer(msgpack.unpackb(raw, raw=False)) if raw is not None else None
+
+    async def _edit_customer(self, args: Mapping[str, Any]) -> Customer:
+        result = await self._eval("customer", args)
+        if "stale" in result:
+            raise StaleVersion(_customer(result["stale"]))
+        return _customer(result["ok"])
+
+    async def update_customer(
+        self, customer_id: str, version: int, fields: Mapping[str, str]
+    ) -> Customer:
+        check_edit(fields)
+        return await self._edit_customer(
+            {"cu": customer_id, "v": version, "f": dict(fields), "grp": ""}
+        )
+
+    async def set_group(self, customer_id: str, group: str) -> Customer:
+        check_group(group)
+        return await self._edit_customer({"cu": customer_id, "v": -1, "f": {}, "grp": group})
+
+    async def add_outbound(
+        self, conversation_id: str, channel: str, body: str, agent: str, now_ms: int
+    ) -> Interaction:
+        args = {"cv": conversation_id, "ch": channel, "body": body, "agent": agent}
+        return _interaction(await self._eval("outbound", {**args, "at": iso(now_ms)}))
+
+    async def set_state(self, conversation_id: str, state: str, agent: str | None) -> None:
+        check_state(state)
+        await self._eval("state", {"cv": conversation_id, "st": state, "ag": agent or ""})
+
+    # -- outboxes ----------------------------------------------------------------------------
+
+    async def push(self, frames: Sequence[tuple[str, Mapping[str, Any]]]) -> list[int]:
+        if not frames:
+            return []
+        packed = [[agent, msgpack.packb(dict(frame))] for agent, frame in frames]
+        seqs = await self._eval("push", {"keep": max(self.outbox_keep, 1), "f": packed})
+        return [int(seq) for seq in seqs]
+
+    async def since(self, agent: str, seq: int) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
+        redis = await self._redis()
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.get(self._key("oseq", agent))
+            pipe.xrange(self._key("obox", agent), min=str(seq + 1), max="+")
+            head_raw, items = await pipe.execute()
+        frames: list[tuple[int, dict[str, Any]]] = []
+        for entry_id, fields in items:
+            n = int(_text(entry_id).split("-", 1)[0])
+            frames.append((n, {**msgpack.unpackb(fields[b"f"], raw=False), "seq": n}))
+        return frames, recovered(frames, seq, int(head_raw or 0))
+
+    async def head(self, agent: str) -> int:
+        return int(await (await self._redis()).get(self._key("oseq", agent)) or 0)
+
+    async def listen(self, agent: str, wake: Wake) -> None:
+        self._wakes.setdefault(agent, []).append(wake)
+        confirmed = self._confirmed.get(agent)
+        if confirmed is None:
+            confirmed = self._confirmed[agent] = asyncio.get_running_loop().create_future()
+            if self._pubsub is None:
+                self._pubsub = (await self._redis()).pubsub()
+            await self._pubsub.subscribe(self._key("wake", agent))
+            if self._reader is None:
+                self._reader = asyncio.create_task(self._read_wakes())
+        try:
+            await asyncio.wait_for(asyncio.shield(confirmed), CONFIRM_S)
+        except TimeoutError:
+            log.warning("store.subscribe_unconfirmed", agent=agent)
+
+    async def unlisten(self, agent: str, wake: Wake) -> None:
+        wakes = self._wakes.get(agent, [])
+        if wake in wakes:
+            wakes.remove(wake)
+        if wakes or agent not in self._wakes:
+            return
+        del self._wakes[agent]
+        confirmed = self._confirmed.pop(agent, None)
+        if confirmed is not None and not confirmed.done():
+            confirmed.cancel()
+        if self._pubsub is not None:
+            await self._pubsub.unsubscribe(self._key("wake", agent))
+
+    async def _read_wakes(self) -> None:
+        """The one reader of this store's pub/sub connection: dispatch wakes to callbacks."""
+        assert self._pubsub is not None
+        channel_prefix = len(self._key("wake", ""))
+        lost = False
+        while True:
+            try:
+                message = await self._pubsub.get_message(timeout=1.0)
+            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+                log.warning("store.wakes_lost", error=type(exc).__name__)
+                lost = True
+                await asyncio.sleep(0.5)
+                continue
+            if lost:
+                lost = False
+                await self._wake_all()
+            if message is None:
+                continue
+            agent = _text(message["channel"])[channel_prefix:]
+            if message["type"] == "subscribe":
+                confirmed = self._confirmed.get(agent)
+                if confirmed is not None and not confirmed.done():
+                    confirmed.set_result(None)
+            elif message["type"] == "message":
+                seq = int(message["data"])
+                for wake in list(self._wakes.get(agent, ())):
+                    await call_wake(wake, agent, seq)
+
+    async def _wake_all(self) -> None:
+        for agent, wakes in list(self._wakes.items()):
+            try:
+                seq = await self.head(agent)
+            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError):
+                return
+            for wake in list(wakes):
+                await call_wake(wake, agent, seq)
+
+
+# -- coding -------------------------------------------------------------------------------------
+
+
+def _pack(args: Mapping[str, Any]) -> bytes:
+    """Script arguments: Redis's cmsgpack reads no bin type, so bytes go as (raw) str."""
+    packed: bytes = msgpack.packb(dict(args), use_bin_type=False)
+    return packed
+
+
+def _pairs(flat: Sequence[Any]) -> dict[bytes, Any]:
+    """[field, value, field, value…] (a raw script reply) → dict; a deleted entry → {}."""
+    if not flat:
+        return {}
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _entry(entry_id: Any, fields: Mapping[bytes, Any]) -> LogEntry:
+    event = event_from_wire(msgpack.unpackb(fields[b"e"], raw=False))
+    return LogEntry(_text(entry_id), event, _text(fields[b"cv"]), _text(fields[b"cu"]))
+
+
+def _customer(rec: Mapping[str, Any]) -> Customer:
+    return Customer(
+        id=rec["id"],
+        version=int(rec["v"]),
+        client_group=rec["grp"],
+        site=rec.get("site") or None,
+        profile=_map(rec.get("prof")),
+        editable=_map(rec.get("ed")),
+        messages_in=int(rec["ni"]),
+        messages_out=int(rec["no"]),
+        addresses=tuple(rec.get("addr") or ()),
+        open_conversation=rec.get("open") or None,
+    )
+
+
+def _conversation(rec: Mapping[str, Any]) -> Conversation:
+    channels = tuple(rec["ch"])
+    return Conversation(
+        id=rec["id"],
+        customer=rec["cu"],
+        state=rec["st"],
+        agent=rec.get("ag") or None,
+        channels=channels,
+        last_channel=channels[-1],
+        created_at=rec["at"],
+        last_agent=rec.get("la") or None,
+    )
+
+
+def _interaction(rec: Mapping[str, Any]) -> Interaction:
+    return Interaction(
+        id=rec["id"],
+        conversation=rec["cv"],
+        channel=rec["ch"],
+        direction=rec["dir"],
+        at=rec["at"],
+        body=rec.get("body"),
+        subject=rec.get("subj"),
+        type=rec.get("type", "message"),
+        meta=_map(rec.get("meta")),
+    )
