@@ -7,13 +7,12 @@ traceback. Logs are structlog: JSON lines when stderr is not a terminal, readabl
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any, NoReturn, TextIO
+from typing import Any, NoReturn
 
 import jwt
 import structlog
@@ -120,8 +119,9 @@ def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     settings = load_settings(path, env, overrides=[f for f in flags if f.text is not None])
 
     from router.app import create_app, new_event_loop, serve
+    from router.logs import configure_logging
 
-    configure_logging(sys.stderr)
+    configure_logging()  # JSON lines unless stderr is a terminal; ids only, never content
     try:
         engine = create_engine(settings.policy, settings.redis.url, domain=settings.domain)
     except RoutingError as exc:
@@ -150,42 +150,6 @@ def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def configure_logging(stream: TextIO) -> None:
-    """structlog for our events and for the stdlib loggers (aiohttp, asyncio) alike."""
-    renderer: Any
-    if stream.isatty():
-        renderer = structlog.dev.ConsoleRenderer()
-        tracebacks: list[Any] = []
-    else:
-        renderer = structlog.processors.JSONRenderer()
-        tracebacks = [structlog.processors.format_exc_info]
-    shared: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-    ]
-    structlog.configure(
-        processors=[*shared, *tracebacks, renderer],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-        logger_factory=structlog.PrintLoggerFactory(stream),
-        cache_logger_on_first_use=True,
-    )
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            processors=[
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                *tracebacks,
-                renderer,
-            ],
-            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
-        )
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING)
 
 
 # -- token ------------------------------------------------------------------------------------

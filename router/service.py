@@ -117,20 +117,37 @@ class Service:
         self._away: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
+        self.metrics: Any = None  # router.ops.Metrics when served; counts offers
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the engine and the store (idempotent)."""
+        """Start the engine and the store. A store that cannot be reached yet (Redis down at
+        boot) is retried by the consumer loop; `/readyz` says 503 meanwhile."""
         await self.engine.start()
-        await self.store.start()
+        try:
+            await self.store.start()
+        except Exception as exc:
+            log.warning("store.unavailable", node=self.node, error=type(exc).__name__)
 
-    async def close(self) -> None:
-        """Stop timers and loops; release the engine and the store."""
+    def run(self) -> None:
+        """Start the two loops of a node: the log consumer and the engine ticker."""
+        for loop in (self.run_consumer(), self.run_ticker()):
+            task = asyncio.create_task(loop)
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def close(self, drain_s: float = 5.0) -> None:
+        """Stop the loops after the batch in hand (bounded), stop timers, close engine+store."""
         self._stopping.set()
-        for task in [*self._away.values(), *self._background]:
+        loops = list(self._background)
+        if loops:
+            _done, pending = await asyncio.wait(loops, timeout=drain_s)
+            for task in pending:
+                task.cancel()
+        for task in [*self._away.values(), *loops]:
             task.cancel()
-        for task in [*self._away.values(), *self._background]:
+        for task in [*self._away.values(), *loops]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._away.clear()
@@ -160,6 +177,8 @@ class Service:
             except Exception as exc:  # keep consuming; unacked entries are reclaimed later
                 log.error("consumer.failed", node=self.node, error=type(exc).__name__)
                 await asyncio.sleep(0.5)
+                with contextlib.suppress(Exception):
+                    await self.store.start()  # idempotent; re-creates a lost consumer group
 
     async def run_ticker(self, interval_s: float = 0.25) -> None:
         """Fire the engine's timers until stopped (offer time-outs, wrap-up ends, levels)."""
@@ -220,6 +239,8 @@ class Service:
         frames: list[tuple[str, Frame]] = []
         for effect in effects:
             if isinstance(effect, Offer):
+                if self.metrics is not None:
+                    self.metrics.offered()
                 conv = await self.conversation_frame(effect.task)
                 frames.append(
                     (

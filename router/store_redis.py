@@ -147,6 +147,7 @@ class RedisStore(Store):
         self._anchor = self._key("ids")
         self._log = self._key("log")
         self._scripts: dict[str, AsyncScript] = {}
+        self._group_ready = False
         self._blocking: aioredis.Redis[bytes] | None = None
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -175,11 +176,14 @@ class RedisStore(Store):
         if not self._scripts:
             client = self._client
             self._scripts = {name: client.register_script(script_source(name)) for name in SCRIPTS}
+        if not self._group_ready:
+            # Retried by every start() until it succeeds: Redis may be down when a node boots.
             try:
-                await client.xgroup_create(self._log, GROUP, id="0", mkstream=True)
+                await self._client.xgroup_create(self._log, GROUP, id="0", mkstream=True)
             except aioredis.ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
+            self._group_ready = True
 
     async def close(self) -> None:
         """Stop the wake reader; close what this store opened."""
@@ -201,6 +205,7 @@ class RedisStore(Store):
             self._client = None
             self._owned = False
         self._scripts = {}
+        self._group_ready = False
 
     async def purge(self) -> None:
         """Delete every key of this domain (SCAN + UNLINK in batches; never KEYS). For tests."""
@@ -267,7 +272,12 @@ class RedisStore(Store):
     async def read_log(self, consumer: str, count: int, block_ms: int) -> list[LogEntry]:
         await self._redis()
         args = _pack({"c": consumer, "n": count, "idle": self.claim_idle_ms})
-        raw = await self._scripts["read"](keys=[self._anchor], args=[self._prefix, args])
+        try:
+            raw = await self._scripts["read"](keys=[self._anchor], args=[self._prefix, args])
+        except aioredis.ResponseError as exc:
+            if "NOGROUP" in str(exc):  # Redis lost the group (restart without persistence)
+                self._group_ready = False
+            raise
         entries = [(entry_id, _pairs(fields)) for entry_id, fields in raw]
         if not entries and block_ms > 0:
             assert self._blocking is not None

@@ -1,0 +1,182 @@
+"""Logging: structlog everywhere, JSON lines in production, and never customer content.
+
+The rule (DESIGN.md, "Non-negotiables"): logs carry identifiers — agent, task, conversation,
+reservation and event ids, codes, counts, durations — and never message bodies, names,
+addresses, numbers, profiles or secrets. Code must not pass them in the first place;
+`redact` is the second line: any key known to carry such content has its value replaced by
+`"[redacted]"`, however deep it sits in the event.
+
+Access logs never print query strings, because tokens travel in `?token=` (browsers cannot set
+headers on a WebSocket). `AccessLogger` logs method, path, status and duration only; a filter on
+the `aiohttp.access` logger also strips queries from aiohttp's own format, should it be used.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Mapping, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import StreamResponse
+
+REDACTED = "[redacted]"
+
+# Keys whose values are (or may be) customer content or secrets. Compared lower-case, with
+# "-" read as "_", so `Authorization` and `first-name` are caught too.
+SENSITIVE_KEYS = frozenset(
+    {
+        "body",
+        "subject",
+        "text",
+        "from",
+        "sender",
+        "to",
+        "address",
+        "phone",
+        "email",
+        "name",
+        "first_name",
+        "residence_city",
+        "job",
+        "vcard",
+        "token",
+        "authorization",
+        "signature",
+        "secret",
+        "password",
+        "profile",
+        "history",
+        "payload",
+    }
+)
+
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+ACCESS_LOGGER = "aiohttp.access"
+MAX_PATH = 200  # a scanner's absurd path is cut, not logged whole
+_MAX_DEPTH = 6
+_QUERY = re.compile(r"\?[^\s\"']*")
+
+access_log = structlog.get_logger("omniroute.access")
+
+
+def _sensitive(key: object) -> bool:
+    return isinstance(key, str) and key.lower().replace("-", "_") in SENSITIVE_KEYS
+
+
+def _scrub(value: Any, depth: int) -> Any:
+    if depth >= _MAX_DEPTH:
+        return value
+    if isinstance(value, Mapping):
+        return {k: REDACTED if _sensitive(k) else _scrub(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v, depth + 1) for v in value]
+    return value
+
+
+def redact(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: replace the values of `SENSITIVE_KEYS`, at any nesting depth."""
+    for key, value in list(event_dict.items()):
+        if _sensitive(key):
+            event_dict[key] = REDACTED
+        elif isinstance(value, Mapping | list | tuple):
+            event_dict[key] = _scrub(value, 1)
+    return event_dict
+
+
+class _NoQuery(logging.Filter):
+    """Strips query strings from aiohttp's default access-log lines (request line, Referer)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = _QUERY.sub("", record.getMessage())
+        record.args = None
+        if hasattr(record, "first_request_line"):
+            record.first_request_line = _QUERY.sub("", str(record.first_request_line))
+        return True
+
+
+class AccessLogger(AbstractAccessLogger):
+    """aiohttp access log as a structlog event: method, path (no query), status, duration.
+
+    Use with `web.run_app(..., access_log=logging.getLogger("aiohttp.access"),
+    access_log_class=AccessLogger)` or `web.AppRunner(app, access_log_class=AccessLogger)`.
+    """
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
+
+    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        access_log.info(
+            "http.request",
+            method=request.method,
+            path=request.path[:MAX_PATH],
+            status=response.status,
+            duration_ms=round(time * 1000, 2),
+        )
+
+
+def configure_logging(
+    json: bool | None = None,
+    level: str = "info",
+    *,
+    stream: TextIO | None = None,
+    cache: bool = True,
+) -> None:
+    """Set up structlog and route stdlib logging (aiohttp, asyncio) through the same renderer.
+
+    `json=None` picks JSON lines when the stream is not a terminal, a readable console
+    otherwise. `stream` defaults to stderr. `cache=False` lets a later call (tests) take effect
+    on loggers already used; production keeps the faster cached loggers.
+    """
+    if level not in LEVELS:
+        raise ValueError(f"log level must be one of {', '.join(LEVELS)}, not {level!r}")
+    out = stream if stream is not None else sys.stderr
+    as_json = json if json is not None else not out.isatty()
+    renderer: Any
+    if as_json:
+        renderer = structlog.processors.JSONRenderer()
+        tracebacks: list[Any] = [structlog.processors.format_exc_info]
+    else:
+        renderer = structlog.dev.ConsoleRenderer()
+        tracebacks = []
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact,
+    ]
+    structlog.configure(
+        processors=[*shared, *tracebacks, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=cache,
+    )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                *tracebacks,
+                renderer,
+            ],
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(max(LEVELS[level], logging.WARNING))  # libraries: warnings and up
+    access = logging.getLogger(ACCESS_LOGGER)
+    access.setLevel(LEVELS[level])  # the access log is INFO: on at the default level
+    access.filters[:] = [_NoQuery()]

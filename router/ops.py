@@ -1,0 +1,526 @@
+"""Ops: `/v1/queues`, `/v1/agents`, the `/v1/ops/stream` socket, `/metrics` and health.
+
+Everything here reads the engine's views (`queue_stats()`, `agents()`) and returns ids, states
+and counts — never customer content. The queue and agent endpoints and the stream need a token
+with role `ops` or `supervisor` (`Authorization: Bearer`, or `?token=` on the stream, since a
+browser cannot set headers on a WebSocket); `/metrics`, `/healthz` and `/readyz` are open, for
+scrapers and load balancers, and carry nothing but counts.
+
+The stream has one producer per app: it reads one snapshot per interval, encodes it once and
+hands the same text to every subscriber without waiting on any; a subscriber that falls behind
+is dropped (close 4029, "reconnect after a back-off").
+
+Wiring (in `create_app`)::
+
+    metrics = Metrics()
+    add_ops_routes(app, engine, settings.jwt_secret, metrics=metrics,
+                   engine_kind=settings.redis.engine)   # also registers close_all on shutdown
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from aiohttp import WSMsgType, web
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from queues.base import QueueStats, RoutingEngine
+from router.auth import AuthError, verify_token
+from router.errors import CLOSE_DRAINING, CLOSE_RATE_LIMITED, error_body, http_status
+from router.service import AgentIdentity
+
+log = structlog.get_logger("omniroute.ops")
+
+OPS_ROLES = ("ops", "supervisor")
+READY_TIMEOUT_S = 2.0
+READ_TIMEOUT_S = 2.0  # one view read (snapshot, scrape) may take this long
+BACKLOG = 2  # snapshots a subscriber may have unsent before it is dropped
+SHUTDOWN_WAIT_S = 5.0  # close_all waits this long for every stream to close
+CLOSE_WAIT_S = 1.0  # a close handshake on shutdown or drop waits this long, then aborts
+
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # what generate_latest writes
+INGEST_RESULTS = ("accepted", "duplicate", "refused")
+SOCKET_KINDS = ("agent", "ops", "chat")
+_REASON = re.compile(r"[a-z_]{1,32}")
+
+
+# -- metrics ---------------------------------------------------------------------------------
+
+
+class Metrics:
+    """The app's counters, in its own `CollectorRegistry` (several apps per process don't clash).
+
+    Other modules call these five methods; labels are fixed sets, so no id ever becomes a label:
+
+    * `ingested(result, n=1)` — `/v1/events`: `accepted` or `duplicate` (events), or a refusal
+      reason such as `bad_signature` (requests; counted as `refused` and by reason)
+    * `offered(n=1)` — offers made to agents
+    * `sent(kind, n=1)` — frames written to sockets of kind `agent`, `ops` or `chat`
+    * `session(kind)` — context manager around a socket's life (the `ws_sessions` gauge)
+    * `dropped(kind)` — a socket closed because it could not keep up
+    """
+
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry(auto_describe=True)
+        self._ingested = Counter(
+            "omniroute_events_ingested", "Ingest events", ["result"], registry=r
+        )
+        self._refused = Counter("omniroute_ingest_refused", "Refusals", ["reason"], registry=r)
+        self._offers = Counter("omniroute_offers", "Offers made to agents", registry=r)
+        self._frames = Counter("omniroute_frames_sent", "Frames written", ["kind"], registry=r)
+        self._sessions = Gauge("omniroute_ws_sessions", "Open sockets", ["kind"], registry=r)
+        self._dropped = Counter("omniroute_ws_dropped", "Sockets too slow", ["kind"], registry=r)
+        for result in INGEST_RESULTS:
+            self._ingested.labels(result=result)
+        for kind in SOCKET_KINDS:
+            self._frames.labels(kind=kind)
+            self._sessions.labels(kind=kind)
+            self._dropped.labels(kind=kind)
+
+    def ingested(self, result: str, n: int = 1) -> None:
+        """`accepted`/`duplicate` count events; any other value is a refusal reason (one
+        request), counted as `refused` and by reason. Fits `router.ingest`'s `on_result`."""
+        if result in ("accepted", "duplicate"):
+            self._ingested.labels(result=result).inc(n)
+            return
+        if not _REASON.fullmatch(result):
+            raise ValueError("a refusal reason is 1-32 of a-z and _")
+        self._ingested.labels(result="refused").inc(n)
+        self._refused.labels(reason="other" if result == "refused" else result).inc(n)
+
+    def offered(self, n: int = 1) -> None:
+        self._offers.inc(n)
+
+    def sent(self, kind: str, n: int = 1) -> None:
+        self._frames.labels(kind=_kind(kind)).inc(n)
+
+    def dropped(self, kind: str) -> None:
+        self._dropped.labels(kind=_kind(kind)).inc()
+
+    @contextlib.contextmanager
+    def session(self, kind: str) -> Iterator[None]:
+        gauge = self._sessions.labels(kind=_kind(kind))
+        gauge.inc()
+        try:
+            yield
+        finally:
+            gauge.dec()
+
+
+def _kind(kind: str) -> str:
+    if kind not in SOCKET_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(SOCKET_KINDS)}")
+    return kind
+
+
+class _Scrape(Collector):
+    """One scrape: the app's registry plus gauges from `queue_stats()` read just before."""
+
+    def __init__(self, registry: CollectorRegistry, stats: list[QueueStats] | None) -> None:
+        self.registry = registry
+        self.stats = stats
+
+    def collect(self) -> Iterable[Metric]:
+        yield from self.registry.collect()
+        up = GaugeMetricFamily("omniroute_engine_up", "1 when the engine answered the scrape")
+        up.add_metric([], 0 if self.stats is None else 1)
+        yield up
+        if self.stats is None:
+            return
+        q = ["queue"]
+        waiting = GaugeMetricFamily("omniroute_queue_waiting", "Tasks waiting", labels=q)
+        longest = GaugeMetricFamily(
+            "omniroute_queue_longest_wait_seconds", "Wait of the oldest waiting task", labels=q
+        )
+        agents = GaugeMetricFamily(
+            "omniroute_queue_agents",
+            "Logged-in agents serving the queue, by tier and state",
+            labels=["queue", "tier", "state"],
+        )
+        counters = {
+            key: CounterMetricFamily(f"omniroute_queue_{key}", doc, labels=q)
+            for key, doc in (
+                ("offered", "Offers made for the queue's tasks"),
+                ("answered", "Tasks accepted by an agent"),
+                ("answered_in_threshold", "Tasks accepted within the service-level threshold"),
+                ("abandoned", "Tasks withdrawn before an agent took them"),
+            )
+        }
+        for row in self.stats:
+            waiting.add_metric([row.name], row.waiting)
+            longest.add_metric([row.name], row.longest_wait_s)
+            for tier, states in row.agents.items():
+                for state, count in states.items():
+                    agents.add_metric([row.name, tier, state], count)
+            for key, family in counters.items():
+                family.add_metric([row.name], getattr(row, key))
+        yield from (waiting, longest, agents, *counters.values())
+
+
+# -- rows --------------------------------------------------------------------------------------
+
+
+def queue_row(row: QueueStats) -> dict[str, Any]:
+    """A queue as `/v1/queues` shows it (the contract's row, plus `answered_in_threshold`)."""
+    return {
+        "name": row.name,
+        "waiting": row.waiting,
+        "longest_wait_s": round(row.longest_wait_s, 3),
+        "agents": {tier: dict(states) for tier, states in row.agents.items()},
+        "offered": row.offered,
+        "answered": row.answered,
+        "abandoned": row.abandoned,
+        "service_level": row.service_level,
+        "answered_in_threshold": row.answered_in_threshold,
+    }
+
+
+def agent_row(view: dict[str, Any]) -> dict[str, Any]:
+    """An agent as `/v1/agents` shows it: ids, tier, states and numbers — no names."""
+    return {
+        "id": view["id"],
+        "tier": view["tier"],
+        "state": view["state"],
+        "chosen": view["chosen"],
+        "capacity": dict(view["cap"]),
+        "load": dict(view["load"]),
+        "tasks": list(view.get("tasks", ())),
+    }
+
+
+async def read_views(engine: RoutingEngine) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Queue rows and agent rows, read concurrently within `READ_TIMEOUT_S`."""
+    async with asyncio.timeout(READ_TIMEOUT_S):
+        stats, views = await asyncio.gather(engine.queue_stats(), engine.agents())
+    return [queue_row(s) for s in stats], [agent_row(v) for v in views]
+
+
+def rfc3339(when: float) -> str:
+    return (
+        datetime.fromtimestamp(when, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+
+
+# -- the stream's producer ---------------------------------------------------------------------
+
+
+class Subscriber:
+    """One stream socket's mailbox: encoded snapshots, then `None` when it must close."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=BACKLOG + 1)
+        self.close_code = CLOSE_DRAINING
+
+    def offer(self, frame: str) -> bool:
+        """Hand a frame over without waiting; False when the subscriber is `BACKLOG` behind."""
+        if self.queue.qsize() >= BACKLOG:
+            return False
+        self.queue.put_nowait(frame)
+        return True
+
+    def end(self, code: int) -> None:
+        """Tell the socket to close with `code`; what it has not sent yet is discarded."""
+        self.close_code = code
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(None)
+
+
+class OpsHub:
+    """One producer task per app: a snapshot per interval, encoded once, for every subscriber.
+
+    The task runs only while someone subscribes. A new subscriber gets the latest snapshot at
+    once (at most one interval old; its `at` says when it was taken), or the first one as soon
+    as the producer has read it.
+    """
+
+    def __init__(self, engine: RoutingEngine, interval_s: float, metrics: Metrics) -> None:
+        if interval_s <= 0:
+            raise ValueError("snapshot_interval_s must be > 0")
+        self.engine = engine
+        self.interval_s = interval_s
+        self.metrics = metrics
+        self.subscribers: set[Subscriber] = set()
+        self.snapshots = 0  # how many the producer has read (for tests and debugging)
+        self._latest: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._empty = asyncio.Event()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def subscribe(self) -> Subscriber:
+        sub = Subscriber()
+        if self._closed:
+            sub.end(CLOSE_DRAINING)
+            return sub
+        self.subscribers.add(sub)
+        self._empty.clear()
+        if self._latest is not None:
+            sub.offer(self._latest)
+        if self._task is None:
+            self._task = asyncio.create_task(self._produce(), name="omniroute.ops.snapshots")
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        self.subscribers.discard(sub)
+        if not self.subscribers:
+            self._empty.set()
+
+    async def _produce(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self.subscribers:
+                started = loop.time()
+                frame = await self._snapshot()
+                if frame is not None:
+                    self._latest = frame
+                    for sub in list(self.subscribers):
+                        if not sub.offer(frame):
+                            self._drop(sub)
+                await asyncio.sleep(max(0.0, self.interval_s - (loop.time() - started)))
+        finally:
+            self._task = None
+            self._latest = None
+
+    async def _snapshot(self) -> str | None:
+        at = self.engine.clock()
+        try:
+            queues, agents = await read_views(self.engine)
+        except Exception as exc:  # the engine is down: keep the sockets, try next interval
+            log.warning("ops.snapshot_failed", error=type(exc).__name__)
+            return None
+        self.snapshots += 1
+        frame = {"type": "snapshot", "at": rfc3339(at), "queues": queues, "agents": agents}
+        return json.dumps(frame, separators=(",", ":"))
+
+    def _drop(self, sub: Subscriber) -> None:
+        self.unsubscribe(sub)
+        sub.end(CLOSE_RATE_LIMITED)
+        self.metrics.dropped("ops")
+        log.info("ops.stream_dropped", reason="slow", backlog=BACKLOG)
+
+    async def close(self) -> None:
+        """Stop the producer and close every stream (4000, "reconnect to any node"); waits at
+        most `SHUTDOWN_WAIT_S` for the sockets to finish their close handshakes."""
+        self._closed = True
+        for sub in list(self.subscribers):
+            sub.end(CLOSE_DRAINING)
+        if self.subscribers:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SHUTDOWN_WAIT_S):
+                    await self._empty.wait()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+# -- handlers ------------------------------------------------------------------------------------
+
+
+class Ops:
+    """The ops handlers, bound to one engine, secret, hub and metrics."""
+
+    def __init__(
+        self,
+        engine: RoutingEngine,
+        jwt_secret: str,
+        *,
+        metrics: Metrics,
+        snapshot_interval_s: float = 1.0,
+        engine_kind: str | None = None,
+    ) -> None:
+        self.engine = engine
+        self.jwt_secret = jwt_secret
+        self.metrics = metrics
+        self.hub = OpsHub(engine, snapshot_interval_s, metrics)
+        self.engine_kind = engine_kind or type(engine).__name__.removesuffix("Engine").lower()
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/v1/queues", self.queues),
+            web.get("/v1/agents", self.agents),
+            web.get("/v1/ops/stream", self.stream),
+            web.get("/metrics", self.scrape),
+            web.get("/healthz", healthz),
+            web.get("/readyz", self.readyz),
+        ]
+
+    def authorize(self, request: web.Request, *, query_token: bool = False) -> AgentIdentity:
+        """The caller's identity if it may see ops views; AuthError otherwise."""
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if header and scheme.lower() != "bearer":
+            raise AuthError("unauthorized", "Authorization must be 'Bearer <token>'")
+        token = token.strip()
+        if not token and query_token:
+            token = request.query.get("token", "")
+        if not token:
+            raise AuthError("unauthorized", "an ops or supervisor token is required")
+        identity = verify_token(token, self.jwt_secret)
+        if identity.role not in OPS_ROLES:
+            raise AuthError("forbidden", "this needs a token with role ops or supervisor")
+        return identity
+
+    def _refuse(self, request: web.Request, exc: AuthError) -> web.Response:
+        log.info("ops.refused", path=request.path, code=exc.code)
+        body = error_body(exc.code, exc.message, "token")
+        return web.json_response(body, status=http_status(exc.code))
+
+    async def _read(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        try:
+            return await read_views(self.engine)
+        except Exception as exc:
+            log.warning("ops.read_failed", error=type(exc).__name__)
+            raise web.HTTPServiceUnavailable(
+                text=json.dumps(error_body("unavailable", "the engine did not answer")),
+                content_type="application/json",
+            ) from None
+
+    async def queues(self, request: web.Request) -> web.Response:
+        try:
+            self.authorize(request)
+        except AuthError as exc:
+            return self._refuse(request, exc)
+        queues, _ = await self._read()
+        return web.json_response({"queues": queues})
+
+    async def agents(self, request: web.Request) -> web.Response:
+        try:
+            self.authorize(request)
+        except AuthError as exc:
+            return self._refuse(request, exc)
+        _, agents = await self._read()
+        return web.json_response({"agents": agents})
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        try:
+            identity = self.authorize(request, query_token=True)
+        except AuthError as exc:
+            return self._refuse(request, exc)
+        if self.hub.closed:
+            body = error_body("unavailable", "the node is shutting down")
+            return web.json_response(body, status=503)
+        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=4096, timeout=CLOSE_WAIT_S)
+        await ws.prepare(request)
+        sub = self.hub.subscribe()
+        log.info("ops.stream_opened", user=identity.id, role=identity.role)
+        with self.metrics.session("ops"):
+            writer = asyncio.create_task(self._pump(ws, sub, request))
+            try:
+                async for msg in ws:  # the stream is one-way; client frames are ignored
+                    if msg.type == WSMsgType.ERROR:
+                        break
+            finally:
+                self.hub.unsubscribe(sub)
+                if not writer.done():
+                    writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writer
+        log.info("ops.stream_closed", user=identity.id, code=ws.close_code)
+        return ws
+
+    async def _pump(self, ws: web.WebSocketResponse, sub: Subscriber, request: web.Request) -> None:
+        """Write snapshots as they come; a send that outlasts the backlog drops the socket."""
+        code = CLOSE_DRAINING
+        try:
+            while (frame := await sub.queue.get()) is not None:
+                async with asyncio.timeout(self.hub.interval_s * BACKLOG):
+                    await ws.send_str(frame)
+                self.metrics.sent("ops")
+            code = sub.close_code
+        except TimeoutError:
+            code = CLOSE_RATE_LIMITED
+            self.hub.unsubscribe(sub)
+            self.metrics.dropped("ops")
+            log.info("ops.stream_dropped", reason="send_timeout")
+        except ConnectionError:
+            return
+        message = b"too slow" if code == CLOSE_RATE_LIMITED else b"shutting down"
+        try:
+            async with asyncio.timeout(CLOSE_WAIT_S):
+                await ws.close(code=code, message=message)
+        except (TimeoutError, ConnectionError):
+            if request.transport is not None:
+                request.transport.abort()
+
+    async def scrape(self, request: web.Request) -> web.Response:
+        """Prometheus text: the app's counters plus queue gauges read now."""
+        stats: list[QueueStats] | None
+        try:
+            async with asyncio.timeout(READ_TIMEOUT_S):
+                stats = await self.engine.queue_stats()
+        except Exception as exc:
+            log.warning("metrics.read_failed", error=type(exc).__name__)
+            stats = None
+        body = generate_latest(_Scrape(self.metrics.registry, stats))
+        return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        """Readiness: the engine answers a read (on Redis one round trip) within a deadline."""
+        error = "no answer"
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                ready = await self.engine.ping()
+        except Exception as exc:
+            ready, error = False, type(exc).__name__
+        if not ready:
+            log.warning("readyz.failed", engine=self.engine_kind, error=error)
+            body = {"status": "unavailable", "engine": self.engine_kind}
+            return web.json_response(body, status=503)
+        return web.json_response({"status": "ready", "engine": self.engine_kind})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process is up and its event loop answers."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """`/readyz` for an app set up by `add_ops_routes` (the old `router.app.readyz` name)."""
+    return await request.app[OPS_KEY].readyz(request)
+
+
+OPS_KEY = web.AppKey("omniroute.ops", Ops)
+
+
+def add_ops_routes(
+    app: web.Application,
+    engine: RoutingEngine,
+    jwt_secret: str,
+    *,
+    metrics: Metrics,
+    snapshot_interval_s: float = 1.0,
+    engine_kind: str | None = None,
+) -> Ops:
+    """Add the ops routes (health included) to `app` and close the streams on its shutdown."""
+    ops = Ops(
+        engine,
+        jwt_secret,
+        metrics=metrics,
+        snapshot_interval_s=snapshot_interval_s,
+        engine_kind=engine_kind,
+    )
+    app[OPS_KEY] = ops
+    app.add_routes(ops.routes())
+    app.on_shutdown.append(close_all)
+    return ops
+
+
+async def close_all(app: web.Application) -> None:
+    """Shutdown step: close every ops stream with 4000 and stop the snapshot producer."""
+    ops = app.get(OPS_KEY)
+    if ops is not None:
+        await ops.hub.close()
