@@ -1,95 +1,119 @@
-"""The aiohttp application: the engine's lifecycle, its tick loop and the health endpoints.
+"""The aiohttp application: one `Service` over the engine and the store, and every route.
 
-This milestone serves only `GET /healthz` (the process answers) and `GET /readyz` (the engine
-answers). Ingest, the agent and customer sockets and the ops views come in a later milestone;
-they will hang their routes and startup/cleanup steps here.
+`create_app` wires ingest (`/v1/events`), the agent desktop socket (`/v1/agent/ws`) and the
+ops views (`/v1/queues`, `/v1/agents`, `/v1/ops/stream`, `/metrics`, health) around a
+`Service`, and runs its two loops: the event-log consumer and the engine's ticker. On SIGTERM
+it drains: desktops are closed with 4000 ("reconnect", to any node), the loops finish the batch
+in hand, and the engine and store are closed last.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
+import os
+import socket
 from collections.abc import AsyncIterator
 
 import structlog
 from aiohttp import web
 
+from channels.base import OutboundPort
 from queues.base import RoutingEngine
+from router import agent_ws
+from router.ingest import ingest_routes
+from router.logs import AccessLogger
+from router.ops import Metrics, add_ops_routes
+from router.service import Service
 from router.settings import Settings
+from router.store import Store
 
 log = structlog.get_logger("omniroute.app")
 
-TICK_INTERVAL_S = 0.25
-TICK_ROUNDS = 20  # back-to-back ticks while work is due, before sleeping again
-READY_TIMEOUT_S = 2.0
-
 SETTINGS_KEY = web.AppKey("settings", Settings)
 ENGINE_KEY = web.AppKey("engine", RoutingEngine)
+SERVICE_KEY = web.AppKey("service", Service)
+METRICS_KEY = web.AppKey("metrics", Metrics)
 
 
-def create_app(settings: Settings, engine: RoutingEngine) -> web.Application:
-    """The application around a not-yet-started engine; it starts and closes the engine."""
-    app = web.Application()
+def create_store(settings: Settings) -> Store:
+    """The store that matches the engine: memory, or Redis at the same URL and domain."""
+    claim_idle_ms = round(settings.events.claim_idle_s * 1000)
+    dedupe_s = round(settings.events.dedupe_s)
+    if settings.redis.engine == "memory":
+        from router.store_memory import MemoryStore
+
+        return MemoryStore(settings.domain, claim_idle_ms=claim_idle_ms, dedupe_s=dedupe_s)
+    from router.store_redis import RedisStore
+
+    return RedisStore(
+        settings.redis.url, domain=settings.domain, claim_idle_ms=claim_idle_ms, dedupe_s=dedupe_s
+    )
+
+
+def node_name(settings: Settings) -> str:
+    """This node's consumer name in the event log: the setting, else host name and pid."""
+    return settings.server.node or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def create_app(
+    settings: Settings,
+    engine: RoutingEngine,
+    store: Store | None = None,
+    *,
+    outbound: OutboundPort | None = None,
+    snapshot_interval_s: float = 1.0,
+) -> web.Application:
+    """The application around a not-yet-started engine and store; it starts and closes them."""
+    store = store or create_store(settings)
+    service = Service(
+        engine,
+        store,
+        outbound=outbound,
+        node=node_name(settings),
+        offline_grace_s=settings.agent.offline_grace_s,
+        release_after_s=settings.agent.release_after_s,
+        history_limit=settings.agent.history_limit,
+    )
+    metrics = Metrics()
+    service.metrics = metrics
+    app = web.Application(client_max_size=settings.server.max_body_bytes)
     app[SETTINGS_KEY] = settings
     app[ENGINE_KEY] = engine
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.cleanup_ctx.append(_run_engine)
+    app[SERVICE_KEY] = service
+    app[METRICS_KEY] = metrics
+    app.add_routes(
+        ingest_routes(
+            service.ingest,
+            settings.webhook_secret,
+            settings.server.max_body_bytes,
+            on_result=metrics.ingested,
+        )
+    )
+    # Registers its drain on shutdown: desktops get 4000 before the service below is closed.
+    agent_ws.add_agent_ws(app, service, store, settings.jwt_secret, settings.server.allowed_origins)
+    add_ops_routes(
+        app,
+        engine,
+        settings.jwt_secret,
+        metrics=metrics,
+        snapshot_interval_s=snapshot_interval_s,
+        engine_kind=settings.redis.engine,
+    )
+    app.cleanup_ctx.append(_run_service)
     return app
 
 
-async def _run_engine(app: web.Application) -> AsyncIterator[None]:
-    engine = app[ENGINE_KEY]
-    await engine.start()
-    ticker = asyncio.create_task(tick_forever(engine), name="omniroute.tick")
-    log.info("engine.started", engine=type(engine).__name__, domain=engine.domain)
+async def _run_service(app: web.Application) -> AsyncIterator[None]:
+    service = app[SERVICE_KEY]
+    await service.start()
+    service.run()
+    log.info("service.started", node=service.node, domain=service.engine.domain)
     try:
         yield
     finally:
-        ticker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await ticker
-        await engine.close()
-        log.info("engine.closed")
-
-
-async def tick_forever(engine: RoutingEngine, interval: float = TICK_INTERVAL_S) -> None:
-    """Fire due timers (offer time-outs, presence expiry, wrap-up ends) until cancelled.
-
-    Any node may tick; a failed tick is logged and retried on the next interval. Until the
-    outbox exists (next milestone) the effects are only counted in the log.
-    """
-    while True:
-        try:
-            for _ in range(TICK_ROUNDS):
-                effects = await engine.tick()
-                if not effects:
-                    break
-                log.debug("tick.effects", count=len(effects))
-        except Exception as exc:
-            log.warning("tick.failed", error=type(exc).__name__, detail=str(exc)[:200])
-        await asyncio.sleep(interval)
-
-
-async def healthz(request: web.Request) -> web.Response:
-    """Liveness: the process is up and its event loop answers."""
-    return web.json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    """Readiness: the engine answers a read (on Redis one round trip) within a deadline."""
-    engine = request.app[ENGINE_KEY]
-    kind = request.app[SETTINGS_KEY].redis.engine
-    error = "no answer"
-    try:
-        async with asyncio.timeout(READY_TIMEOUT_S):
-            ready = await engine.ping()
-    except Exception as exc:
-        ready, error = False, type(exc).__name__
-    if not ready:
-        log.warning("readyz.failed", engine=kind, error=error)
-        return web.json_response({"status": "unavailable", "engine": kind}, status=503)
-    return web.json_response({"status": "ready", "engine": kind})
+        await service.close()
+        log.info("service.closed", node=service.node)
 
 
 def new_event_loop() -> tuple[asyncio.AbstractEventLoop, str]:
@@ -109,7 +133,8 @@ def serve(app: web.Application, host: str, port: int, loop: asyncio.AbstractEven
         port=port,
         loop=loop,
         print=None,  # our first log line already says where we listen
-        access_log=None,  # ids only in logs; request lines would carry query strings
+        access_log=logging.getLogger("aiohttp.access"),
+        access_log_class=AccessLogger,  # method, path without query (tokens!), status, duration
         shutdown_timeout=10.0,
         handle_signals=True,
     )

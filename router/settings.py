@@ -40,6 +40,22 @@ class ServerSettings:
     host: str
     port: int
     public_url: str
+    allowed_origins: tuple[str, ...] = ()
+    node: str = ""
+    max_body_bytes: int = 1 << 20
+
+
+@dataclass(frozen=True)
+class EventSettings:
+    claim_idle_s: float = 30.0
+    dedupe_s: float = 86_400.0
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    offline_grace_s: float = 10.0
+    release_after_s: float = 120.0
+    history_limit: int = 50
 
 
 @dataclass(frozen=True)
@@ -90,6 +106,8 @@ class Settings:
     sms: SmsSettings
     email: EmailSettings
     voice: VoiceSettings
+    agent: AgentSettings = field(default_factory=AgentSettings)
+    events: EventSettings = field(default_factory=EventSettings)
     source: str | None = None  # the user's file, if one was read
 
 
@@ -172,6 +190,22 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "host": _pattern(r"\S+", "a host name or address"),
         "port": _integer(1, 65535),
         "public_url": _http_url(empty_ok=True, bare=True),
+        "allowed_origins": _Key(
+            "list",
+            "a list of origins like https://desk.example.org",
+            lambda v: all(re.fullmatch(r"https?://[^/\s]+", o) for o in v),
+        ),
+        "node": _pattern(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}", "empty or a node name", True),
+        "max_body_bytes": _integer(1024),
+    },
+    "events": {
+        "claim_idle_s": _seconds(positive=True),
+        "dedupe_s": _Key("float", "a number >= 86400 (24 h)", lambda v: v >= 86_400),
+    },
+    "agent": {
+        "offline_grace_s": _seconds(),
+        "release_after_s": _seconds(),
+        "history_limit": _integer(0, 10_000),
     },
     "redis": {
         "url": _Key("str", "empty, 'memory', redis://…, rediss://… or unix://…", _redis_url_ok),
@@ -503,6 +537,18 @@ def _build(
             host=get("server", "host"),
             port=get("server", "port"),
             public_url=get("server", "public_url").rstrip("/"),
+            allowed_origins=tuple(get("server", "allowed_origins")),
+            node=get("server", "node"),
+            max_body_bytes=get("server", "max_body_bytes"),
+        ),
+        events=EventSettings(
+            claim_idle_s=get("events", "claim_idle_s"),
+            dedupe_s=get("events", "dedupe_s"),
+        ),
+        agent=AgentSettings(
+            offline_grace_s=get("agent", "offline_grace_s"),
+            release_after_s=get("agent", "release_after_s"),
+            history_limit=get("agent", "history_limit"),
         ),
         redis=RedisSettings(url=get("redis", "url")),
         jwt_secret=get("jwt", "secret"),

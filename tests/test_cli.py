@@ -276,7 +276,7 @@ def test_serve_starts_answers_health_and_stops_on_sigterm() -> None:
     with running_server(env=env) as server:
         assert get(f"{server.base}/healthz") == (200, {"status": "ok"})
         assert get(f"{server.base}/readyz") == (200, {"status": "ready", "engine": "memory"})
-        assert get(f"{server.base}/v1/queues")[0] == 404  # a later milestone
+        assert get(f"{server.base}/v1/queues")[0] == 401  # ops views need an ops token
         assert server.first_line["event"] == "omniroute.serve"
         assert server.first_line["engine"] == "memory (embedded, nothing persisted)"
         assert server.first_line["listen"] == server.base
