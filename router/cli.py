@@ -89,6 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="validate a settings file and summarise it")
     check.add_argument("file", metavar="FILE")
+
+    desk = commands.add_parser("desktop", help="a terminal agent desktop: print every frame")
+    desk.add_argument("--token", required=True, help="the agent's token (omniroute token …)")
+    desk.add_argument(
+        "--url", default="ws://127.0.0.1:8080/v1/agent/ws", help="the agent socket's URL"
+    )
+    desk.add_argument("--accept", action="store_true", help="accept every offer")
+    desk.add_argument("--limit", type=_positive_int, help="stop after this many frames")
     return parser
 
 
@@ -100,6 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args, env)
         if args.command == "token":
             return _token(args, env)
+        if args.command == "desktop":
+            from router.desktop import main_sync
+
+            return main_sync(args.url, args.token, args.accept, args.limit)
         return _check_config(args.file, env)
     except SettingsError as exc:
         print(f"omniroute {args.command}: {exc}", file=sys.stderr)
