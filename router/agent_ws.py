@@ -157,9 +157,11 @@ def customer_of(frame: Mapping[str, Any]) -> tuple[str | None, bool]:
     if isinstance(customer, Mapping):
         found = customer.get("id")
         return (found if isinstance(found, str) else None), True
+    # An interaction (a message body) is customer content whatever the frame's type.
+    carries = frame.get("type") in FILTERED_TYPES or isinstance(frame.get("interaction"), Mapping)
     if isinstance(customer, str):
-        return customer, frame.get("type") in FILTERED_TYPES
-    return None, frame.get("type") in FILTERED_TYPES
+        return customer, carries
+    return None, carries
 
 
 # -- the session ------------------------------------------------------------------------------
@@ -187,6 +189,7 @@ class Session:
     ) -> None:
         self.ws, self.codec, self.identity, self.transport = ws, codec, identity, transport
         self.service, self.store, self.limits, self.since = service, store, limits, since
+        self._gauge = contextlib.ExitStack()  # the ws_sessions gauge while connected
         self.id = str(uuid.uuid4())
         self.state = State.OPEN
         self.close_code: int | None = None
@@ -219,6 +222,8 @@ class Session:
                 await self._write_error_and_close(exc)
                 return
             connected = True
+            if self.service.metrics is not None:
+                self._gauge.enter_context(self.service.metrics.session("agent"))
             welcome = {
                 "type": "welcome",
                 "agent": {"id": agent, "tier": self.identity.tier, "name": self.identity.name},
@@ -301,6 +306,7 @@ class Session:
         except Exception as exc:
             log.warning("agent_ws.cleanup_failed", agent=self.identity.id, error=type(exc).__name__)
         finally:
+            self._gauge.close()
             self.state = State.CLOSED
             self._closed.set()
             code = self.close_code or self.ws.close_code
@@ -374,6 +380,8 @@ class Session:
         data = encode_frame(self.codec, frame)
         send = self.ws.send_bytes(data) if isinstance(data, bytes) else self.ws.send_str(data)
         await asyncio.wait_for(send, self.limits.send_timeout_s)
+        if self.service.metrics is not None:
+            self.service.metrics.sent("agent")
 
     async def _push(self, frame: Frame) -> None:
         try:

@@ -117,6 +117,8 @@ class Service:
         self._away: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
+        self._consuming = False
+        self._consumer: asyncio.Task[None] | None = None
         self.metrics: Any = None  # router.ops.Metrics when served; counts offers
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -132,14 +134,16 @@ class Service:
 
     def run(self) -> None:
         """Start the two loops of a node: the log consumer and the engine ticker."""
-        for loop in (self.run_consumer(), self.run_ticker()):
-            task = asyncio.create_task(loop)
+        self._consumer = asyncio.create_task(self.run_consumer())
+        for task in (self._consumer, asyncio.create_task(self.run_ticker())):
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
     async def close(self, drain_s: float = 5.0) -> None:
         """Stop the loops after the batch in hand (bounded), stop timers, close engine+store."""
         self._stopping.set()
+        if self._consumer is not None and not self._consuming:
+            self._consumer.cancel()  # idle in a blocking read: nothing in hand to finish
         loops = list(self._background)
         if loops:
             _done, pending = await asyncio.wait(loops, timeout=drain_s)
@@ -168,6 +172,7 @@ class Service:
         while not self._stopping.is_set():
             try:
                 entries = await self.store.read_log(self.node, batch, block_ms)
+                self._consuming = True  # close() lets a batch in hand finish
                 for entry in entries:
                     await self.process(entry)
                 if entries:
@@ -179,6 +184,8 @@ class Service:
                 await asyncio.sleep(0.5)
                 with contextlib.suppress(Exception):
                     await self.store.start()  # idempotent; re-creates a lost consumer group
+            finally:
+                self._consuming = False
 
     async def run_ticker(self, interval_s: float = 0.25) -> None:
         """Fire the engine's timers until stopped (offer time-outs, wrap-up ends, levels)."""
@@ -241,6 +248,7 @@ class Service:
             if isinstance(effect, Offer):
                 if self.metrics is not None:
                     self.metrics.offered()
+                await self.store.set_state(effect.task, "offered", effect.agent)
                 conv = await self.conversation_frame(effect.task)
                 frames.append(
                     (
@@ -254,7 +262,6 @@ class Service:
                         },
                     )
                 )
-                await self.store.set_state(effect.task, "offered", effect.agent)
             elif isinstance(effect, OfferRevoked):
                 frame = {
                     "type": "offer.revoked",
@@ -449,7 +456,13 @@ class Service:
                 agent=identity.id,
             )
         )
-        frame = {"type": "ack", "ref": ref, "interaction": interaction.wire()}
+        frame = {
+            "type": "ack",
+            "ref": ref,
+            "conversation": conversation,
+            "customer": conv.customer,  # lets the send-time tier filter judge the body inside
+            "interaction": interaction.wire(),
+        }
         await self.store.push([(identity.id, frame)])
         log.info("message.sent", agent=identity.id, conversation=conversation, channel=channel)
         return interaction
