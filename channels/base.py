@@ -11,7 +11,9 @@ what would be sent (ids and sizes in the log, the message itself in memory) and 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
@@ -28,6 +30,9 @@ class OutboundMessage:
     body: str
     interaction: str
     agent: str
+    addresses: tuple[str, ...] = ()  # every address linked to the customer (E.164, email, visitor:…)
+    reply_meta: Mapping[str, Any] = field(default_factory=dict)  # meta of their last inbound here
+    site: str | None = None
 
 
 class OutboundPort(ABC):
@@ -55,3 +60,21 @@ class RecordingPort(OutboundPort):
             interaction=message.interaction,
             size=len(message.body.encode()),
         )
+
+
+class ChannelPorts(OutboundPort):
+    """The router's one outbound port: hands each message to its channel's registered port.
+
+    Adapters register themselves (`register("sms", SmsPort(...))`); a channel with no adapter
+    falls back to `default` (a `RecordingPort` unless given), so nothing fails silently.
+    """
+
+    def __init__(self, default: OutboundPort | None = None) -> None:
+        self.default = default or RecordingPort()
+        self.ports: dict[str, OutboundPort] = {}
+
+    def register(self, channel: str, port: OutboundPort) -> None:
+        self.ports[channel] = port
+
+    async def send(self, message: OutboundMessage) -> None:
+        await self.ports.get(message.channel, self.default).send(message)

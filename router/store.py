@@ -47,6 +47,7 @@ PROFILE_FIELDS = (
 )
 EDITABLE_FIELDS = ("first_name", "residence_city", "job", "vcard")
 CONVERSATION_STATES = ("queued", "offered", "assigned", "wrapup", "closed")
+ANNOTATE_WINDOW = 200
 
 
 @dataclass(frozen=True)
@@ -245,6 +246,18 @@ class Store(ABC):
         self, conversation_id: str, channel: str, body: str, agent: str, now_ms: int
     ) -> Interaction:
         """Store an agent's reply in history and count `messages_out`."""
+
+    @abstractmethod
+    async def link(self, customer_id: str, addresses: Sequence[str]) -> None:
+        """Link addresses to an existing customer (a site vouches for them), moving each off
+        any other customer; raises UnknownCustomer when the customer does not exist."""
+
+    @abstractmethod
+    async def annotate(
+        self, customer_id: str, interaction_id: str, meta: Mapping[str, Any]
+    ) -> bool:
+        """Merge `meta` into one of the customer's last `ANNOTATE_WINDOW` interactions (delivery
+        statuses, talk time, sent Message-IDs); False when it is not among them."""
 
     @abstractmethod
     async def set_state(self, conversation_id: str, state: str, agent: str | None) -> None:

@@ -50,13 +50,14 @@ import itertools
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
 from router.store import (
+    ANNOTATE_WINDOW,
     CONVERSATION_STATES,
     EDITABLE_FIELDS,
     PROFILE_FIELDS,
@@ -531,6 +532,34 @@ class MemoryStore(Store):
         cust.history.append(ix)
         cust.messages_out += 1
         return ix
+
+    async def link(self, customer_id: str, addresses: Sequence[str]) -> None:
+        cust = self._cust(customer_id)
+        for address in addresses:
+            known = self._addresses.get(address)
+            if known == cust.id:
+                continue
+            if known is not None:
+                self._customers[known].addresses.remove(address)
+            self._addresses[address] = cust.id
+            cust.addresses.append(address)
+
+    async def annotate(
+        self, customer_id: str, interaction_id: str, meta: Mapping[str, Any]
+    ) -> bool:
+        cust = self._customers.get(customer_id)
+        if cust is None:
+            return False
+        window = cust.history[-ANNOTATE_WINDOW:]
+        for offset, ix in enumerate(reversed(window)):
+            if ix.id == interaction_id:
+                cust.history[len(cust.history) - 1 - offset] = replace(ix, meta={**ix.meta, **meta})
+                mid = meta.get("message_id")
+                if isinstance(mid, str) and mid:  # our sent mail: a reply to it threads back
+                    until = round(self._clock() * 1000) + self.thread_s * 1000
+                    self._messages.put(mid, _Seen(ix.conversation, cust.id, until))
+                return True
+        return False
 
     async def set_state(self, conversation_id: str, state: str, agent: str | None) -> None:
         check_state(state)

@@ -58,6 +58,7 @@ from redis.asyncio.client import PubSub
 from redis.commands.core import AsyncScript
 
 from router.store import (
+    ANNOTATE_WINDOW,
     Conversation,
     Customer,
     InboundEvent,
@@ -86,7 +87,17 @@ from router.store_memory import (
     thread_refs,
 )
 
-SCRIPTS = ("ingest", "apply", "outbound", "state", "customer", "push", "read")
+SCRIPTS = (
+    "ingest",
+    "apply",
+    "outbound",
+    "state",
+    "customer",
+    "push",
+    "read",
+    "link",
+    "annotate",
+)
 GROUP = "router"
 PURGE_BATCH = 500
 CONFIRM_S = 5.0
@@ -368,6 +379,21 @@ class RedisStore(Store):
     ) -> Interaction:
         args = {"cv": conversation_id, "ch": channel, "body": body, "agent": agent}
         return _interaction(await self._eval("outbound", {**args, "at": iso(now_ms)}))
+
+    async def link(self, customer_id: str, addresses: Sequence[str]) -> None:
+        await self._eval("link", {"cu": customer_id, "addr": list(addresses)})
+
+    async def annotate(
+        self, customer_id: str, interaction_id: str, meta: Mapping[str, Any]
+    ) -> bool:
+        args = {
+            "cu": customer_id,
+            "ix": interaction_id,
+            "meta": dict(meta),
+            "win": ANNOTATE_WINDOW,
+            "ts": self.thread_s,
+        }
+        return bool(await self._eval("annotate", args))
 
     async def set_state(self, conversation_id: str, state: str, agent: str | None) -> None:
         check_state(state)

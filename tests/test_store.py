@@ -488,3 +488,37 @@ async def test_every_listener_of_an_agent_wakes_until_the_last_leaves(store: Sto
     await store.push([("z", {"type": "y"})])  # wakes come in push order: "a" would be first
     await asyncio.wait_for(done["other"].wait(), WAIT_S)
     assert len(calls) == 2
+
+
+# -- links and annotations --------------------------------------------------------------------
+
+
+async def test_link_moves_addresses_to_the_customer_the_site_vouches_for(store: Store) -> None:
+    [sms] = await store.ingest([ev("e1", "+4915112345678", channel="sms")], NOW)
+    [chat] = await store.ingest([ev("e2", "visitor:c-42", customer_id="c-42")], NOW)
+    await store.link("c-42", ["+4915112345678", "anna@example.org"])
+    customer = await store.customer("c-42")
+    assert customer is not None
+    assert set(customer.addresses) == {"visitor:c-42", "+4915112345678", "anna@example.org"}
+    previous = await store.customer(sms.customer)
+    assert previous is not None and previous.addresses == ()
+    [mail] = await store.ingest([ev("e3", "anna@example.org", channel="email")], NOW)
+    assert (mail.customer, mail.conversation) == ("c-42", chat.conversation)
+    with pytest.raises(UnknownCustomer):
+        await store.link("nobody", ["x@example.org"])
+
+
+async def test_annotate_merges_meta_into_an_interaction_and_threads_sent_mail(
+    store: Store,
+) -> None:
+    [entry] = await ingest_apply(store, ev("e1", "anna@example.org", channel="email"))
+    reply = await store.add_outbound(entry.conversation, "email", "Hello", "a1", NOW)
+    sent = "<r1@omniroute.example>"
+    assert await store.annotate(entry.customer, reply.id, {"message_id": sent, "n": 1})
+    assert not await store.annotate(entry.customer, "ix-999", {"x": 1})
+    assert not await store.annotate("nobody", reply.id, {"x": 1})
+    [last] = await store.history(entry.customer, 1)
+    assert (last.id, last.meta) == (reply.id, {"agent": "a1", "message_id": sent, "n": 1})
+    answer = ev("e2", "other@example.org", channel="email", message_id="<a2@x>", in_reply_to=sent)
+    [threaded] = await store.ingest([answer], NOW)
+    assert threaded.conversation == entry.conversation

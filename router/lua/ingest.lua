@@ -11,20 +11,7 @@ local function identify(e)
   if e.from ~= '' then known = call('HGET', key('addr'), e.from) end
   if e.cid then
     local c = customer(e.cid) or new_customer(e.cid, e.site)
-    if e.from ~= '' and known ~= c.id then
-      if known then
-        local old = customer(known)
-        local kept = {}
-        for _, a in ipairs(old.addr) do
-          if a ~= e.from then kept[#kept + 1] = a end
-        end
-        old.addr = kept
-        touch('cu', old.id)
-      end
-      call('HSET', key('addr'), e.from, c.id)
-      c.addr[#c.addr + 1] = e.from
-      touch('cu', c.id)
-    end
+    if e.from ~= '' and known ~= c.id then link_address(c, e.from) end
     return c
   end
   if known then return customer(known) end

@@ -58,6 +58,26 @@ local function new_customer(id, site)
   return c
 end
 
+-- link an address to customer c, moving it off whichever customer had it
+local function link_address(c, address)
+  local known = call('HGET', key('addr'), address)
+  if known == c.id then return end
+  if known then
+    local old = customer(known)
+    if old then
+      local kept = {}
+      for _, a in ipairs(old.addr) do
+        if a ~= address then kept[#kept + 1] = a end
+      end
+      old.addr = kept
+      touch('cu', old.id)
+    end
+  end
+  call('HSET', key('addr'), address, c.id)
+  c.addr[#c.addr + 1] = address
+  touch('cu', c.id)
+end
+
 -- the customer's open conversation, or a new one that remembers the last agent
 local function open_conversation(c, channel, at)
   if c.open ~= '' then
