@@ -91,7 +91,11 @@ def create_app(
         )
     )
     # Registers its drain on shutdown: desktops get 4000 before the service below is closed.
-    agent_ws.add_agent_ws(app, service, store, settings.jwt_secret, settings.server.allowed_origins)
+    # Heartbeats well inside the presence TTL, or a connected desktop would expire.
+    limits = agent_ws.Limits(heartbeat_s=min(5.0, settings.policy.presence_ttl_s / 3))
+    agent_ws.add_agent_ws(
+        app, service, store, settings.jwt_secret, settings.server.allowed_origins, limits
+    )
     add_ops_routes(
         app,
         engine,

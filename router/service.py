@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
 import structlog
 
-from channels.base import OutboundMessage, OutboundPort, RecordingPort
+from channels.base import ChannelPorts, OutboundMessage, OutboundPort
 from queues.base import (
     Assigned,
     AssignmentRevoked,
@@ -33,6 +33,7 @@ from queues.errors import RoutingError
 from queues.policy import CHANNELS, GROUPS
 from router.store import (
     EDITABLE_FIELDS,
+    Conversation,
     Customer,
     InboundEvent,
     Ingested,
@@ -107,7 +108,9 @@ class Service:
     ) -> None:
         self.engine = engine
         self.store = store
-        self.outbound = outbound or RecordingPort()
+        self.outbound = outbound if isinstance(outbound, ChannelPorts) else ChannelPorts(outbound)
+        self.hooks: list[Callable[[Effect], Awaitable[None]]] = []  # adapters: e.g. voice connect
+        self.identities: dict[str, AgentIdentity] = {}  # agents connected to this node
         self.node = node
         self.offline_grace_s = offline_grace_s
         self.release_after_s = release_after_s
@@ -206,24 +209,22 @@ class Service:
         """Route one inbound event: sticky to its agent, or into the queue."""
         conv, customer, interaction = await self.store.apply_inbound(entry, self.now_ms())
         event = entry.event
+        call_id = event.meta.get("call_id") if event.channel == "voice" else None
+        if (
+            isinstance(call_id, str)
+            and call_id
+            and await self._route_call(conv, customer, event, call_id, interaction)
+        ):
+            return
         task = await self.engine.task_view(conv.id)
         if task is None:
             if event.type == "call.ended" or conv.state == "closed":
                 return
-            attrs: dict[str, Any] = {**customer.profile, "channel": event.channel}
-            effects = await self.engine.enqueue(
-                conv.id,
-                customer.id,
-                event.channel,
-                customer.client_group,
-                attrs,
-                last_agent=conv.last_agent,
-            )
+            await self._enqueue(conv.id, customer, event.channel, conv.last_agent)
             await self.store.set_state(conv.id, "queued", None)
-            await self.apply_effects(effects)
         elif event.type == "call.ended" and task["state"] in ("queued", "reserved"):
             await self.apply_effects(await self.engine.withdraw(conv.id))
-        elif task["agent"] and interaction is not None:
+        elif task["agent"] and interaction is not None and event.type == "message":
             frame = {
                 "type": "message",
                 "conversation": conv.id,
@@ -232,6 +233,85 @@ class Service:
             }
             await self.store.push([(task["agent"], frame)])
         log.info("event.routed", event_id=event.id, conversation=conv.id, state=conv.state)
+
+    async def _enqueue(
+        self, task_id: str, customer: Customer, channel: str, last_agent: str | None
+    ) -> None:
+        attrs: dict[str, Any] = {**customer.profile, "channel": channel}
+        effects = await self.engine.enqueue(
+            task_id, customer.id, channel, customer.client_group, attrs, last_agent=last_agent
+        )
+        await self.apply_effects(effects)
+
+    async def _route_call(
+        self,
+        conv: Conversation,
+        customer: Customer,
+        event: InboundEvent,
+        call_id: str,
+        interaction: Interaction | None,
+    ) -> bool:
+        """Voice specifics; True when the event was fully handled here.
+
+        A call for a conversation already held on another channel is its own task
+        `<conversation>~<call_id>`, preferring that agent. `call.ended` withdraws an unanswered
+        call (abandoned) and starts wrap-up for an answered one; talk time is annotated.
+        """
+        main = await self.engine.task_view(conv.id)
+        sub_id = f"{conv.id}~{call_id}"
+        if event.type == "call.offered":
+            if main is None or main["channel"] == "voice" or not main["agent"]:
+                return False  # the conversation's own (first) task: the ordinary path
+            if await self.engine.task_view(sub_id) is None:
+                await self._enqueue(sub_id, customer, "voice", main["agent"])
+            return True
+        if event.type != "call.ended":
+            return True  # call.answered: history only
+        if interaction is not None:
+            await self._record_talk_time(customer.id, call_id, interaction)
+        sub = await self.engine.task_view(sub_id)
+        task_id, task = (sub_id, sub) if sub is not None else (conv.id, main)
+        if task is None or task["channel"] != "voice":
+            return True
+        if task["state"] in ("queued", "reserved"):
+            await self.apply_effects(await self.engine.withdraw(task_id))
+        elif task["state"] == "assigned":
+            effects = await self.engine.complete(task_id, task["agent"])
+            if task_id == conv.id and not any(isinstance(e, TaskEnded) for e in effects):
+                await self.store.set_state(conv.id, "wrapup", task["agent"])
+            await self.apply_effects(effects)
+        return True
+
+    async def _record_talk_time(self, customer: str, call_id: str, ended: Interaction) -> None:
+        for earlier in reversed(await self.store.history(customer, self.history_limit)):
+            if earlier.type == "call.answered" and earlier.meta.get("call_id") == call_id:
+                try:
+                    start = datetime.fromisoformat(earlier.at.replace("Z", "+00:00"))
+                    end = datetime.fromisoformat(ended.at.replace("Z", "+00:00"))
+                except ValueError:
+                    return
+                talk_s = round(max(0.0, (end - start).total_seconds()), 3)
+                await self.store.annotate(customer, ended.id, {"talk_s": talk_s})
+                log.info("call.ended", call=call_id, talk_s=talk_s)
+                return
+
+    @staticmethod
+    def conversation_of(task_id: str) -> str:
+        """The conversation a task belongs to (a second call's task is `<conv>~<call_id>`)."""
+        return task_id.split("~", 1)[0]
+
+    async def call_id_of(self, task_id: str) -> str | None:
+        """The PBX call id of a voice task (from its id, else the conversation's last call)."""
+        if "~" in task_id:
+            return task_id.split("~", 1)[1]
+        conv = await self.store.conversation(task_id)
+        if conv is None:
+            return None
+        for earlier in reversed(await self.store.history(conv.customer, self.history_limit)):
+            call_id = earlier.meta.get("call_id")
+            if earlier.conversation == conv.id and earlier.channel == "voice" and call_id:
+                return str(call_id)
+        return None
 
     # -- effects → frames ------------------------------------------------------------------------
 
@@ -245,48 +325,52 @@ class Service:
         """
         frames: list[tuple[str, Frame]] = []
         for effect in effects:
+            if isinstance(effect, PresenceChanged):
+                frames.append((effect.agent, {"type": "presence", "state": effect.state}))
+                if effect.state == "offline":
+                    self._watch_offline(effect.agent)
+                continue
+            conv_id = self.conversation_of(effect.task)
+            main = conv_id == effect.task  # a second call's task leaves the state alone
             if isinstance(effect, Offer):
                 if self.metrics is not None:
                     self.metrics.offered()
-                await self.store.set_state(effect.task, "offered", effect.agent)
-                conv = await self.conversation_frame(effect.task)
-                frames.append(
-                    (
-                        effect.agent,
-                        {
-                            "type": "offer",
-                            "reservation": effect.reservation,
-                            "conversation": conv,
-                            "channel": effect.channel,
-                            "expires_at": iso(effect.expires_at),
-                        },
-                    )
-                )
+                if main:
+                    await self.store.set_state(conv_id, "offered", effect.agent)
+                frame: Frame = {
+                    "type": "offer",
+                    "reservation": effect.reservation,
+                    "conversation": await self.conversation_frame(conv_id),
+                    "channel": effect.channel,
+                    "expires_at": iso(effect.expires_at),
+                }
+                frames.append((effect.agent, frame))
             elif isinstance(effect, OfferRevoked):
                 frame = {
                     "type": "offer.revoked",
                     "reservation": effect.reservation,
                     "reason": effect.reason,
-                    "conversation": effect.task,
+                    "conversation": conv_id,
                 }
                 frames.append((effect.agent, frame))
-                await self.store.set_state(effect.task, "queued", None)
+                if main:
+                    await self.store.set_state(conv_id, "queued", None)
             elif isinstance(effect, Assigned):
-                await self.store.set_state(effect.task, "assigned", effect.agent)
-                conv = await self.conversation_frame(effect.task)
+                if main:
+                    await self.store.set_state(conv_id, "assigned", effect.agent)
+                conv = await self.conversation_frame(conv_id)
                 frames.append((effect.agent, {"type": "assigned", "conversation": conv}))
             elif isinstance(effect, AssignmentRevoked):
                 frame = {
                     "type": "conversation.revoked",
-                    "conversation": effect.task,
+                    "conversation": conv_id,
                     "reason": effect.reason,
                 }
                 frames.append((effect.agent, frame))
-                await self.store.set_state(effect.task, "queued", None)
-            elif isinstance(effect, PresenceChanged):
-                frames.append((effect.agent, {"type": "presence", "state": effect.state}))
-            elif isinstance(effect, TaskEnded):
-                await self.store.set_state(effect.task, "closed", effect.agent)
+                if main:
+                    await self.store.set_state(conv_id, "queued", None)
+            elif isinstance(effect, TaskEnded) and main:
+                await self.store.set_state(conv_id, "closed", effect.agent)
         if answer is not None:
             agent, ref, kind = answer
             for target, frame in frames:
@@ -298,6 +382,13 @@ class Service:
                 frames.append((agent, {"type": "ack", "ref": ref}))
         if frames:
             await self.store.push(frames)
+        for effect in effects:
+            for hook in self.hooks:
+                try:
+                    await hook(effect)
+                except Exception as exc:  # an adapter's failure must not undo the routing
+                    log.error("hook.failed", hook=getattr(hook, "__qualname__", "?"),
+                              error=type(exc).__name__)  # fmt: skip
 
     async def conversation_frame(self, conversation_id: str) -> Frame:
         """The `conversation` object of offers and assignments: customer, channels, history."""
@@ -344,6 +435,7 @@ class Service:
         except RoutingError as exc:
             raise ServiceError(exc.code, exc.message) from exc
         self._sessions[identity.id] = self._sessions.get(identity.id, 0) + 1
+        self.identities[identity.id] = identity
         await self.apply_effects(effects)
         log.info("agent.connected", agent=identity.id, tier=identity.tier, node=self.node)
 
@@ -354,18 +446,23 @@ class Service:
             self._sessions[identity.id] = left
             return
         self._sessions.pop(identity.id, None)
+        self.identities.pop(identity.id, None)
         if not self._stopping.is_set() and identity.id not in self._away:
             self._away[identity.id] = asyncio.create_task(self._absent(identity.id))
         log.info("agent.disconnected", agent=identity.id, node=self.node)
 
-    async def _absent(self, agent: str) -> None:
+    async def _absent(self, agent: str, grace_s: float | None = None) -> None:
         """Offline after the grace (offers re-routed); assigned work re-queued after longer."""
+        grace = self.offline_grace_s if grace_s is None else grace_s
         try:
-            await asyncio.sleep(self.offline_grace_s)
-            await self.apply_effects(await self.engine.logout(agent))
-            await asyncio.sleep(max(0.0, self.release_after_s - self.offline_grace_s))
+            if grace_s is None:
+                await asyncio.sleep(grace)
+                await self.apply_effects(await self.engine.logout(agent))
+            await asyncio.sleep(max(0.0, self.release_after_s - grace))
             view = await self.engine.agent_view(agent)
-            for task_id in view["tasks"] if view else ():
+            if view is None or view["chosen"] != "offline":
+                return  # it came back (on some node): its work stays with it
+            for task_id in view["tasks"]:
                 task = await self.engine.task_view(task_id)
                 if task is not None and task["state"] == "assigned":
                     with contextlib.suppress(RoutingError):
@@ -375,6 +472,13 @@ class Service:
         finally:
             if self._away.get(agent) is asyncio.current_task():
                 del self._away[agent]
+
+    def _watch_offline(self, agent: str) -> None:
+        """An agent went offline without a socket on this node (e.g. its node died): give its
+        assigned work back after `release_after_s`, unless it comes back meanwhile."""
+        if agent in self._sessions or agent in self._away or self._stopping.is_set():
+            return
+        self._away[agent] = asyncio.create_task(self._absent(agent, grace_s=0.0))
 
     async def heartbeat(self, identity: AgentIdentity) -> None:
         """Keep the agent's presence alive; log it in again if its presence had expired."""
@@ -446,16 +550,7 @@ class Service:
         interaction = await self.store.add_outbound(
             conversation, channel, body, identity.id, self.now_ms()
         )
-        await self.outbound.send(
-            OutboundMessage(
-                conversation=conversation,
-                customer=conv.customer,
-                channel=channel,
-                body=body,
-                interaction=interaction.id,
-                agent=identity.id,
-            )
-        )
+        await self.outbound.send(await self._outbound_message(conv, channel, body, interaction))
         frame = {
             "type": "ack",
             "ref": ref,
@@ -466,6 +561,30 @@ class Service:
         await self.store.push([(identity.id, frame)])
         log.info("message.sent", agent=identity.id, conversation=conversation, channel=channel)
         return interaction
+
+    async def _outbound_message(
+        self, conv: Conversation, channel: str, body: str, interaction: Interaction
+    ) -> OutboundMessage:
+        """What a channel port needs to reply: addresses and the customer's last inbound meta."""
+        customer = await self.store.customer(conv.customer)
+        reply_meta: dict[str, Any] = {}
+        for earlier in reversed(await self.store.history(conv.customer, self.history_limit)):
+            if earlier.direction == "in" and earlier.channel == channel:
+                reply_meta = dict(earlier.meta)
+                if earlier.subject and "subject" not in reply_meta:
+                    reply_meta["subject"] = earlier.subject
+                break
+        return OutboundMessage(
+            conversation=conv.id,
+            customer=conv.customer,
+            channel=channel,
+            body=body,
+            interaction=interaction.id,
+            agent=str(interaction.meta.get("agent", "")),
+            addresses=customer.addresses if customer else (),
+            reply_meta=reply_meta,
+            site=customer.site if customer else None,
+        )
 
     async def complete(
         self,

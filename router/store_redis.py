@@ -159,6 +159,7 @@ class RedisStore(Store):
         self._log = self._key("log")
         self._scripts: dict[str, AsyncScript] = {}
         self._group_ready = False
+        self._subscribing = asyncio.Lock()
         self._blocking: aioredis.Redis[bytes] | None = None
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -428,11 +429,16 @@ class RedisStore(Store):
         confirmed = self._confirmed.get(agent)
         if confirmed is None:
             confirmed = self._confirmed[agent] = asyncio.get_running_loop().create_future()
-            if self._pubsub is None:
-                self._pubsub = (await self._redis()).pubsub()
-            await self._pubsub.subscribe(self._key("wake", agent))
-            if self._reader is None:
-                self._reader = asyncio.create_task(self._read_wakes())
+            # One at a time: concurrent first subscribes on a PubSub without a connection yet
+            # would each open one, and all but the last would be orphaned (never woken).
+            async with self._subscribing:
+                if self._pubsub is None:
+                    pubsub = (await self._redis()).pubsub()
+                    await pubsub.connect()  # type: ignore[attr-defined]  # stubs predate it
+                    self._pubsub = pubsub
+                await self._pubsub.subscribe(self._key("wake", agent))
+                if self._reader is None:
+                    self._reader = asyncio.create_task(self._read_wakes())
         try:
             await asyncio.wait_for(asyncio.shield(confirmed), CONFIRM_S)
         except TimeoutError:
