@@ -10,6 +10,8 @@ what would be sent (ids and sizes in the log, the message itself in memory) and 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +20,13 @@ from typing import Any
 import structlog
 
 log = structlog.get_logger("omniroute.channels")
+
+SIGNATURE_HEADER = "X-Omniroute-Signature"
+
+
+def sign(body: bytes, secret: str) -> str:
+    """The signature header value for a body: `sha256=<hex HMAC-SHA256>` (webhooks both ways)."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -30,8 +39,10 @@ class OutboundMessage:
     body: str
     interaction: str
     agent: str
-    addresses: tuple[str, ...] = ()  # every address linked to the customer (E.164, email, visitor:…)
-    reply_meta: Mapping[str, Any] = field(default_factory=dict)  # meta of their last inbound here
+    # every address linked to the customer (E.164 numbers, emails, visitor:… ids)
+    addresses: tuple[str, ...] = ()
+    # the meta of the customer's last inbound interaction on this channel (Message-ID, …)
+    reply_meta: Mapping[str, Any] = field(default_factory=dict)
     site: str | None = None
 
 

@@ -21,6 +21,10 @@ from aiohttp import web
 from channels.base import OutboundPort
 from queues.base import RoutingEngine
 from router import agent_ws
+from router.channel_chat import ChatSocket, add_chat
+from router.channel_chat import Limits as ChatLimits
+from router.channel_sms import add_sms
+from router.channel_voice import add_voice
 from router.ingest import ingest_routes
 from router.logs import AccessLogger
 from router.ops import Metrics, add_ops_routes
@@ -34,6 +38,7 @@ SETTINGS_KEY = web.AppKey("settings", Settings)
 ENGINE_KEY = web.AppKey("engine", RoutingEngine)
 SERVICE_KEY = web.AppKey("service", Service)
 METRICS_KEY = web.AppKey("metrics", Metrics)
+CHAT_KEY = web.AppKey("chat", ChatSocket)
 
 
 def create_store(settings: Settings) -> Store:
@@ -63,6 +68,7 @@ def create_app(
     *,
     outbound: OutboundPort | None = None,
     snapshot_interval_s: float = 1.0,
+    chat_limits: ChatLimits | None = None,
 ) -> web.Application:
     """The application around a not-yet-started engine and store; it starts and closes them."""
     store = store or create_store(settings)
@@ -104,7 +110,12 @@ def create_app(
         snapshot_interval_s=snapshot_interval_s,
         engine_kind=settings.redis.engine,
     )
+    app[CHAT_KEY] = add_chat(
+        app, service, settings, limits=chat_limits, visitor_secret=settings.visitor_secret
+    )
+    add_voice(app, service, settings)
     app.cleanup_ctx.append(_run_service)
+    add_sms(app, service, settings)  # after the service: its deliveries drain before it closes
     return app
 
 

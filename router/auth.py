@@ -5,18 +5,18 @@ Tier, id and role come from verified claims only — never from anything a clien
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Mapping
 from typing import Any
 
 import jwt
 
+from channels.base import SIGNATURE_HEADER as SIGNATURE_HEADER  # re-exported for ingest
+from channels.base import sign as sign
 from queues.policy import CHANNELS, TIERS
 from router.service import AgentIdentity
 
 ROLES = ("agent", "supervisor", "ops")
-SIGNATURE_HEADER = "X-Omniroute-Signature"
 
 
 class AuthError(Exception):
@@ -46,8 +46,9 @@ def verify_token(token: str, secret: str) -> AgentIdentity:
 def identity_from_claims(claims: Mapping[str, Any]) -> AgentIdentity:
     """Validate claim shapes; a token with a bad tier or role is refused, not guessed."""
     sub, tier, role = claims.get("sub"), claims.get("tier"), claims.get("role", "agent")
-    if not isinstance(sub, str) or not sub or len(sub) > 200:
-        raise AuthError("unauthorized", "token sub must be a non-empty string")
+    if not isinstance(sub, str) or not sub or len(sub) > 200 or ":" in sub:
+        # ':' is kept for the server's own outbox names (chat:visitor:…)
+        raise AuthError("unauthorized", "token sub must be 1-200 characters without ':'")
     if role not in ROLES:
         raise AuthError("unauthorized", f"token role must be one of {', '.join(ROLES)}")
     if tier not in TIERS:
@@ -75,11 +76,6 @@ def identity_from_claims(claims: Mapping[str, Any]) -> AgentIdentity:
         capacity=dict(capacity) if capacity is not None else None,
         endpoint=endpoint if isinstance(endpoint, str) else None,
     )
-
-
-def sign(body: bytes, secret: str) -> str:
-    """The signature header value for a body: `sha256=<hex HMAC-SHA256>`."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def signature_ok(body: bytes, header: str | None, secret: str) -> bool:

@@ -544,9 +544,13 @@ class Service:
             raise ServiceError("not_found", f"conversation {conversation} is not known")
         if not await self.visible(identity, conv.customer):
             raise ServiceError("forbidden", "this customer is not for your tier")
-        channel = channel or conv.last_channel
+        if channel is None:  # the customer's last text channel: nobody types into a call
+            text = [c for c in (conv.last_channel, *reversed(conv.channels)) if c != "voice"]
+            channel = text[0] if text else "voice"
         if channel not in CHANNELS:
             raise ServiceError("invalid", f"channel must be one of {', '.join(CHANNELS)}")
+        if channel == "voice":
+            raise ServiceError("invalid", "a reply cannot be sent on a call", {"field": "channel"})
         interaction = await self.store.add_outbound(
             conversation, channel, body, identity.id, self.now_ms()
         )

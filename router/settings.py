@@ -18,7 +18,7 @@ import math
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -108,6 +108,7 @@ class Settings:
     voice: VoiceSettings
     agent: AgentSettings = field(default_factory=AgentSettings)
     events: EventSettings = field(default_factory=EventSettings)
+    visitor_secret: str = field(default="", repr=False)  # OMNIROUTE_VISITOR_SECRET
     source: str | None = None  # the user's file, if one was read
 
 
@@ -481,7 +482,9 @@ def load_settings(
     ]
     if missing:  # only if the shipped file itself lost a key
         raise SettingsError(f"{missing[0]}: missing from the shipped config/omniroute.toml")
-    return _build(values, rules or (), path)
+    settings = _build(values, rules or (), path)
+    # The chat widget's token key: environment only, like every secret should be.
+    return replace(settings, visitor_secret=env.get("OMNIROUTE_VISITOR_SECRET", ""))
 
 
 def _levels(values: Mapping[tuple[str, str], _Value]) -> dict[str, dict[str, float]]:

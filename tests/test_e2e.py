@@ -251,6 +251,8 @@ async def servers() -> AsyncIterator[Factory]:
         store = store_factory(settings) if store_factory is not None else QuickStore(domain)
         outbound = RecordingPort()
         app = create_app(settings, engine, store, outbound=outbound, snapshot_interval_s=0.1)
+        # the chat adapter's own delivery is tests/test_chat.py's; here: what the core hands over
+        app[SERVICE_KEY].outbound.register("chat", outbound)
         runner = web.AppRunner(app, access_log_class=AccessLogger)  # as `omniroute serve`
         await runner.setup()
         made.append((runner, Server("", app, aiohttp.ClientSession(), outbound), purge))

@@ -1,0 +1,437 @@
+"""`GET /v1/chat/ws`: the customer side of a site's chat widget. See `channels/chat.py` for who
+a visitor is and where replies wait; this module is the socket.
+
+Handshake: `?site=S&visitor=V` (anonymous) or `?token=T` (a logged-in customer), optional
+`?since=SEQ`. Everything is checked before the upgrade: a bad query is 400, a bad or expired
+token 401. Then, per socket, one `ChatSession` (open → closing → closed):
+
+* `welcome` {customer, site, seq, recovered} first, written directly. `customer` is the
+  token's `sub`, or for an anonymous visitor the customer their last reply named (null for a
+  visitor the server has not heard from yet; the `ack` of their first message names it).
+* The **sender** is the only writer of outbox frames: `Store.listen` wakes it, it reads
+  `Store.since(last_sent)` and writes each frame with its `seq`. With `?since=SEQ` it replays
+  what came after SEQ (`recovered` says whether all of it was still kept). Without `since`,
+  the replies sent after the customer's latest inbound message (on any channel) are replayed:
+  a widget that lost its state shows the answers to the last thing the customer said.
+* The **receive loop** takes JSON text frames: `message` {body, ref?} → one `InboundEvent`
+  → `Service.ingest` → `ack` {ref, id, customer}; `ping` {ref?} → `pong`. Answers and errors
+  go to this socket only (never replayed). Bad JSON, an unknown type or a bad body → `error`
+  {code: invalid, field} and nothing stored; a frame over 64 KiB → close 1009; more than
+  `rate`/s (burst `burst`) per visitor on this node → `error` {code: rate_limited}, and close
+  4029 when that goes on.
+
+Logs carry ids (session, customer, event, conversation) — never bodies, visitor ids or addresses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import os
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import structlog
+from aiohttp import WSMsgType, web
+
+from channels.chat import (
+    MAX_FRAME_BYTES,
+    ChatInvalid,
+    ChatPort,
+    ChatRefused,
+    Visitor,
+    anonymous,
+    from_token,
+    iso_now,
+    kind_of,
+    message_body,
+    ref_of,
+)
+from router.agent_ws import TokenBucket
+from router.errors import CLOSE_DRAINING, CLOSE_RATE_LIMITED, error_body, http_status
+from router.protocol import JSON, ProtocolError, decode_frame, encode_frame, validate_event
+from router.service import Service
+from router.settings import Settings
+from router.store import InboundEvent, Store, UnknownCustomer
+
+log = structlog.get_logger("omniroute.chat")
+
+PATH: Final = "/v1/chat/ws"
+SECRET_ENV: Final = "OMNIROUTE_VISITOR_SECRET"
+_SINCE = re.compile(r"[0-9]{1,18}")
+
+Frame = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Timings and limits of chat sockets; the defaults suit production."""
+
+    ping_s: float = 20.0  # WebSocket ping interval (aiohttp closes a socket that stops answering)
+    send_timeout_s: float = 10.0  # one frame write; slower → closed, the widget reconnects
+    close_timeout_s: float = 2.0
+    rate: float = 5.0  # customer frames per second, sustained, per visitor on this node
+    burst: int = 10
+    strikes: int = 5  # `rate_limited` answers before the socket is closed (one more per s)
+    replay_max: int = 100  # outbox frames looked at for the replay without `since`
+    history: int = 100  # history looked at to find the customer's latest inbound message
+
+
+class State(enum.Enum):
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class Buckets:
+    """Token buckets per visitor address on this node, shared by that visitor's sockets."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self._held: dict[str, tuple[TokenBucket, TokenBucket, int]] = {}
+
+    def hold(self, address: str) -> tuple[TokenBucket, TokenBucket]:
+        held = self._held.get(address)
+        if held is None:
+            frames = TokenBucket(self.limits.rate, self.limits.burst)
+            strikes = TokenBucket(1.0, self.limits.strikes)
+            held = (frames, strikes, 0)
+        self._held[address] = (held[0], held[1], held[2] + 1)
+        return held[0], held[1]
+
+    def release(self, address: str) -> None:
+        frames, strikes, count = self._held[address]
+        if count <= 1:
+            del self._held[address]
+        else:
+            self._held[address] = (frames, strikes, count - 1)
+
+
+class ChatSession:
+    """One widget socket of one visitor; `run()` owns it from welcome to close."""
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        visitor: Visitor,
+        service: Service,
+        limits: Limits,
+        buckets: Buckets,
+        since: int | None,
+    ) -> None:
+        self.ws, self.visitor, self.service, self.limits = ws, visitor, service, limits
+        self.store: Store = service.store
+        self.buckets, self.since = buckets, since
+        self.id = str(uuid.uuid4())
+        self.state = State.OPEN
+        self.customer = visitor.customer
+        self.last_sent = 0
+        self._linked = not visitor.linked
+        self._wake_event = asyncio.Event()
+        self._write_lock = asyncio.Lock()
+        self._frames, self._strikes = buckets.hold(visitor.address)
+        self._sender: asyncio.Task[None] | None = None
+        self.done = asyncio.Event()  # set when `run` has cleaned up
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        key = self.visitor.outbox
+        await self.store.listen(key, self._wake)
+        try:
+            head = await self.store.head(key)
+            replay, recovered = await self._replay(head)
+            await self._link()
+            welcome = {
+                "type": "welcome",
+                "customer": self.customer,
+                "site": self.visitor.site,
+                "session": self.id,
+                "seq": head,
+                "recovered": recovered,
+            }
+            await self._write(welcome)
+            log.info("chat.open", session=self.id, customer=self.customer, seq=head)
+            self._sender = asyncio.create_task(self._send_loop(replay))
+            await self._receive_loop()
+        except (ConnectionError, TimeoutError):
+            pass  # the socket went away mid-write
+        finally:
+            self.state = State.CLOSING
+            if self._sender is not None:
+                self._sender.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._sender
+            with contextlib.suppress(Exception):
+                await self.store.unlisten(key, self._wake)
+            self.buckets.release(self.visitor.address)
+            if not self.ws.closed:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.ws.close(), self.limits.close_timeout_s)
+            self.state = State.CLOSED
+            self.done.set()
+            log.info("chat.closed", session=self.id, code=self.ws.close_code)
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close from any task; the receive loop then ends and `run` cleans up."""
+        if self.state is not State.OPEN:
+            return
+        self.state = State.CLOSING
+        self._wake_event.set()
+        with contextlib.suppress(Exception):
+            closing = self.ws.close(code=code, message=reason.encode()[:120])
+            await asyncio.wait_for(closing, self.limits.close_timeout_s)
+        log.info("chat.closing", session=self.id, code=code)
+
+    def _wake(self, _key: str, _seq: int) -> None:
+        self._wake_event.set()
+
+    async def _replay(self, head: int) -> tuple[list[tuple[int, Frame]], bool]:
+        """What the sender writes first, and whether the gap after `since` was kept whole.
+
+        Also learns an anonymous visitor's customer: the one their latest reply named."""
+        key = self.visitor.outbox
+        tail_from = max(0, head - self.limits.replay_max)
+        if self.since is not None and self.since <= head:
+            self.last_sent = self.since
+            replay, recovered = await self.store.since(key, self.since)
+            if self.customer is None:
+                self.customer = _named(replay) or _named(
+                    (await self.store.since(key, tail_from))[0]
+                )
+            return replay, recovered
+        self.last_sent = head  # no since (or one from before a store reset): start at head
+        kept, _ = await self.store.since(key, tail_from)
+        self.customer = self.customer or _named(kept)
+        if not kept or self.customer is None:
+            return [], self.since is None
+        history = await self.store.history(self.customer, self.limits.history)
+        last_in = max((i for i, ix in enumerate(history) if ix.direction == "in"), default=-1)
+        unanswered = {ix.id for ix in history[last_in + 1 :] if ix.direction == "out"}
+        return [(seq, f) for seq, f in kept if f.get("id") in unanswered], self.since is None
+
+    async def _link(self) -> None:
+        """Link the addresses the token vouches for, once the customer exists."""
+        if self._linked or self.visitor.customer is None:
+            return
+        try:
+            await self.store.link(self.visitor.customer, self.visitor.linked)
+        except UnknownCustomer:
+            return  # a first visit: linked after their first message created the customer
+        self._linked = True
+        log.info("chat.linked", session=self.id, customer=self.visitor.customer)
+
+    # -- server → widget ---------------------------------------------------------------------
+
+    async def _send_loop(self, replay: Sequence[tuple[int, Frame]]) -> None:
+        key = self.visitor.outbox
+        try:
+            for seq, frame in replay:
+                await self._write({**frame, "seq": seq})
+                self.last_sent = max(self.last_sent, seq)
+            while self.state is State.OPEN:
+                self._wake_event.clear()
+                frames, _ = await self.store.since(key, self.last_sent)
+                for seq, frame in frames:
+                    if seq > self.last_sent:
+                        await self._write({**frame, "seq": seq})
+                        self.last_sent = seq
+                if self.state is not State.OPEN:
+                    break
+                await self._wake_event.wait()
+        except (ConnectionError, TimeoutError):
+            await self.close(CLOSE_DRAINING, "too slow: reconnect with since")
+        except Exception as exc:  # the store failed us: reconnect (to any node)
+            log.error("chat.send_failed", session=self.id, error=type(exc).__name__)
+            await self.close(CLOSE_DRAINING, "delivery failed: reconnect with since")
+
+    async def _write(self, frame: Mapping[str, Any]) -> None:
+        data = encode_frame(JSON, frame)
+        assert isinstance(data, str)
+        async with self._write_lock:
+            await asyncio.wait_for(self.ws.send_str(data), self.limits.send_timeout_s)
+
+    async def _answer(self, frame: Frame) -> None:
+        with contextlib.suppress(ConnectionError, TimeoutError):
+            await self._write(frame)
+
+    async def _error(self, code: str, message: str, ref: Any, field: str | None = None) -> None:
+        frame: Frame = {"type": "error", "code": code, "message": message, "ref": ref}
+        if field is not None:
+            frame["field"] = field
+        await self._answer(frame)
+
+    # -- widget → server ---------------------------------------------------------------------
+
+    async def _receive_loop(self) -> None:
+        while self.state is State.OPEN:
+            msg = await self.ws.receive()
+            if msg.type is WSMsgType.TEXT:
+                await self._on_text(msg.data)
+            elif msg.type is WSMsgType.BINARY:
+                await self._error("invalid", "send JSON text frames", None)
+            else:  # CLOSE, CLOSING, CLOSED, ERROR (an oversized frame: aiohttp sent 1009)
+                break
+
+    async def _on_text(self, data: str) -> None:
+        if not self._frames.take():
+            if not self._strikes.take():
+                await self.close(CLOSE_RATE_LIMITED, "rate limited")
+            else:
+                message = f"at most {self.limits.rate:g} messages per second"
+                await self._error("rate_limited", message, None)
+            return
+        ref: Any = None
+        try:
+            try:
+                frame = decode_frame(JSON, data)
+            except ProtocolError as bad:
+                raise ChatInvalid(bad.message) from None
+            ref = ref_of(frame)
+            if kind_of(frame) == "ping":
+                await self._answer({"type": "pong", "ref": ref})
+                return
+            await self._on_message(message_body(frame), ref)
+        except ChatInvalid as bad:
+            await self._error("invalid", bad.message, ref, bad.field)
+        except (ConnectionError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # the store is down, or a bug: one answer, never the socket
+            log.error("chat.message_failed", session=self.id, error=type(exc).__name__)
+            await self._error("unavailable", "the message was not taken; send it again", ref)
+
+    async def _on_message(self, body: str, ref: Any) -> None:
+        event = self._event(body)
+        (ingested,) = await self.service.ingest([event])
+        self.customer = ingested.customer
+        await self._link()
+        await self._answer({"type": "ack", "ref": ref, "id": event.id, "customer": self.customer})
+        log.info(
+            "chat.message",
+            session=self.id,
+            event_id=event.id,
+            customer=ingested.customer,
+            conversation=ingested.conversation,
+        )
+
+    def _event(self, body: str) -> InboundEvent:
+        raw: Frame = {
+            "id": f"chat-{uuid.uuid4()}",
+            "type": "message",
+            "channel": "chat",
+            "from": self.visitor.address,
+            "site": self.visitor.site,
+            "body": body,
+            "occurred_at": iso_now(),
+            "meta": {"session": self.id, "auth": "token" if self.visitor.customer else "visitor"},
+        }
+        if self.visitor.customer is not None:
+            raw["customer_id"] = self.visitor.customer
+        try:
+            return validate_event(raw)
+        except ProtocolError as bad:  # cannot happen for a checked visitor and body
+            raise ChatInvalid(bad.message, bad.field) from None
+
+
+def _named(frames: Sequence[tuple[int, Mapping[str, Any]]]) -> str | None:
+    """The customer the newest of these outbox frames names, if any."""
+    named = [f["customer"] for _, f in frames if isinstance(f.get("customer"), str)]
+    return named[-1] if named else None
+
+
+class ChatSocket:
+    """The `GET /v1/chat/ws` handler: checks everything it can before the upgrade."""
+
+    def __init__(self, service: Service, visitor_secret: str, limits: Limits | None = None):
+        self.service, self.visitor_secret = service, visitor_secret
+        self.limits = limits or Limits()
+        self.buckets = Buckets(self.limits)
+        self.sessions: set[ChatSession] = set()
+        self.draining = False
+
+    def visitor(self, query: Mapping[str, str]) -> Visitor:
+        """The visitor a handshake names, or `ChatRefused`."""
+        token = query.get("token")
+        if token is None:
+            return anonymous(query.get("site"), query.get("visitor"))
+        if "visitor" in query:
+            raise ChatRefused("invalid", "give a token or a visitor id, not both", "visitor")
+        visitor = from_token(token, self.visitor_secret)
+        if query.get("site", visitor.site) != visitor.site:
+            raise ChatRefused("invalid", "site differs from the token's site", "site")
+        return visitor
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        try:
+            visitor = self.visitor(request.query)
+            since: int | None = None
+            if "since" in request.query:
+                if not _SINCE.fullmatch(request.query["since"]):
+                    raise ChatRefused("invalid", "since must be an integer >= 0", "since")
+                since = int(request.query["since"])
+        except ChatRefused as refused:
+            return self._refused(refused.code, refused.message, refused.field)
+        ws = web.WebSocketResponse(
+            heartbeat=self.limits.ping_s,
+            max_msg_size=MAX_FRAME_BYTES + 1,  # aiohttp refuses frames of max_msg_size and up
+            compress=False,
+            timeout=self.limits.close_timeout_s,
+        )
+        if not ws.can_prepare(request).ok:
+            return self._refused("invalid", "expected a WebSocket upgrade")
+        if self.draining:
+            return self._refused("unavailable", "this node is shutting down")
+        await ws.prepare(request)
+        session = ChatSession(ws, visitor, self.service, self.limits, self.buckets, since)
+        self.sessions.add(session)
+        try:
+            await session.run()
+        finally:
+            self.sessions.discard(session)
+        return ws
+
+    async def close_all(self, wait_s: float = 5.0) -> None:
+        """Shutdown: every widget is asked to reconnect (4000), to another node."""
+        self.draining = True
+        live = list(self.sessions)
+        await asyncio.gather(*(s.close(CLOSE_DRAINING, "server draining") for s in live))
+        if live:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*(s.done.wait() for s in live)), wait_s)
+
+    def _refused(self, code: str, message: str, field: str | None = None) -> web.Response:
+        log.info("chat.refused", code=code, field=field)
+        headers = {"WWW-Authenticate": "Bearer"} if code == "unauthorized" else None
+        body = error_body(code, message, field)
+        return web.json_response(body, status=http_status(code), headers=headers)
+
+
+def add_chat(
+    app: web.Application,
+    service: Service,
+    settings: Settings,
+    *,
+    limits: Limits | None = None,
+    visitor_secret: str | None = None,
+) -> ChatSocket:
+    """Add `GET /v1/chat/ws`, register the chat outbound port, drain widgets on shutdown.
+
+    The visitor secret is read from `OMNIROUTE_VISITOR_SECRET` (an environment-only variable,
+    see `router.settings.ENV_ONLY`); without it only anonymous visitors can connect.
+    `settings` is taken for the common `add_<channel>` shape; nothing in it is chat-specific.
+    """
+    del settings
+    secret = visitor_secret if visitor_secret is not None else os.environ.get(SECRET_ENV, "")
+    socket = ChatSocket(service, secret, limits)
+    app.router.add_get(PATH, socket.handle)
+    service.outbound.register("chat", ChatPort(service.store.push))
+
+    async def drain(_app: web.Application) -> None:
+        await socket.close_all()
+
+    app.on_shutdown.append(drain)
+    return socket

@@ -1,0 +1,600 @@
+"""The voice (CTI) channel over real sockets: a scripted PBX (a local aiohttp server that records
+`connect` commands and checks their signature) and real agent desktops on `/v1/agent/ws`
+against `create_app` + `add_voice` on 127.0.0.1.
+
+Every wait is bounded (`WAIT`); "nothing arrives" is a desktop `ping` round trip. The parsing of
+PBX events and the E.164 normalisation are also checked as plain functions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import jwt
+import pytest
+import structlog
+from aiohttp import web
+
+import queues
+from channels.voice import e164
+from router.app import SERVICE_KEY, create_app
+from router.channel_voice import PATH, VOICE_KEY, VoiceConnector, add_voice, parse_call_event
+from router.protocol import BadEvent
+from router.service import Service
+from router.settings import load_settings
+from router.store import Store
+from router.store_redis import RedisStore
+from tests.support import free_port
+from tests.test_e2e import JWT_SECRET, WAIT, WEBHOOK_SECRET, Desk, QuickStore, base_env, sign
+
+Frame = dict[str, Any]
+PHONE = "+49 151 2233 4455"  # the caller, as a PBX may write it
+E164 = "+4915122334455"
+TRUNK = "+4930901820"  # the number the customer dialled
+ENDPOINT_X = "sip:x@pbx.test"
+
+
+def token(
+    agent: str,
+    tier: str = "CCS",
+    role: str = "agent",
+    *,
+    endpoint: str | None = None,
+    capacity: dict[str, int] | None = None,
+) -> str:
+    claims: dict[str, Any] = {
+        "sub": agent,
+        "tier": tier,
+        "name": f"Agent {agent}",
+        "role": role,
+        "exp": int(time.time() + 3600),
+    }
+    if endpoint is not None:
+        claims["endpoint"] = endpoint
+    if capacity is not None:
+        claims["capacity"] = capacity
+    return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
+
+
+def call(kind: str, call_id: str, sender: str = PHONE, **extra: Any) -> Frame:
+    out: Frame = {"id": f"pbx-{uuid.uuid4().hex}", "type": kind, "call_id": call_id}
+    out.update({"from": sender, "to": TRUNK, **extra})
+    return out
+
+
+# -- the scripted PBX --------------------------------------------------------------------------
+
+
+@dataclass
+class Pbx:
+    """Answers each `connect` with the next scripted status (then 200); records every one."""
+
+    url: str = ""
+    script: list[int] = field(default_factory=list)
+    received: list[tuple[Frame, bool, bytes]] = field(default_factory=list)  # command, signed ok
+    arrived: asyncio.Queue[Frame] = field(default_factory=asyncio.Queue)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        expected = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+        header = request.headers.get("X-Omniroute-Signature", "")
+        command = json.loads(body)
+        self.received.append((command, hmac.compare_digest(expected, header), body))
+        self.arrived.put_nowait(command)
+        status = self.script.pop(0) if self.script else 200
+        return web.json_response({"ok": status < 300}, status=status)
+
+    async def next(self) -> Frame:
+        return await asyncio.wait_for(self.arrived.get(), WAIT)
+
+
+@pytest.fixture
+async def pbx() -> AsyncIterator[Pbx]:
+    scripted = Pbx()
+    app = web.Application()
+    app.router.add_post("/cti/connect", scripted.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    scripted.url = f"http://{host}:{port}/cti/connect"
+    try:
+        yield scripted
+    finally:
+        await asyncio.wait_for(runner.cleanup(), WAIT)
+
+
+# -- the server --------------------------------------------------------------------------------
+
+
+@dataclass
+class VoiceServer:
+    base: str
+    app: web.Application
+    http: aiohttp.ClientSession
+    desks: list[Desk] = field(default_factory=list)
+
+    @property
+    def service(self) -> Service:
+        return self.app[SERVICE_KEY]
+
+    @property
+    def connector(self) -> VoiceConnector:
+        return self.app[VOICE_KEY]
+
+    async def post_raw(self, body: bytes, signature: str | None = None) -> tuple[int, Frame]:
+        headers = {"Content-Type": "application/json"}
+        headers["X-Omniroute-Signature"] = sign(body) if signature is None else signature
+        async with self.http.post(self.base + PATH, data=body, headers=headers) as resp:
+            return resp.status, await asyncio.wait_for(resp.json(), WAIT)
+
+    async def post(self, payload: Any, signature: str | None = None) -> tuple[int, Frame]:
+        return await self.post_raw(json.dumps(payload).encode(), signature)
+
+    async def send(self, payload: Frame) -> str:
+        status, answer = await self.post(payload)
+        assert status == 202, answer
+        assert answer["accepted"] == 1 and answer["duplicates"] == 0
+        conversation: str = answer["conversations"][0]
+        return conversation
+
+    async def chat(self, visitor: str, customer_id: str) -> str:
+        """A chat message through `/v1/events` (the other channel of the same customer)."""
+        payload = {"id": f"ev-{uuid.uuid4().hex}", "type": "message", "channel": "chat"}
+        payload.update({"from": visitor, "body": "hello", "customer_id": customer_id})
+        body = json.dumps(payload).encode()
+        headers = {"Content-Type": "application/json", "X-Omniroute-Signature": sign(body)}
+        async with self.http.post(self.base + "/v1/events", data=body, headers=headers) as resp:
+            answer = await asyncio.wait_for(resp.json(), WAIT)
+            assert resp.status == 202, answer
+            conversation: str = answer["conversations"][0]
+            return conversation
+
+    async def connect(
+        self,
+        agent: str,
+        *,
+        endpoint: str | None = None,
+        capacity: dict[str, int] | None = None,
+    ) -> Desk:
+        capacity = capacity or {"chat": 3, "voice": 1}
+        url = f"{self.base}/v1/agent/ws?token={token(agent, endpoint=endpoint, capacity=capacity)}"
+        ws = await self.http.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=WAIT))
+        desk = Desk(ws, agent)
+        self.desks.append(desk)
+        desk.welcome = await desk.until("welcome")
+        await desk.available()
+        return desk
+
+    async def queues(self) -> dict[str, Frame]:
+        headers = {"Authorization": f"Bearer {token('ops-1', 'SAM', 'ops')}"}
+        async with self.http.get(self.base + "/v1/queues", headers=headers) as resp:
+            assert resp.status == 200
+            rows = (await asyncio.wait_for(resp.json(), WAIT))["queues"]
+            return {row["name"]: row for row in rows}
+
+    async def eventually(self, check: Callable[[], Awaitable[bool]]) -> None:
+        async def poll() -> None:
+            # another component's state, polled; bounded by WAIT below
+            while not await check():  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+
+        await asyncio.wait_for(poll(), WAIT)
+
+
+Factory = Callable[..., Awaitable[VoiceServer]]
+
+
+def has_voice_route(app: web.Application) -> bool:
+    return any(
+        route.method == "POST" and route.resource is not None and route.resource.canonical == PATH
+        for route in app.router.routes()
+    )
+
+
+@pytest.fixture
+async def make_server() -> AsyncIterator[Factory]:
+    made: list[tuple[web.AppRunner, VoiceServer]] = []
+    purges: list[Callable[[], Awaitable[None]]] = []
+
+    async def factory(pbx_url: str = "", region: str = "DE", redis_url: str = "") -> VoiceServer:
+        domain = f"voice-{uuid.uuid4().hex[:12]}"
+        env = base_env(domain, voice_pbx_url=pbx_url, sms_default_region=region)
+        if redis_url:
+            env["OMNIROUTE_REDIS_URL"] = redis_url
+        settings = load_settings(None, env)
+        engine = queues.create_engine(settings.policy, settings.redis.url, domain=settings.domain)
+        store: Store = QuickStore(domain)
+        if redis_url:
+            store = RedisStore(redis_url, domain=domain)
+            purges.append(lambda: purge(redis_url, domain))
+        app = create_app(settings, engine, store, snapshot_interval_s=0.1)
+        if not has_voice_route(app):  # until create_app wires the voice channel itself
+            add_voice(app, app[SERVICE_KEY], settings)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        server = VoiceServer("", app, aiohttp.ClientSession())
+        made.append((runner, server))
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        server.base = f"http://{host}:{port}"
+        return server
+
+    try:
+        yield factory
+    finally:
+        for runner, server in reversed(made):
+            for desk in server.desks:
+                if not desk.ws.closed:
+                    await desk.close()
+            await server.http.close()
+            await asyncio.wait_for(runner.cleanup(), 15)
+        for cleanup in purges:
+            await cleanup()
+
+
+async def purge(redis_url: str, domain: str) -> None:
+    engine = queues.create_engine(queues.Policy(), redis_url, domain=domain)
+    store = RedisStore(redis_url, domain=domain)
+    try:
+        await engine.purge()  # type: ignore[attr-defined]
+        await store.purge()
+    finally:
+        await engine.close()
+        await store.close()
+
+
+async def offered(desk: Desk, conversation: str | None = None) -> Frame:
+    while True:
+        frame = await desk.until("offer")
+        if conversation is None or frame["conversation"]["id"] == conversation:
+            return frame
+
+
+async def settled(server: VoiceServer) -> list[bool]:
+    """The results of every `connect` still in flight, once they are done."""
+    return list(await asyncio.wait_for(asyncio.gather(*server.connector.pending), WAIT))
+
+
+# -- the flows ---------------------------------------------------------------------------------
+
+
+async def test_offered_call_is_offered_on_voice_and_accept_connects_the_agent(
+    make_server: Factory, pbx: Pbx
+) -> None:
+    server = await make_server(pbx.url)
+    agent = await server.connect("x", endpoint=ENDPOINT_X)
+    conv = await server.send(call("call.offered", "call-1"))
+
+    offer = await offered(agent, conv)
+    assert offer["channel"] == "voice"
+    (step,) = offer["conversation"]["history"]
+    assert (step["channel"], step["type"], step["direction"]) == ("voice", "call.offered", "in")
+    assert step["meta"] == {"call_id": "call-1", "to": TRUNK}
+    assigned = await agent.request("offer.accept", reservation=offer["reservation"])
+    assert assigned["type"] == "assigned"
+
+    command = await pbx.next()
+    assert command == {"type": "connect", "call_id": "call-1", "agent": "x", "endpoint": ENDPOINT_X}
+    ((_, signed_ok, _),) = pbx.received
+    assert signed_ok
+    assert await settled(server) in ([True], [])  # done, or still answering
+
+
+async def test_national_caller_is_the_same_customer_as_e164(make_server: Factory) -> None:
+    server = await make_server()
+    first = await server.send(call("call.offered", "call-a", sender="+4915122334455"))
+    again = await server.send(call("call.answered", "call-a", sender="0151 22334455"))
+    assert again == first  # "0151…" read in [sms] default_region DE: the same caller
+
+
+async def test_unanswered_call_that_ends_is_withdrawn_and_counted_abandoned(
+    make_server: Factory,
+) -> None:
+    server = await make_server()
+    agent = await server.connect("x")
+    conv = await server.send(call("call.offered", "call-2"))
+    offer = await offered(agent, conv)
+
+    await server.send(call("call.ended", "call-2"))
+    revoked = await agent.until("offer.revoked", reservation=offer["reservation"])
+    assert revoked["reason"] == "withdrawn"
+
+    async def counted() -> bool:
+        return bool((await server.queues())["voice"]["abandoned"] == 1)
+
+    await server.eventually(counted)
+
+
+async def test_answered_then_ended_call_records_talk_time_and_starts_wrapup(
+    make_server: Factory, pbx: Pbx
+) -> None:
+    server = await make_server(pbx.url)
+    agent = await server.connect("x", endpoint=ENDPOINT_X)
+    offered_at = "2026-11-23T12:00:00Z"
+    conv = await server.send(call("call.offered", "call-3", occurred_at=offered_at))
+    offer = await offered(agent, conv)
+    await agent.request("offer.accept", reservation=offer["reservation"])
+    await pbx.next()
+
+    await server.send(call("call.answered", "call-3", occurred_at="2026-11-23T12:00:05Z"))
+    await server.send(call("call.ended", "call-3", occurred_at="2026-11-23T12:00:47.500+00:00"))
+    customer = offer["conversation"]["customer"]["id"]
+
+    async def talk_time() -> bool:
+        history = await server.service.store.history(customer, 50)
+        ended = [i for i in history if i.type == "call.ended"]
+        return bool(ended) and ended[0].meta.get("talk_s") == 42.5
+
+    await server.eventually(talk_time)
+    await agent.until("presence", state="wrapup")  # an answered call that ends: after-call work
+
+
+async def test_call_from_a_customer_whose_chat_is_assigned_goes_to_that_agent_first(
+    make_server: Factory, pbx: Pbx
+) -> None:
+    server = await make_server(pbx.url)
+    x = await server.connect("x", endpoint=ENDPOINT_X)
+    chat = await server.chat("visitor:c77", "cust-77")
+    chat_offer = await offered(x, chat)
+    assert chat_offer["channel"] == "chat"
+    await x.request("offer.accept", reservation=chat_offer["reservation"])
+    y = await server.connect("y", endpoint="sip:y@pbx.test")  # free, and would take a new call
+
+    conv = await server.send(call("call.offered", "call-4", customer_id="cust-77"))
+    assert conv == chat  # one conversation across channels
+    offer = await offered(x, chat)
+    assert offer["channel"] == "voice"
+    assert [i["channel"] for i in offer["conversation"]["history"]] == ["chat", "voice"]
+    assert not [f for f in await y.quiet() if f["type"] == "offer"]
+
+    await x.request("offer.accept", reservation=offer["reservation"])
+    command = await pbx.next()
+    assert command == {"type": "connect", "call_id": "call-4", "agent": "x", "endpoint": ENDPOINT_X}
+
+
+async def test_pbx_failing_once_is_retried_with_the_same_signed_command(
+    make_server: Factory, pbx: Pbx
+) -> None:
+    pbx.script = [500]
+    server = await make_server(pbx.url)
+    agent = await server.connect("x", endpoint=ENDPOINT_X)
+    conv = await server.send(call("call.offered", "call-5"))
+    offer = await offered(agent, conv)
+    await agent.request("offer.accept", reservation=offer["reservation"])
+
+    first, second = await pbx.next(), await pbx.next()
+    assert first == second == {**first, "call_id": "call-5", "agent": "x"}
+    assert [ok for _, ok, _ in pbx.received] == [True, True]
+    assert pbx.received[0][2] == pbx.received[1][2]  # the very same bytes
+    assert await settled(server) in ([True], [])
+
+
+async def test_pbx_retries_are_bounded_and_a_refusal_is_final(
+    make_server: Factory, pbx: Pbx
+) -> None:
+    server = await make_server(pbx.url)
+    client = server.connector.client
+    assert client is not None
+    client.backoff_s = 0.01  # the bound is what is tested here, not the waiting
+    pbx.script = [503] * client.attempts
+    agent = await server.connect("x")  # no endpoint claim: sent as null
+    conv = await server.send(call("call.offered", "call-6"))
+    offer = await offered(agent, conv)
+    await agent.request("offer.accept", reservation=offer["reservation"])
+    assert await settled(server) == [False]
+    assert len(pbx.received) == client.attempts
+    assert pbx.received[0][0]["endpoint"] is None
+
+    pbx.received.clear()
+    pbx.script = [404]
+    assert await server.connector.connect(conv, "x") is False
+    assert len(pbx.received) == 1
+
+
+async def test_unreachable_pbx_is_retried_then_given_up(make_server: Factory) -> None:
+    server = await make_server(f"http://127.0.0.1:{free_port()}/cti")  # nothing listens there
+    client = server.connector.client
+    assert client is not None
+    client.backoff_s = 0.01
+    agent = await server.connect("x", endpoint=ENDPOINT_X)
+    conv = await server.send(call("call.offered", "call-7"))
+    offer = await offered(agent, conv)
+    with structlog.testing.capture_logs() as logs:
+        await agent.request("offer.accept", reservation=offer["reservation"])
+        assert await settled(server) == [False]
+    tries = [e for e in logs if e["event"] in ("voice.connect_retry", "voice.connect_failed")]
+    assert len(tries) == client.attempts
+    assert tries[-1]["event"] == "voice.connect_failed"
+
+
+async def test_without_pbx_url_accept_still_works_and_nothing_is_sent(
+    make_server: Factory,
+) -> None:
+    server = await make_server("")
+    agent = await server.connect("x", endpoint=ENDPOINT_X)
+    conv = await server.send(call("call.offered", "call-8"))
+    offer = await offered(agent, conv)
+    assigned = await agent.request("offer.accept", reservation=offer["reservation"])
+    assert assigned["type"] == "assigned"
+    assert server.connector.client is None and not server.connector.pending
+
+
+async def test_a_reply_on_voice_is_refused_to_the_agent(make_server: Factory) -> None:
+    server = await make_server()
+    agent = await server.connect("x")
+    conv = await server.send(call("call.offered", "call-9"))
+    offer = await offered(agent, conv)
+    await agent.request("offer.accept", reservation=offer["reservation"])
+    answer = await agent.request("message.send", conversation=conv, body="hi", channel="voice")
+    assert answer["type"] == "error" and answer["code"] == "invalid"
+
+
+async def test_voice_over_redis(make_server: Factory, pbx: Pbx, redis_url: str) -> None:
+    """The main voice flow with the durable engine and store: a caller whose chat is held by x
+    comes to x, the PBX is told to connect, talk time is recorded, the call ends in wrap-up."""
+    server = await make_server(pbx.url, redis_url=redis_url)
+    x = await server.connect("x", endpoint=ENDPOINT_X)
+    chat = await server.chat("visitor:r1", "cust-r1")
+    chat_offer = await offered(x, chat)
+    await x.request("offer.accept", reservation=chat_offer["reservation"])
+
+    opened = "2026-11-23T12:00:00Z"
+    assert await server.send(call("call.offered", "r-1", customer_id="cust-r1")) == chat
+    offer = await offered(x, chat)
+    assert offer["channel"] == "voice"
+    await x.request("offer.accept", reservation=offer["reservation"])
+    assert await pbx.next() == {
+        "type": "connect",
+        "call_id": "r-1",
+        "agent": "x",
+        "endpoint": ENDPOINT_X,
+    }
+    await server.send(call("call.answered", "r-1", occurred_at=opened))
+    await server.send(call("call.ended", "r-1", occurred_at="2026-11-23T12:01:00Z"))
+    customer = offer["conversation"]["customer"]["id"]
+
+    async def talk_time() -> bool:
+        history = await server.service.store.history(customer, 50)
+        return any(i.type == "call.ended" and i.meta.get("talk_s") == 60 for i in history)
+
+    await server.eventually(talk_time)
+
+
+# -- refusals ----------------------------------------------------------------------------------
+
+
+async def test_bad_signature_is_401_and_stores_nothing(make_server: Factory) -> None:
+    server = await make_server()
+    agent = await server.connect("x")
+    payload = call("call.offered", "call-10")
+    body = json.dumps(payload).encode()
+    for signature in ("sha256=" + "0" * 64, "", sign(body, "another-secret")):
+        status, answer = await server.post_raw(body, signature)
+        assert status == 401
+        assert answer["error"]["code"] == "unauthorized"
+    assert not [f for f in await agent.quiet() if f["type"] == "offer"]
+    # the same event, signed: new (nothing of the refused ones was stored under its id)
+    status, answer = await server.post_raw(body)
+    assert status == 202 and answer["accepted"] == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"type": "call.transferred"}, "type"),
+        ({"type": None}, "type"),
+        ({"call_id": None}, "call_id"),
+        ({"call_id": ""}, "call_id"),
+        ({"call_id": 42}, "call_id"),
+        ({"to": None}, "to"),
+        ({"id": None}, "id"),
+        ({"id": "x" * 200}, "id"),
+        ({"from": "anonymous"}, "from"),
+        ({"from": "+49"}, "from"),
+        ({"from": None}, "from"),
+        ({"occurred_at": "yesterday"}, "occurred_at"),
+        ({"customer_id": ""}, "customer_id"),
+    ],
+)
+async def test_malformed_event_is_400_naming_the_field(
+    make_server: Factory, change: Frame, field: str
+) -> None:
+    server = await make_server()
+    payload = {**call("call.offered", "call-11"), **change}
+    status, answer = await server.post({k: v for k, v in payload.items() if v is not None})
+    assert status == 400, answer
+    assert answer["error"]["code"] == "invalid"
+    assert answer["error"]["field"] == field
+    assert PHONE not in answer["error"]["message"] and E164 not in answer["error"]["message"]
+    if payload["id"]:  # the id is free: nothing was stored
+        fixed = {**call("call.offered", "call-11"), "id": payload["id"]}
+        if len(fixed["id"]) < 190:
+            assert (await server.post(fixed))[1]["accepted"] == 1
+
+
+async def test_not_json_and_too_large_are_refused(make_server: Factory) -> None:
+    server = await make_server()
+    for raw in (b"not json", b"[]", b'{"id": "a"'):
+        status, answer = await server.post_raw(raw)
+        assert (status, answer["error"]["code"]) == (400, "invalid")
+    big = json.dumps({**call("call.offered", "call-12"), "pad": "x" * 70_000}).encode()
+    status, answer = await server.post_raw(big)
+    assert (status, answer["error"]["code"]) == (413, "too_large")
+
+
+async def test_national_number_without_a_region_is_refused(make_server: Factory) -> None:
+    server = await make_server(region="")
+    status, answer = await server.post(call("call.offered", "call-13", sender="0151 22334455"))
+    assert (status, answer["error"]["field"]) == (400, "from")
+    assert (await server.post(call("call.offered", "call-13")))[0] == 202
+
+
+async def test_logs_carry_no_numbers(make_server: Factory, pbx: Pbx) -> None:
+    server = await make_server(pbx.url)
+    agent = await server.connect("x", endpoint=ENDPOINT_X)
+    with structlog.testing.capture_logs() as logs:
+        conv = await server.send(call("call.offered", "call-14"))
+        offer = await offered(agent, conv)
+        await agent.request("offer.accept", reservation=offer["reservation"])
+        await pbx.next()
+        await server.post(call("call.offered", "call-15", sender="anonymous-" + E164))
+        await settled(server)
+    assert {"voice.connected", "ingest.refused"} <= {e["event"] for e in logs}  # captured
+    text = json.dumps(logs, default=str)
+    for secret in (E164, E164[1:], TRUNK, TRUNK[1:], ENDPOINT_X):
+        assert secret not in text
+
+
+# -- parsing, as functions ---------------------------------------------------------------------
+
+
+def test_parse_call_event_builds_the_inbound_event() -> None:
+    raw = call("call.answered", "c-1", occurred_at="2026-11-23T13:00:00+01:00", customer_id="k")
+    raw["vendor_extra"] = {"ignored": True}
+    event = parse_call_event(json.dumps(raw).encode(), "DE")
+    assert event.id == "voice:" + raw["id"]
+    assert (event.type, event.channel, event.sender) == ("call.answered", "voice", E164)
+    assert event.occurred_at == "2026-11-23T12:00:00.000Z"
+    assert event.customer_id == "k"
+    assert event.meta == {"call_id": "c-1", "to": TRUNK}
+
+
+@pytest.mark.parametrize(
+    ("text", "region", "expected"),
+    [
+        ("+49 151 2233 4455", "", E164),
+        ("tel:+4915122334455", "", E164),
+        ("0151/22334455", "DE", E164),
+        ("0049 151 22334455", "DE", E164),
+        ("(030) 901820", "DE", "+4930901820"),
+    ],
+)
+def test_e164(text: str, region: str, expected: str) -> None:
+    assert e164(text, region) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "region"),
+    [("0151 22334455", ""), ("anonymous", "DE"), ("", ""), ("Anna +4915122334455", "DE")],
+)
+def test_e164_refuses(text: str, region: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        e164(text, region)
+    assert "0151" not in str(caught.value)
+
+
+def test_parse_refuses_a_document_that_is_not_an_object() -> None:
+    with pytest.raises(BadEvent):
+        parse_call_event(b"[1, 2]", "DE")
