@@ -23,6 +23,7 @@ from queues.base import RoutingEngine
 from router import agent_ws
 from router.channel_chat import ChatSocket, add_chat
 from router.channel_chat import Limits as ChatLimits
+from router.channel_email import add_email
 from router.channel_sms import add_sms
 from router.channel_voice import add_voice
 from router.ingest import ingest_routes
@@ -114,6 +115,7 @@ def create_app(
         app, service, settings, limits=chat_limits, visitor_secret=settings.visitor_secret
     )
     add_voice(app, service, settings)
+    add_email(app, service, settings)  # no [email] addresses: no listener
     app.cleanup_ctx.append(_run_service)
     add_sms(app, service, settings)  # after the service: its deliveries drain before it closes
     return app
