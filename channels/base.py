@@ -46,6 +46,16 @@ class OutboundMessage:
     site: str | None = None
 
 
+class ChannelRefused(Exception):
+    """Raised by a port when it cannot carry this reply at all (no address for the customer,
+    channel not configured); the agent hears it as an `error` with `code`."""
+
+    def __init__(self, message: str, code: str = "conflict") -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
 class OutboundPort(ABC):
     """Carries agent replies out on one or more channels."""
 

@@ -47,7 +47,7 @@ import aiosmtplib
 import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from channels.base import OutboundMessage, OutboundPort
+from channels.base import ChannelRefused, OutboundMessage, OutboundPort
 
 log = structlog.get_logger("omniroute.channels.email")
 
@@ -621,7 +621,7 @@ Annotate = Callable[[str, str, Mapping[str, Any]], Awaitable[bool]]
 Send = Callable[..., Awaitable[Any]]
 
 
-class EmailRefused(Exception):
+class EmailRefused(ChannelRefused):
     """Raised when a reply cannot be sent by email at all (no address, no sender)."""
 
 

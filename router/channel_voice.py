@@ -28,12 +28,12 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from channels.base import OutboundMessage, OutboundPort
+from channels.base import ChannelRefused, OutboundMessage, OutboundPort
 from channels.voice import MAX_BYTES, BadCall, PbxClient, PbxUnreachable, call_document
 from queues.base import Assigned, Effect
 from router.ingest import Ingest, IngestHandler, Refused
 from router.protocol import JSON, BadEvent, DecodeError, validate_event
-from router.service import Service, ServiceError
+from router.service import Service
 from router.settings import Settings
 from router.store import InboundEvent
 
@@ -83,7 +83,7 @@ class VoicePort(OutboundPort):
 
     async def send(self, message: OutboundMessage) -> None:
         log.warning("voice.reply_refused", conversation=message.conversation, agent=message.agent)
-        raise ServiceError("invalid", "a call carries no text: reply on chat, sms or email")
+        raise ChannelRefused("a call carries no text: reply on chat, sms or email", "invalid")
 
 
 class VoiceConnector:

@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 
-from channels.base import ChannelPorts, OutboundMessage, OutboundPort
+from channels.base import ChannelPorts, ChannelRefused, OutboundMessage, OutboundPort
 from queues.base import (
     Assigned,
     AssignmentRevoked,
@@ -554,7 +554,11 @@ class Service:
         interaction = await self.store.add_outbound(
             conversation, channel, body, identity.id, self.now_ms()
         )
-        await self.outbound.send(await self._outbound_message(conv, channel, body, interaction))
+        try:
+            await self.outbound.send(await self._outbound_message(conv, channel, body, interaction))
+        except ChannelRefused as exc:  # stored, but the channel cannot carry it: say so
+            await self.store.annotate(conv.customer, interaction.id, {"status": "refused"})
+            raise ServiceError(exc.code, exc.message, {"interaction": interaction.id}) from exc
         frame = {
             "type": "ack",
             "ref": ref,
