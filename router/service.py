@@ -29,7 +29,7 @@ from queues.base import (
     RoutingEngine,
     TaskEnded,
 )
-from queues.errors import RoutingError
+from queues.errors import Conflict, RoutingError
 from queues.policy import CHANNELS, GROUPS
 from router.store import (
     EDITABLE_FIELDS,
@@ -46,6 +46,7 @@ from router.store import (
 log = structlog.get_logger("omniroute.service")
 
 Frame = dict[str, Any]
+View = tuple[Conversation | None, Customer | None, list[Interaction]]
 MAX_FIELD = {"first_name": 200, "residence_city": 200, "job": 200, "vcard": 20_000}
 MAX_BODY = 64 * 1024
 
@@ -206,8 +207,15 @@ class Service:
                 await asyncio.wait_for(self._stopping.wait(), interval_s)
 
     async def process(self, entry: LogEntry) -> None:
-        """Route one inbound event: sticky to its agent, or into the queue."""
-        conv, customer, interaction = await self.store.apply_inbound(entry, self.now_ms())
+        """Route one inbound event: sticky to its agent, or into the queue.
+
+        The common paths cost three round trips on Redis: apply (returning the history an
+        offer needs), then either one push of the `message` frame to the holder the store
+        knows, or the engine's enqueue and one push of its frames and conversation states.
+        """
+        conv, customer, interaction, history = await self.store.apply_inbound_view(
+            entry, self.now_ms(), self.history_limit
+        )
         event = entry.event
         call_id = event.meta.get("call_id") if event.channel == "voice" else None
         if (
@@ -216,22 +224,34 @@ class Service:
             and await self._route_call(conv, customer, event, call_id, interaction)
         ):
             return
-        task = await self.engine.task_view(conv.id)
-        if task is None:
-            if event.type == "call.ended" or conv.state == "closed":
-                return
-            await self._enqueue(conv.id, customer, event.channel, conv.last_agent)
-            await self.store.set_state(conv.id, "queued", None)
-        elif event.type == "call.ended" and task["state"] in ("queued", "reserved"):
-            await self.apply_effects(await self.engine.withdraw(conv.id))
-        elif task["agent"] and interaction is not None and event.type == "message":
-            frame = {
-                "type": "message",
-                "conversation": conv.id,
-                "customer": customer.id,
-                "interaction": interaction.wire(),
-            }
-            await self.store.push([(task["agent"], frame)])
+        held = conv.agent if conv.state in ("offered", "assigned", "wrapup") else None
+        if event.type == "message" and held:
+            if interaction is not None:
+                frame = {
+                    "type": "message",
+                    "conversation": conv.id,
+                    "customer": customer.id,
+                    "interaction": interaction.wire(),
+                }
+                await self.store.push([(held, frame)])
+        elif event.type == "call.ended":
+            task = await self.engine.task_view(conv.id)
+            if task is not None and task["state"] in ("queued", "reserved"):
+                await self.apply_effects(await self.engine.withdraw(conv.id))
+        elif conv.state != "closed":
+            try:
+                attrs: dict[str, Any] = {**customer.profile, "channel": event.channel}
+                effects = await self.engine.enqueue(
+                    conv.id,
+                    customer.id,
+                    event.channel,
+                    customer.client_group,
+                    attrs,
+                    last_agent=conv.last_agent,
+                )
+            except Conflict:  # already in line (or held, if the store lagged): history has it
+                effects = []
+            await self.apply_effects(effects, views={conv.id: (conv, customer, history)})
         log.info("event.routed", event_id=event.id, conversation=conv.id, state=conv.state)
 
     async def _enqueue(
@@ -316,7 +336,10 @@ class Service:
     # -- effects → frames ------------------------------------------------------------------------
 
     async def apply_effects(
-        self, effects: Sequence[Effect], answer: tuple[str, Any, str | None] | None = None
+        self,
+        effects: Sequence[Effect],
+        answer: tuple[str, Any, str | None] | None = None,
+        views: dict[str, View] | None = None,
     ) -> None:
         """Turn engine effects into frames and conversation states; push them in one batch.
 
@@ -324,6 +347,8 @@ class Service:
         the ref; when there is none, an `ack` {ref} is added — every ref gets an answer.
         """
         frames: list[tuple[str, Frame]] = []
+        states: list[tuple[str, str, str | None]] = []
+        views = dict(views or {})
         for effect in effects:
             if isinstance(effect, PresenceChanged):
                 frames.append((effect.agent, {"type": "presence", "state": effect.state}))
@@ -336,11 +361,11 @@ class Service:
                 if self.metrics is not None:
                     self.metrics.offered()
                 if main:
-                    await self.store.set_state(conv_id, "offered", effect.agent)
+                    states.append((conv_id, "offered", effect.agent))
                 frame: Frame = {
                     "type": "offer",
                     "reservation": effect.reservation,
-                    "conversation": await self.conversation_frame(conv_id),
+                    "conversation": await self.conversation_frame(conv_id, views, "offered"),
                     "channel": effect.channel,
                     "expires_at": iso(effect.expires_at),
                 }
@@ -354,11 +379,11 @@ class Service:
                 }
                 frames.append((effect.agent, frame))
                 if main:
-                    await self.store.set_state(conv_id, "queued", None)
+                    states.append((conv_id, "queued", None))
             elif isinstance(effect, Assigned):
                 if main:
-                    await self.store.set_state(conv_id, "assigned", effect.agent)
-                conv = await self.conversation_frame(conv_id)
+                    states.append((conv_id, "assigned", effect.agent))
+                conv = await self.conversation_frame(conv_id, views, "assigned")
                 frames.append((effect.agent, {"type": "assigned", "conversation": conv}))
             elif isinstance(effect, AssignmentRevoked):
                 frame = {
@@ -368,9 +393,9 @@ class Service:
                 }
                 frames.append((effect.agent, frame))
                 if main:
-                    await self.store.set_state(conv_id, "queued", None)
+                    states.append((conv_id, "queued", None))
             elif isinstance(effect, TaskEnded) and main:
-                await self.store.set_state(conv_id, "closed", effect.agent)
+                states.append((conv_id, "closed", effect.agent))
         if answer is not None:
             agent, ref, kind = answer
             for target, frame in frames:
@@ -380,8 +405,8 @@ class Service:
                     break
             else:
                 frames.append((agent, {"type": "ack", "ref": ref}))
-        if frames:
-            await self.store.push(frames)
+        if frames or states:
+            await self.store.push(frames, states)  # one round trip: frames and their states
         for effect in effects:
             for hook in self.hooks:
                 try:
@@ -390,16 +415,25 @@ class Service:
                     log.error("hook.failed", hook=getattr(hook, "__qualname__", "?"),
                               error=type(exc).__name__)  # fmt: skip
 
-    async def conversation_frame(self, conversation_id: str) -> Frame:
-        """The `conversation` object of offers and assignments: customer, channels, history."""
-        conv = await self.store.conversation(conversation_id)
+    async def conversation_frame(
+        self,
+        conversation_id: str,
+        views: dict[str, View] | None = None,
+        state: str | None = None,
+    ) -> Frame:
+        """The `conversation` object of offers and assignments: customer, channels, history.
+
+        `views` caches what was read already (one `Store.view` per conversation and call);
+        `state` is the state the frame announces (its change is pushed with the frame)."""
+        views = views if views is not None else {}
+        if conversation_id not in views:
+            views[conversation_id] = await self.store.view(conversation_id, self.history_limit)
+        conv, customer, history = views[conversation_id]
         if conv is None:
             return {"id": conversation_id}
-        customer = await self.store.customer(conv.customer)
-        history = await self.store.history(conv.customer, self.history_limit)
         return {
             "id": conv.id,
-            "state": conv.state,
+            "state": state or conv.state,
             "customer": self.customer_view(customer) if customer else {"id": conv.customer},
             "channels": list(conv.channels),
             "last_channel": conv.last_channel,

@@ -219,6 +219,24 @@ class Store(ABC):
         interaction appended — for an event applied before (a reclaimed log entry), the one
         appended the first time, so nothing is ever appended twice."""
 
+    async def apply_inbound_view(
+        self, entry: LogEntry, now_ms: int, history_limit: int
+    ) -> tuple[Conversation, Customer, Interaction | None, list[Interaction]]:
+        """`apply_inbound`, plus the customer's last `history_limit` interactions after it
+        (one round trip on Redis: what an offer made right away needs)."""
+        conv, customer, interaction = await self.apply_inbound(entry, now_ms)
+        return conv, customer, interaction, await self.history(customer.id, history_limit)
+
+    async def view(
+        self, conversation_id: str, history_limit: int
+    ) -> tuple[Conversation | None, Customer | None, list[Interaction]]:
+        """A conversation, its customer and their last interactions (one round trip on Redis)."""
+        conv = await self.conversation(conversation_id)
+        if conv is None:
+            return None, None, []
+        customer = await self.customer(conv.customer)
+        return conv, customer, await self.history(conv.customer, history_limit)
+
     @abstractmethod
     async def conversation(self, conversation_id: str) -> Conversation | None:
         """The conversation, or None."""
@@ -267,9 +285,17 @@ class Store(ABC):
     # -- per-agent outboxes --------------------------------------------------------------------
 
     @abstractmethod
-    async def push(self, frames: Sequence[tuple[str, Mapping[str, Any]]]) -> list[int]:
+    async def push(
+        self,
+        frames: Sequence[tuple[str, Mapping[str, Any]]],
+        states: Sequence[tuple[str, str, str | None]] = (),
+    ) -> list[int]:
         """Append frames (agent, frame without seq) to their agents' outboxes; return the seqs
-        given, and wake every listener of those agents (on any node)."""
+        given, and wake every listener of those agents (on any node).
+
+        `states` — (conversation, state, agent) changes these frames announce — are applied
+        first, in the same atomic step (one round trip on Redis); a change to a closed or
+        unknown conversation is skipped, so a late effect never reopens one."""
 
     @abstractmethod
     async def since(self, agent: str, seq: int) -> tuple[list[tuple[int, dict[str, Any]]], bool]:

@@ -579,7 +579,15 @@ class MemoryStore(Store):
 
     # -- outboxes ----------------------------------------------------------------------------
 
-    async def push(self, frames: Sequence[tuple[str, Mapping[str, Any]]]) -> list[int]:
+    async def push(
+        self,
+        frames: Sequence[tuple[str, Mapping[str, Any]]],
+        states: Sequence[tuple[str, str, str | None]] = (),
+    ) -> list[int]:
+        for conversation_id, state, agent in states:
+            conv = self._conversations.get(conversation_id)
+            if conv is not None and (conv.state != "closed" or state == "closed"):
+                await self.set_state(conversation_id, state, agent)
         seqs: list[int] = []
         woken: dict[str, int] = {}
         for agent, frame in frames:

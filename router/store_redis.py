@@ -97,6 +97,7 @@ SCRIPTS = (
     "read",
     "link",
     "annotate",
+    "view",
 )
 GROUP = "router"
 PURGE_BATCH = 500
@@ -314,6 +315,12 @@ class RedisStore(Store):
     async def apply_inbound(
         self, entry: LogEntry, now_ms: int
     ) -> tuple[Conversation, Customer, Interaction | None]:
+        conv, customer, interaction, _ = await self.apply_inbound_view(entry, now_ms, 0)
+        return conv, customer, interaction
+
+    async def apply_inbound_view(
+        self, entry: LogEntry, now_ms: int, history_limit: int
+    ) -> tuple[Conversation, Customer, Interaction | None, list[Interaction]]:
         ev = entry.event
         profile = merged_profile(ev)
         group = profile.pop("client_group", None)
@@ -339,9 +346,11 @@ class RedisStore(Store):
             "cv": entry.conversation,
             "cu": entry.customer,
             "e": row,
+            "hl": max(0, history_limit),
         }
-        conv, cust, ix = await self._eval("apply", args)
-        return _conversation(conv), _customer(cust), _interaction(ix)
+        conv, cust, ix, history = await self._eval("apply", args)
+        tail = [_interaction(rec) for rec in history]
+        return _conversation(conv), _customer(cust), _interaction(ix), tail
 
     async def conversation(self, conversation_id: str) -> Conversation | None:
         raw = await (await self._redis()).get(self._key("cv", conversation_id))
@@ -402,12 +411,32 @@ class RedisStore(Store):
 
     # -- outboxes ----------------------------------------------------------------------------
 
-    async def push(self, frames: Sequence[tuple[str, Mapping[str, Any]]]) -> list[int]:
-        if not frames:
+    async def push(
+        self,
+        frames: Sequence[tuple[str, Mapping[str, Any]]],
+        states: Sequence[tuple[str, str, str | None]] = (),
+    ) -> list[int]:
+        if not frames and not states:
             return []
         packed = [[agent, msgpack.packb(dict(frame))] for agent, frame in frames]
-        seqs = await self._eval("push", {"keep": max(self.outbox_keep, 1), "f": packed})
+        changes = [[cv, st, ag or ""] for cv, st, ag in states]
+        for _cv, state, _ag in states:
+            check_state(state)
+        args = {"keep": max(self.outbox_keep, 1), "f": packed, "s": changes}
+        seqs = await self._eval("push", args)
         return [int(seq) for seq in seqs]
+
+    async def view(
+        self, conversation_id: str, history_limit: int
+    ) -> tuple[Conversation | None, Customer | None, list[Interaction]]:
+        conv, customer, history = await self._eval(
+            "view", {"cv": conversation_id, "hl": max(0, history_limit)}
+        )
+        return (
+            _conversation(conv) if conv else None,
+            _customer(customer) if customer else None,
+            [_interaction(rec) for rec in history],
+        )
 
     async def since(self, agent: str, seq: int) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
         redis = await self._redis()

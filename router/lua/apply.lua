@@ -2,8 +2,9 @@
 -- KEYS[1] - the domain anchor (id counters)
 -- ARGV[1] - key prefix; ARGV[2] - msgpack {dd = dedupe_s, now = RFC 3339, cv, cu,
 --           e = {id, ch, type, at, body, subj, meta, prof (PROFILE_FIELDS but the group), grp, site}}
--- Returns msgpack [conversation, customer, interaction] — for an event applied before, the
--- interaction appended then — or {err, msg}: customer / conversation unknown.
+--           hl = history to return (0: none)
+-- Returns msgpack [conversation, customer, interaction, history tail] — for an event applied
+-- before, the interaction appended then — or {err, msg}: customer / conversation unknown.
 
 local E = ARG.e
 local c = customer(ARG.cu)
@@ -12,7 +13,7 @@ local evk = key('ev', E.id)
 local seen = record(evk)
 if seen and seen.ix then
   local raw = call('LINDEX', key('h', c.id), seen.pos - 1)
-  return finish({conversation(seen.cv), c, cmsgpack.unpack(raw)})
+  return finish({conversation(seen.cv), c, cmsgpack.unpack(raw), history_tail(c.id, ARG.hl)})
 end
 local v = conversation(ARG.cv)
 if not v then return finish(refuse('conversation', ARG.cv)) end
@@ -43,4 +44,4 @@ if seen then
 else
   call('SET', evk, mark, 'EX', ARG.dd)
 end
-return finish({v, c, ix})
+return finish({v, c, ix, history_tail(c.id, ARG.hl)})

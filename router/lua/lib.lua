@@ -98,6 +98,33 @@ local function append_history(c, ix)
   return call('RPUSH', key('h', c.id), cmsgpack.pack(ix))
 end
 
+-- move conversation v to state st (agent ag, '' for none); false when v is closed already.
+-- Closing frees the customer for a new conversation and remembers the agent (this one, else
+-- the conversation's, else the previous) as the customer's last agent.
+local function set_conversation_state(v, st, ag)
+  if v.st == 'closed' then return st == 'closed' end
+  local agent = ag
+  if st == 'closed' then
+    local c = customer(v.cu)
+    if c.open == v.id then c.open = '' end
+    if agent == '' then agent = v.ag end
+    if agent ~= '' then c.last = agent end
+    touch('cu', c.id)
+  end
+  v.st = st
+  v.ag = agent
+  touch('cv', v.id)
+  return true
+end
+
+-- the customer's last `limit` interactions, oldest first (msgpack records)
+local function history_tail(cu, limit)
+  if not limit or limit <= 0 then return {} end
+  local out = {}
+  for i, raw in ipairs(call('LRANGE', key('h', cu), -limit, -1)) do out[i] = cmsgpack.unpack(raw) end
+  return out
+end
+
 -- write back every changed record, then pack the result
 local function finish(result)
   for _, kid in pairs(DIRTY) do
