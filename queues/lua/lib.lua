@@ -201,16 +201,19 @@ end
 
 local PAGE = 16
 
--- walk a sorted set from its head (scores <= max) a page at a time; stop when fn returns true
+-- walk a sorted set from its head (scores <= max) a page at a time; stop when fn returns true.
+-- The first page is one row: nearly every walk stops at the head (an excluded or expired
+-- entry is rare), and each row read costs Lua time.
 local function walk(k, max, fn)
-  local off = 0
+  local off, size = 0, 1
   while true do
-    local rows = call('ZRANGEBYSCORE', k, '-inf', max, 'WITHSCORES', 'LIMIT', off, PAGE)
+    local rows = call('ZRANGEBYSCORE', k, '-inf', max, 'WITHSCORES', 'LIMIT', off, size)
     for i = 1, #rows, 2 do
       if fn(rows[i], tonumber(rows[i + 1])) then return end
     end
-    if #rows < 2 * PAGE then return end
-    off = off + PAGE
+    if #rows < 2 * size then return end
+    off = off + size
+    size = PAGE
   end
 end
 
