@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import redis
+from aiohttp import web
 
 EPOCH = 1_800_000_000.0
 
@@ -106,3 +107,16 @@ def stop_redis(process: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=timeout)
+
+
+async def serve_app(app: web.Application) -> tuple[web.AppRunner, str]:
+    """Run `app` on 127.0.0.1 and a free port, with the production access logger; the runner
+    (to `cleanup()` afterwards) and the base URL."""
+    from router.logs import AccessLogger
+
+    runner = web.AppRunner(app, access_log_class=AccessLogger)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    return runner, f"http://{host}:{port}"

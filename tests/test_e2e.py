@@ -29,10 +29,10 @@ from aiohttp import WSMsgType, web
 import queues
 from channels.base import RecordingPort
 from router.app import SERVICE_KEY, create_app
-from router.logs import AccessLogger
 from router.settings import load_settings
 from router.store import LogEntry, Store
 from router.store_memory import MemoryStore
+from tests.support import serve_app
 
 JWT_SECRET = "e2e-jwt-secret-" + "j" * 32
 WEBHOOK_SECRET = "e2e-webhook-secret-" + "w" * 32
@@ -253,13 +253,8 @@ async def servers() -> AsyncIterator[Factory]:
         app = create_app(settings, engine, store, outbound=outbound, snapshot_interval_s=0.1)
         # the chat adapter's own delivery is tests/test_chat.py's; here: what the core hands over
         app[SERVICE_KEY].outbound.register("chat", outbound)
-        runner = web.AppRunner(app, access_log_class=AccessLogger)  # as `omniroute serve`
-        await runner.setup()
-        made.append((runner, Server("", app, aiohttp.ClientSession(), outbound), purge))
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        made[-1][1].base = f"http://{host}:{port}"
+        runner, base = await serve_app(app)  # with the access logger of `omniroute serve`
+        made.append((runner, Server(base, app, aiohttp.ClientSession(), outbound), purge))
         return made[-1][1]
 
     try:

@@ -40,11 +40,11 @@ from channels.sms import (
     signature_ok,
 )
 from router.app import SERVICE_KEY, create_app
-from router.channel_sms import STATUS_PATH, WEBHOOK_PATH, add_sms
-from router.logs import AccessLogger
+from router.channel_sms import STATUS_PATH, WEBHOOK_PATH
 from router.service import Service
 from router.settings import load_settings
 from router.store import Interaction
+from tests.support import serve_app
 from tests.test_e2e import WAIT, Desk, QuickStore, base_env, make_token, offered, take
 
 TOKEN = "twilio-auth-token-" + "t" * 14
@@ -211,18 +211,9 @@ async def make_server(twilio_api: TwilioApi) -> AsyncIterator[Factory]:
         settings = load_settings(None, base_env(domain, **env))
         engine = queues.create_engine(settings.policy, settings.redis.url, domain=settings.domain)
         app = create_app(settings, engine, QuickStore(domain), snapshot_interval_s=0.1)
-        if not any(
-            r.resource and r.resource.canonical == WEBHOOK_PATH for r in app.router.routes()
-        ):
-            add_sms(app, app[SERVICE_KEY], settings)  # until create_app does it itself
-        runner = web.AppRunner(app, access_log_class=AccessLogger)
-        await runner.setup()
-        server = SmsServer("", app, aiohttp.ClientSession())
+        runner, base = await serve_app(app)
+        server = SmsServer(base, app, aiohttp.ClientSession())
         made.append((runner, server))
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        server.base = f"http://{host}:{port}"
         return server
 
     try:

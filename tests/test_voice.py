@@ -27,13 +27,13 @@ from aiohttp import web
 import queues
 from channels.voice import e164
 from router.app import SERVICE_KEY, create_app
-from router.channel_voice import PATH, VOICE_KEY, VoiceConnector, add_voice, parse_call_event
+from router.channel_voice import PATH, VOICE_KEY, VoiceConnector, parse_call_event
 from router.protocol import BadEvent
 from router.service import Service
 from router.settings import load_settings
 from router.store import Store
 from router.store_redis import RedisStore
-from tests.support import free_port
+from tests.support import free_port, serve_app
 from tests.test_e2e import JWT_SECRET, WAIT, WEBHOOK_SECRET, Desk, QuickStore, base_env, sign
 
 Frame = dict[str, Any]
@@ -195,13 +195,6 @@ class VoiceServer:
 Factory = Callable[..., Awaitable[VoiceServer]]
 
 
-def has_voice_route(app: web.Application) -> bool:
-    return any(
-        route.method == "POST" and route.resource is not None and route.resource.canonical == PATH
-        for route in app.router.routes()
-    )
-
-
 @pytest.fixture
 async def make_server() -> AsyncIterator[Factory]:
     made: list[tuple[web.AppRunner, VoiceServer]] = []
@@ -219,16 +212,9 @@ async def make_server() -> AsyncIterator[Factory]:
             store = RedisStore(redis_url, domain=domain)
             purges.append(lambda: purge(redis_url, domain))
         app = create_app(settings, engine, store, snapshot_interval_s=0.1)
-        if not has_voice_route(app):  # until create_app wires the voice channel itself
-            add_voice(app, app[SERVICE_KEY], settings)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        server = VoiceServer("", app, aiohttp.ClientSession())
+        runner, base = await serve_app(app)
+        server = VoiceServer(base, app, aiohttp.ClientSession())
         made.append((runner, server))
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        server.base = f"http://{host}:{port}"
         return server
 
     try:
