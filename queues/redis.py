@@ -63,6 +63,20 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + ch if ch in _GLOB_SPECIAL else ch for ch in text)
 
 
+POOL_SIZE = 64  # connections per client; more callers wait for one instead of failing
+POOL_WAIT_S = 10.0
+
+
+def connect(url: str) -> aioredis.Redis[bytes]:
+    """A client whose pool makes callers wait for a free connection when all are busy (the
+    default pool raises MaxConnectionsError: hundreds of desktops heartbeating at once would
+    see refusals under load)."""
+    pool: aioredis.BlockingConnectionPool[Any] = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=POOL_SIZE, timeout=POOL_WAIT_S, decode_responses=False
+    )
+    return aioredis.Redis(connection_pool=pool)
+
+
 class RedisEngine(RoutingEngine):
     """See `queues.base.RoutingEngine`; the algorithm is `docs/routing.md`."""
 
@@ -96,7 +110,7 @@ class RedisEngine(RoutingEngine):
         """Connect (when given a URL) and register the scripts once for this client."""
         if self._client is None:
             assert self._url is not None
-            self._client = aioredis.from_url(self._url, decode_responses=False)
+            self._client = connect(self._url)
             self._owned = True
         if not self._scripts:
             client = self._client

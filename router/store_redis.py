@@ -57,6 +57,7 @@ import structlog
 from redis.asyncio.client import PubSub
 from redis.commands.core import AsyncScript
 
+from queues.redis import connect
 from router.store import (
     ANNOTATE_WINDOW,
     Conversation,
@@ -177,7 +178,7 @@ class RedisStore(Store):
         """Connect, register the scripts, create the consumer group (all idempotent)."""
         if self._client is None:
             assert self._url is not None
-            self._client = aioredis.from_url(self._url, decode_responses=False)
+            self._client = connect(self._url)
             self._owned = True
         if self._blocking is None:
             kwargs = dict(self._client.connection_pool.connection_kwargs)

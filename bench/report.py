@@ -1,0 +1,237 @@
+"""The markdown table, the goal lines and the PNG of one benchmark run."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+GOALS = (
+    "redis_routed_per_s_3000",
+    "redis_p99_10ms_at_1000",
+    "redis_round_trips_4",
+    "memory_routed_per_s_10000",
+    "idle_10k_under_300mb",
+    "at_least_peer_throughput",
+)
+# Every routing row carries these keys (the smoke test checks them).
+ROW_KEYS = (
+    "offered_per_s",
+    "routed_per_s",
+    "latency",
+    "latency_offer",
+    "latency_message",
+    "redis",
+    "cpu_ms_per_event",
+    "ratios",
+)
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float) and math.isinf(value):
+        return "∞"
+    if isinstance(value, float):
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        if abs(value) >= 100:
+            return f"{value:.0f}"
+        return f"{value:.{digits}g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def ratio(a: Any, b: Any) -> float | None:
+    try:
+        if a is None or b is None or b == 0 or math.isnan(a) or math.isnan(b):
+            return None
+        return float(a) / float(b)
+    except TypeError:
+        return None
+
+
+def add_ratios(results: dict[str, Any]) -> None:
+    """Each routing row as a ratio to the ceilings and to the peer at the same offered rate."""
+    ceiling = results.get("ceiling", {})
+    calls = (ceiling.get("redis") or {}).get("64 in flight", {}).get("calls_per_s")
+    ws = (ceiling.get("ws") or {}).get("phases", {})
+    ws_max = ws.get("max", {}).get("frames_per_s")
+    peers = {p["rate"]: p for p in results.get("peer", [])}
+    for row in results.get("routing", []):
+        peer = peers.get(row["rate"], {})
+        wsr = ws.get(f"{row['rate']:g}", {})
+        cpu = sum(v for v in row["cpu_ms_per_event"].values() if v == v)
+        peer_cpu = sum(v for v in (peer.get("cpu_ms_per_event") or {}).values() if v == v)
+        req = (row.get("redis") or {}).get("requests_per_event")
+        peer_req = (peer.get("redis") or {}).get("requests_per_event")
+        row["ratios"] = {
+            "routed_per_s_to_script_calls_per_s": ratio(row["routed_per_s"], calls),
+            "routed_per_s_to_ws_frames_per_s": ratio(row["routed_per_s"], ws_max),
+            "routed_per_s_to_peer": ratio(row["routed_per_s"], peer.get("per_s")),
+            "p50_to_ws_p50": ratio(row["latency"]["p50_ms"], wsr.get("p50_ms")),
+            "p99_to_ws_p99": ratio(row["latency"]["p99_ms"], wsr.get("p99_ms")),
+            "p50_to_peer": ratio(row["latency"]["p50_ms"], peer.get("latency", {}).get("p50_ms")),
+            "p99_to_peer": ratio(row["latency"]["p99_ms"], peer.get("latency", {}).get("p99_ms")),
+            "requests_to_ceiling": req,  # the ceiling is 1 request per routed event
+            "requests_to_peer": ratio(req, peer_req),
+            "cpu_to_peer": ratio(cpu, peer_cpu),
+        }
+        row["cpu_ms_per_event_total"] = cpu
+
+
+def goals(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    rows = results.get("routing", [])
+    redis1 = [r for r in rows if r["engine"] == "redis" and r["nodes"] == 1]
+    memory = [r for r in rows if r["engine"] == "memory"]
+    out: dict[str, dict[str, Any]] = {}
+    best = max((r["routed_per_s"] for r in redis1), default=None)
+    out["redis_routed_per_s_3000"] = {"value": best, "met": best is not None and best >= 3000}
+    at1k = [r for r in redis1 if r["rate"] == 1000]
+    p99 = at1k[0]["latency"]["p99_ms"] if at1k else None
+    out["redis_p99_10ms_at_1000"] = {"value": p99, "met": p99 is not None and p99 <= 10}
+    reqs = [r["redis"]["requests_per_event"] for r in redis1 if r.get("redis")]
+    rt = min(reqs) if reqs else None
+    out["redis_round_trips_4"] = {"value": rt, "met": rt is not None and rt <= 4}
+    mem = max((r["routed_per_s"] for r in memory), default=None)
+    out["memory_routed_per_s_10000"] = {"value": mem, "met": mem is not None and mem >= 10000}
+    rss = None
+    for idle in results.get("idle", []):
+        if idle["engine"] == "redis":
+            rss = next((p["rss_mb"] for p in idle["points"] if p["target"] >= 10000), None)
+    out["idle_10k_under_300mb"] = {"value": rss, "met": rss is not None and rss < 300}
+    peer = max((p["per_s"] for p in results.get("peer", [])), default=None)
+    met = best is not None and peer is not None and best >= peer
+    out["at_least_peer_throughput"] = {"value": best, "peer": peer, "met": met}
+    return out
+
+
+def render(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        f"{m['date']} · {m['cpus_usable']} usable cores of {m['cpu_count']} · load "
+        f"{m['loadavg_at_start'][0]:.2f} at start · Python {m['python']} · Redis "
+        f"{m['redis_server']} · uvloop {m['uvloop']} · {results['options']['agents']} agents · "
+        f"{results['options']['seconds']:g} s per rate · nodes {results['options']['nodes']}",
+        "",
+        "| engine | offered/s | routed/s | p50 ms | p95 ms | p99 ms | max ms | offer p99 | "
+        "message p99 | undelivered | Redis req/event | Redis cmds/event | CPU ms/event (all) | "
+        "÷ peer routed/s | p99 ÷ peer p99 | ÷ script calls/s ceiling | p99 ÷ WS p99 ceiling |",
+        "|" + "---|" * 17,
+    ]
+    for r in results.get("routing", []):
+        lat, red, rat = r["latency"], r.get("redis") or {}, r["ratios"]
+        lines.append(
+            f"| {r['engine']} x{r['nodes']} | {fmt(r['rate'])} | {fmt(r['routed_per_s'])} | "
+            f"{fmt(lat['p50_ms'])} | {fmt(lat['p95_ms'])} | {fmt(lat['p99_ms'])} | "
+            f"{fmt(lat['max_ms'])} | {fmt(r['latency_offer']['p99_ms'])} | "
+            f"{fmt(r['latency_message']['p99_ms'])} | {fmt(r['undelivered'])} | "
+            f"{fmt(red.get('requests_per_event'))} | {fmt(red.get('commands_per_event'))} | "
+            f"{fmt(r['cpu_ms_per_event_total'])} | {fmt(rat['routed_per_s_to_peer'])} | "
+            f"{fmt(rat['p99_to_peer'])} | {fmt(rat['routed_per_s_to_script_calls_per_s'])} | "
+            f"{fmt(rat['p99_to_ws_p99'])} |"
+        )
+    for p in results.get("peer", []):
+        lat, red = p["latency"], p.get("redis") or {}
+        cpu = sum(v for v in p["cpu_ms_per_event"].values() if v == v)
+        lines.append(
+            f"| peer: saq | {fmt(p['rate'])} | {fmt(p['per_s'])} | {fmt(lat['p50_ms'])} | "
+            f"{fmt(lat['p95_ms'])} | {fmt(lat['p99_ms'])} | {fmt(lat['max_ms'])} | - | - | "
+            f"{fmt(p['enqueued'] - p['received'])} | {fmt(red.get('requests_per_event'))} | "
+            f"{fmt(red.get('commands_per_event'))} | {fmt(cpu)} | 1 | 1 | - | - |"
+        )
+    ceiling = results.get("ceiling", {})
+    for mode, c in (ceiling.get("redis") or {}).items():
+        lines.append(
+            f"| ceiling: no-op script, {mode} | - | {fmt(c['calls_per_s'])} calls | "
+            f"{fmt(c['p50_ms'])} | - | {fmt(c['p99_ms'])} | {fmt(c['max_ms'])} | - | - | - | 1 | 1 "
+            "| - | - | - | 1 | - |"
+        )
+    ws = ceiling.get("ws") or {}
+    for name, c in ws.get("phases", {}).items():
+        lines.append(
+            f"| ceiling: aiohttp WS frames to {ws['clients']} | {name} | "
+            f"{fmt(c['frames_per_s'])} frames | {fmt(c['p50_ms'])} | {fmt(c['p95_ms'])} | "
+            f"{fmt(c['p99_ms'])} | {fmt(c['max_ms'])} | - | - | - | - | - | - | - | - | - | 1 |"
+        )
+    lines.append("")
+    lines.append("CPU ms per routed event, per process:")
+    for r in results.get("routing", []):
+        parts = ", ".join(f"{k} {fmt(v)}" for k, v in r["cpu_ms_per_event"].items())
+        lines.append(f"* {r['engine']} at {fmt(r['rate'])}/s: {parts}")
+    for p in results.get("peer", []):
+        parts = ", ".join(f"{k} {fmt(v)}" for k, v in p["cpu_ms_per_event"].items())
+        lines.append(f"* peer at {fmt(p['rate'])}/s: {parts}")
+    lines.append("")
+    if results.get("idle"):
+        lines.append("| engine | idle sockets | node RSS MB | node CPU while idle | connect s |")
+        lines.append("|---|---|---|---|---|")
+        for idle in results["idle"]:
+            lines.append(f"| {idle['engine']} | 0 | {fmt(idle['rss_mb_empty'])} | - | - |")
+            for p in idle["points"]:
+                lines.append(
+                    f"| {idle['engine']} | {fmt(p['sockets'])} | {fmt(p['rss_mb'])} | "
+                    f"{p['node_cpu_share_idle'] * 100:.0f} % of a core | {fmt(p['connect_s'])} |"
+                )
+        lines.append("")
+    dl = results.get("decision_latency") or {}
+    if dl.get("rows"):
+        lines.append("| engine | waiting tasks | decision p50 ms | p99 ms | decisions/s (1 by 1) |")
+        lines.append("|---|---|---|---|---|")
+        for row in dl["rows"]:
+            lines.append(
+                f"| {row['engine']} | {fmt(row['waiting'])} | {fmt(row['p50_ms'])} | "
+                f"{fmt(row['p99_ms'])} | {fmt(row['decisions_per_s'])} |"
+            )
+        lines.append("")
+    rt = results.get("round_trips") or {}
+    if rt.get("per_event"):
+        lines.append(
+            f"Redis requests of one routed event (MONITOR, {rt['events']} events at 20/s, "
+            f"{rt['agents']} agents; includes their accept/complete/wrap-up and heartbeats): "
+            f"{fmt(rt['total_per_event'])} in all — "
+            + ", ".join(f"{k} {fmt(v)}" for k, v in rt["per_event"].items())
+        )
+        lines.append("")
+    lines.append("Goals (single node, Redis engine, this machine):")
+    for name, g in results.get("goals", {}).items():
+        extra = f" (peer {fmt(g['peer'])})" if "peer" in g else ""
+        lines.append(f"* {name}: {fmt(g['value'])}{extra} — {'met' if g['met'] else 'NOT met'}")
+    if results.get("png_note"):
+        lines.append("")
+        lines.append(results["png_note"])
+    return "\n".join(lines)
+
+
+def write_png(results: dict[str, Any], path: str) -> str:
+    """Latency percentiles against offered load; says why when there is no PNG."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "PNG skipped: matplotlib is not installed (pip install -e '.[plot]')."
+    fig, ax = plt.subplots(figsize=(8, 5))
+    series: dict[str, list[tuple[float, dict[str, Any]]]] = {}
+    for r in results.get("routing", []):
+        series.setdefault(f"{r['engine']}x{r['nodes']}", []).append((r["rate"], r["latency"]))
+    for p in results.get("peer", []):
+        series.setdefault("peer saq", []).append((p["rate"], p["latency"]))
+    styles = {"p50_ms": ":", "p95_ms": "--", "p99_ms": "-"}
+    for i, (name, points) in enumerate(series.items()):
+        points.sort(key=lambda x: x[0])
+        for key, style in styles.items():
+            xs = [x for x, lat in points if math.isfinite(lat[key])]
+            ys = [lat[key] for _x, lat in points if math.isfinite(lat[key])]
+            ax.plot(xs, ys, style, marker="o", color=f"C{i}", label=f"{name} {key[:3]}")
+    ax.set_xlabel("offered events/s")
+    ax.set_ylabel("latency ms (post → desktop / worker)")
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title(f"omniroute bench {results['machine']['date']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return f"PNG: {path}"
