@@ -780,7 +780,10 @@ async def test_ops_endpoints_show_the_counts(server: Server) -> None:
     assert row["answered"] == 1 and row["abandoned"] == 0
     assert row["agents"]["CCS"].get("available", 0) + row["agents"]["CCS"].get("busy", 0) >= 1
     status, body = await server.get("/v1/agents", token)
-    assert {r["id"]: r["tasks"] for r in body["agents"]}["a1"] == [conv]
+    held = {r["id"]: r["tasks"] for r in body["agents"]}
+    # a1 holds conv; the second conversation goes to the longer idle agent — a2, or a1 on a
+    # tie within the same millisecond (ties break by id) — so only its total is fixed
+    assert conv in held["a1"] and len(held["a1"]) + len(held["a2"]) == 2
 
     status, text = await server.get("/metrics")
     assert status == 200
