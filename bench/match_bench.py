@@ -52,6 +52,7 @@ import redis
 import redis.asyncio as aioredis
 
 import queues
+from bench.report import fmt
 from queues.base import Effect, Offer, RoutingEngine
 from queues.policy import CHANNELS, Policy
 
@@ -755,18 +756,7 @@ def yes(flag: Any) -> str:
 # -- report ------------------------------------------------------------------------------------
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return "-"
-    if isinstance(value, float):
-        if abs(value) >= 1000:
-            return f"{value:,.0f}"
-        if abs(value) >= 100:
-            return f"{value:.0f}"
-        return f"{value:.{digits}g}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
+_fmt = fmt  # one number format for both benchmarks (bench/report.py)
 
 
 def render(results: dict[str, Any]) -> str:

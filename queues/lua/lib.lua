@@ -74,35 +74,25 @@ end
 
 local AG, TK, RAW_A, RAW_T = {}, {}, {}, {}
 
-local function agent(id)
-  local a = AG[id]
-  if a == nil then
-    local raw = call('GET', key('agent', id))
+-- a record (kind 'agent' or 'task') read once per script: cached in `cache`, its raw bytes in
+-- `raws` so that flush() writes back only what changed; false caches "no such record"
+local function load(cache, raws, kind, id)
+  local rec = cache[id]
+  if rec == nil then
+    local raw = call('GET', key(kind, id))
     if raw then
-      a = cmsgpack.unpack(raw)
-      RAW_A[id] = raw
+      rec = cmsgpack.unpack(raw)
+      raws[id] = raw
     else
-      a = false
+      rec = false
     end
-    AG[id] = a
+    cache[id] = rec
   end
-  return a or nil
+  return rec or nil
 end
 
-local function task(id)
-  local t = TK[id]
-  if t == nil then
-    local raw = call('GET', key('task', id))
-    if raw then
-      t = cmsgpack.unpack(raw)
-      RAW_T[id] = raw
-    else
-      t = false
-    end
-    TK[id] = t
-  end
-  return t or nil
-end
+local function agent(id) return load(AG, RAW_A, 'agent', id) end
+local function task(id) return load(TK, RAW_T, 'task', id) end
 
 local function flush()
   for id, a in pairs(AG) do
