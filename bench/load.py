@@ -21,7 +21,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -86,24 +86,38 @@ async def post_all(args: argparse.Namespace) -> list[list[Any]]:
             except Exception as exc:  # kept: the report counts failed posts
                 record[4], record[5] = time.monotonic_ns(), f"{type(exc).__name__}"
 
-        tasks: set[asyncio.Task[None]] = set()
-        start = time.monotonic_ns() + 50_000_000
-        for index, (offset, event_id, kind, customer) in enumerate(plan):
-            due = start + offset
-            delay = (due - time.monotonic_ns()) / 1e9
-            if delay > 0.0002:
-                await asyncio.sleep(delay)
-            task = asyncio.create_task(post(index, event_id, kind, customer, due))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        if tasks:
-            _done, pending = await asyncio.wait(set(tasks), timeout=DRAIN_S)
-            for task in pending:
-                task.cancel()
-            for task in pending:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        def launch(index: int, due: int) -> Awaitable[None]:
+            _offset, event_id, kind, customer = plan[index]
+            return post(index, event_id, kind, customer, due)
+
+        await open_loop([offset for offset, *_ in plan], launch)
     return records
+
+
+async def open_loop(
+    offsets_ns: Sequence[int], launch: Callable[[int, int], Awaitable[None]]
+) -> None:
+    """Start `launch(i, due)` at each offset from now (+50 ms), never waiting for earlier ones
+    (open loop: a slow server cannot slow the load down), then let those in flight finish for
+    at most DRAIN_S and cancel the rest. omniroute's load and the saq peer share it, so both
+    see the same schedule."""
+    tasks: set[asyncio.Task[None]] = set()
+    start = time.monotonic_ns() + 50_000_000
+    for index, offset in enumerate(offsets_ns):
+        due = start + offset
+        delay = (due - time.monotonic_ns()) / 1e9
+        if delay > 0.0002:
+            await asyncio.sleep(delay)
+        task = asyncio.ensure_future(launch(index, due))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    if tasks:
+        _done, pending = await asyncio.wait(set(tasks), timeout=DRAIN_S)
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def main_async(args: argparse.Namespace) -> int:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import sys
 import time
@@ -24,11 +23,11 @@ from typing import Any
 from saq import Queue
 
 from bench.harness import write_json
+from bench.load import open_loop
 
 QUEUE_NAME = "omniroute-bench-peer"
 URL = os.environ.get("OMNIROUTE_BENCH_PEER_URL", "redis://127.0.0.1:6379/0")
 RECEIVED: list[tuple[str, int, int]] = []
-DRAIN_S = 15.0
 
 
 async def got(_ctx: Any, *, n: str, posted: int) -> None:
@@ -67,7 +66,6 @@ async def produce(args: argparse.Namespace) -> int:
     cpu0 = time.process_time()
     queue = Queue.from_url(args.url, name=QUEUE_NAME)
     await queue.connect()
-    tasks: set[asyncio.Task[Any]] = set()
     failed = 0
 
     async def one(n: str) -> None:
@@ -79,21 +77,11 @@ async def produce(args: argparse.Namespace) -> int:
 
     total = min(int(args.rate * args.seconds), args.max_events)
     try:
-        start = time.monotonic_ns() + 50_000_000
-        for i in range(total):
-            delay = (start + int(i * 1e9 / args.rate) - time.monotonic_ns()) / 1e9
-            if delay > 0.0002:
-                await asyncio.sleep(delay)
-            task = asyncio.create_task(one(f"{args.prefix}-{i}"))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        if tasks:
-            _done, pending = await asyncio.wait(set(tasks), timeout=DRAIN_S)
-            for task in pending:
-                task.cancel()
-            for task in pending:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        step = 1e9 / args.rate
+        await open_loop(
+            [int(i * step) for i in range(total)],
+            lambda i, _due: one(f"{args.prefix}-{i}"),
+        )
     finally:
         await queue.disconnect()
     print(f"done {total} {failed} {time.process_time() - cpu0:.4f}", flush=True)
