@@ -240,28 +240,27 @@ class Service:
                 await self.apply_effects(await self.engine.withdraw(conv.id))
         elif conv.state != "closed":
             try:
-                attrs: dict[str, Any] = {**customer.profile, "channel": event.channel}
-                effects = await self.engine.enqueue(
-                    conv.id,
-                    customer.id,
-                    event.channel,
-                    customer.client_group,
-                    attrs,
-                    last_agent=conv.last_agent,
-                )
+                views: dict[str, View] = {conv.id: (conv, customer, history)}
+                await self._enqueue(conv.id, customer, event.channel, conv.last_agent, views)
             except Conflict:  # already in line (or held, if the store lagged): history has it
-                effects = []
-            await self.apply_effects(effects, views={conv.id: (conv, customer, history)})
+                pass
         log.info("event.routed", event_id=event.id, conversation=conv.id, state=conv.state)
 
     async def _enqueue(
-        self, task_id: str, customer: Customer, channel: str, last_agent: str | None
+        self,
+        task_id: str,
+        customer: Customer,
+        channel: str,
+        last_agent: str | None,
+        views: dict[str, View] | None = None,
     ) -> None:
+        """Put the task in line (priority attrs: the profile and the channel) and deliver what
+        the engine decided; raises the engine's Conflict when the task is in line already."""
         attrs: dict[str, Any] = {**customer.profile, "channel": channel}
         effects = await self.engine.enqueue(
             task_id, customer.id, channel, customer.client_group, attrs, last_agent=last_agent
         )
-        await self.apply_effects(effects)
+        await self.apply_effects(effects, views=views)
 
     async def _route_call(
         self,
