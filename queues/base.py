@@ -101,6 +101,18 @@ class TaskEnded:
     reason: str
 
 
+@dataclass(frozen=True)
+class Enqueue:
+    """One task to put in line (`RoutingEngine.enqueue_many`); as `enqueue`'s arguments."""
+
+    task: str
+    customer: str
+    channel: str
+    group: str = "normal"
+    attrs: Mapping[str, Any] | None = None
+    last_agent: str | None = None
+
+
 Effect = Offer | OfferRevoked | Assigned | AssignmentRevoked | PresenceChanged | TaskEnded
 
 
@@ -190,6 +202,19 @@ class RoutingEngine(ABC):
     async def _call(self, op: str, now_ms: int, args: Mapping[str, Any]) -> list[RawEffect]:
         """Run one atomic transition; raise a RoutingError subclass to refuse it."""
 
+    async def _call_many(
+        self, op: str, now_ms: int, argss: Sequence[Mapping[str, Any]]
+    ) -> list[list[RawEffect] | RoutingError]:
+        """Run `op` once per argument map, in order, each atomic on its own; a refused one
+        gives its RoutingError in its place. Redis sends them in one round trip."""
+        out: list[list[RawEffect] | RoutingError] = []
+        for args in argss:
+            try:
+                out.append(await self._call(op, now_ms, args))
+            except RoutingError as exc:
+                out.append(exc)
+        return out
+
     @abstractmethod
     async def _read(self, op: str, now_ms: int, args: Mapping[str, Any]) -> Any:
         """Read a view (`stats`, `agents`, `task`, `dump`) without changing anything."""
@@ -243,12 +268,70 @@ class RoutingEngine(ABC):
         _check_id(agent, "agent")
         return await self._run("heartbeat", now, {"agent": agent})
 
+    async def heartbeat_many(
+        self, agents: Sequence[str], now: float | None = None
+    ) -> list[list[Effect] | RoutingError]:
+        """`heartbeat` for each agent, in one round trip on Redis (a node beats for all of its
+        desktops at once); an agent that is not logged in gives its error in its place."""
+        for agent in agents:
+            _check_id(agent, "agent")
+        argss = [{"agent": agent} for agent in agents]
+        results = await self._call_many("heartbeat", self._now_ms(now), argss) if argss else []
+        return [
+            r if isinstance(r, RoutingError) else [decode_effect(row) for row in r] for r in results
+        ]
+
     async def logout(self, agent: str, now: float | None = None) -> list[Effect]:
         """Offline: its offers are revoked and re-queued; assigned work stays with it."""
         _check_id(agent, "agent")
         return await self._run("logout", now, {"agent": agent})
 
     # -- tasks ---------------------------------------------------------------------------------
+
+    async def enqueue_many(
+        self, items: Sequence[Enqueue], now: float | None = None
+    ) -> list[list[Effect] | RoutingError]:
+        """`enqueue` for each item, in order, at one `now` (one round trip on Redis). Each item
+        is its own atomic step; one that is refused (e.g. `Conflict`: already in line) gives its
+        error in its place and changes nothing, the others go ahead."""
+        argss: list[dict[str, Any]] = []
+        checked: list[RoutingError | None] = []
+        for item in items:
+            try:
+                argss.append(self._enqueue_args(item))
+                checked.append(None)
+            except RoutingError as exc:
+                checked.append(exc)
+        now_ms = self._now_ms(now)
+        results = iter(await self._call_many("enqueue", now_ms, argss) if argss else [])
+        out: list[list[Effect] | RoutingError] = []
+        for refused in checked:
+            if refused is not None:
+                out.append(refused)
+                continue
+            result = next(results)
+            if isinstance(result, RoutingError):
+                log.info("routing.refused", op="enqueue", code=result.code)
+                out.append(result)
+            else:
+                out.append([decode_effect(row) for row in result])
+        return out
+
+    def _enqueue_args(self, item: Enqueue) -> dict[str, Any]:
+        _check_id(item.task, "task")
+        _check_id(item.customer, "customer")
+        _check_choice(item.channel, CHANNELS, "channel")
+        _check_choice(item.group, GROUPS, "group")
+        if item.last_agent is not None:
+            _check_id(item.last_agent, "last_agent")
+        return {
+            "task": item.task,
+            "customer": item.customer,
+            "channel": item.channel,
+            "group": item.group,
+            "prio": self.policy.priority_of(item.attrs or {}),
+            "last": item.last_agent or "",
+        }
 
     async def enqueue(
         self,
@@ -261,21 +344,8 @@ class RoutingEngine(ABC):
         now: float | None = None,
     ) -> list[Effect]:
         """Put work in line and try to match it at once. Priority comes from `attrs` by policy."""
-        _check_id(task, "task")
-        _check_id(customer, "customer")
-        _check_choice(channel, CHANNELS, "channel")
-        _check_choice(group, GROUPS, "group")
-        if last_agent is not None:
-            _check_id(last_agent, "last_agent")
-        args = {
-            "task": task,
-            "customer": customer,
-            "channel": channel,
-            "group": group,
-            "prio": self.policy.priority_of(attrs or {}),
-            "last": last_agent or "",
-        }
-        return await self._run("enqueue", now, args)
+        item = Enqueue(task, customer, channel, group, attrs, last_agent)
+        return await self._run("enqueue", now, self._enqueue_args(item))
 
     async def accept(self, reservation: str, agent: str, now: float | None = None) -> list[Effect]:
         """The agent takes the offered task; `expired` once the deadline has passed."""

@@ -4,14 +4,17 @@ The protocol stops here: the Service never sees a socket, and this module never 
 anything about routing. One `Session` per socket, with explicit states (open → closing →
 closed) and two tasks beside the receive loop:
 
-* the **sender** is the only writer of data frames. `Store.listen` wakes it (the wake only sets
-  an event, so a pusher never waits for a socket); it reads `Store.since(last_sent)` and writes
-  in `seq` order, each write bounded by `send_timeout_s`. A desktop too slow for that, or one
-  that fell further behind than the outbox keeps, is closed with a *reconnect* code and comes
-  back with `?since=` — a slow desktop never holds up another session or the pusher.
-* the **heartbeat** keeps the agent's presence alive in the engine (`Service.heartbeat`).
-  WebSocket ping/pong (aiohttp's `heartbeat`) finds dead TCP peers; the engine's presence TTL
-  covers a node that died with all its sockets.
+* the **sender** is the only writer of data frames. `Store.listen` wakes it with the pushed
+  frames (the wake only queues them and sets an event, so a pusher never waits for a socket);
+  when they follow `last_sent` without a gap it writes them as they came, otherwise it reads
+  `Store.since(last_sent)`; always in `seq` order, each write bounded by `send_timeout_s`.
+  A desktop too slow for that, or one that fell further behind than the outbox keeps, is
+  closed with a *reconnect* code and comes back with `?since=` — a slow desktop never holds
+  up another session or the pusher.
+* the **heartbeat** keeps the agent's presence alive in the engine: one task per node (in
+  `AgentSocket`), not per socket, beats for every connected agent every `heartbeat_s` in one
+  call (`Service.heartbeat_many`). WebSocket ping/pong (aiohttp's `heartbeat`) finds dead TCP
+  peers; the engine's presence TTL covers a node that died with all its sockets.
 
 Every frame that carries a conversation or a customer passes the tier filter (`Service.visible`)
 just before it is written; a frame that fails becomes `withheld`. Client frames are rate limited
@@ -192,9 +195,12 @@ class Session:
         self._gauge = contextlib.ExitStack()  # the ws_sessions gauge while connected
         self.id = str(uuid.uuid4())
         self.state = State.OPEN
+        self.connected = False  # the Service knows this desktop (heartbeats cover it)
         self.close_code: int | None = None
         self.last_sent = 0
         self._wake_event = asyncio.Event()
+        self._woken: list[tuple[int, Mapping[str, Any]]] = []  # frames the wakes carried
+        self._unheard = False  # a wake without frames: read the outbox
         self._write_lock = asyncio.Lock()  # one batch of outbox frames at a time
         self._closed = asyncio.Event()
         self._frames = TokenBucket(limits.rate, limits.burst)
@@ -221,7 +227,7 @@ class Session:
             except ServiceError as exc:
                 await self._write_error_and_close(exc)
                 return
-            connected = True
+            connected = self.connected = True
             if self.service.metrics is not None:
                 self._gauge.enter_context(self.service.metrics.session("agent"))
             welcome = {
@@ -234,7 +240,6 @@ class Session:
             await self._write(welcome)
             log.info("agent_ws.open", agent=agent, session=self.id, since=self.since, seq=head)
             self._spawn(self._send_loop(replay), "send")
-            self._spawn(self._heartbeat_loop(), "heartbeat")
             await self._receive_loop()
         except (ConnectionError, TimeoutError):
             pass  # the socket went away (or stalled) mid-write: the cleanup below closes it
@@ -317,23 +322,44 @@ class Session:
 
     # -- server → agent ----------------------------------------------------------------------
 
-    def _wake(self, agent: str, seq: int) -> None:
+    def _wake(self, agent: str, seq: int, frames: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
+        if frames:
+            self._woken.extend(frames)
+        elif seq > self.last_sent:
+            self._unheard = True
         self._wake_event.set()
+
+    def _carried(self) -> list[tuple[int, Mapping[str, Any]]] | None:
+        """The frames the wakes brought since the last write, when they follow `last_sent`
+        without a gap; None when the outbox must be read instead."""
+        woken, self._woken = self._woken, []
+        unheard, self._unheard = self._unheard, False
+        fresh = [(seq, frame) for seq, frame in woken if seq > self.last_sent]
+        expected = self.last_sent + 1
+        for seq, _frame in fresh:
+            if seq != expected:
+                return None
+            expected += 1
+        return None if unheard else fresh
 
     async def _send_loop(self, replay: list[tuple[int, Frame]]) -> None:
         try:
             async with self._write_lock:
                 await self._deliver(replay)
+            carried: Sequence[tuple[int, Mapping[str, Any]]] | None = None  # first: the outbox
             while self.state is State.OPEN:
                 self._wake_event.clear()
                 async with self._write_lock:
-                    frames, complete = await self.store.since(self.identity.id, self.last_sent)
-                    if complete:
-                        await self._deliver(frames)
+                    complete = True
+                    if carried is None:
+                        frames, complete = await self.store.since(self.identity.id, self.last_sent)
+                        carried = list(frames) if complete else []
+                    await self._deliver(carried)
                 if not complete:  # more than the outbox keeps was pushed since our last write
                     await self.close(CLOSE_SLOW, "fell behind: reconnect with since", flush=False)
                     break
                 await self._wake_event.wait()
+                carried = self._carried()
         except TimeoutError:
             await self.close(CLOSE_SLOW, "too slow: reconnect with since", stalled=True)
         except ConnectionError:
@@ -378,8 +404,11 @@ class Session:
 
     async def _write(self, frame: Mapping[str, Any]) -> None:
         data = encode_frame(self.codec, frame)
-        send = self.ws.send_bytes(data) if isinstance(data, bytes) else self.ws.send_str(data)
-        await asyncio.wait_for(send, self.limits.send_timeout_s)
+        async with asyncio.timeout(self.limits.send_timeout_s):  # no task per write, as wait_for
+            if isinstance(data, bytes):
+                await self.ws.send_bytes(data)
+            else:
+                await self.ws.send_str(data)
         if self.service.metrics is not None:
             self.service.metrics.sent("agent")
 
@@ -455,16 +484,6 @@ class Session:
             await self.close(CLOSE_RATE_LIMITED, "rate limited")
             return
         await self._error("rate_limited", f"at most {self.limits.rate:g} frames per second", ref)
-
-    async def _heartbeat_loop(self) -> None:
-        while self.state is State.OPEN:
-            await asyncio.sleep(self.limits.heartbeat_s)
-            try:
-                await self.service.heartbeat(self.identity)
-            except Exception as exc:
-                log.warning(
-                    "agent_ws.heartbeat_failed", agent=self.identity.id, error=type(exc).__name__
-                )
 
     # -- handlers, one per client frame type (see HANDLERS) -----------------------------------
 
@@ -588,6 +607,24 @@ class AgentSocket:
         self.service, self.store, self.jwt_secret = service, store, jwt_secret
         self.allowed_origins = frozenset(o.rstrip("/").lower() for o in allowed_origins)
         self.limits = limits or Limits()
+        self._live: set[Session] = set()
+        self._emptied = asyncio.Event()
+        self._beat: asyncio.Task[None] | None = None
+
+    async def _heartbeats(self) -> None:
+        """Beat for every agent with a connected desktop here, every `heartbeat_s`, in one
+        engine call; ends when the last session has gone (the next one starts it again)."""
+        while self._live:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.limits.heartbeat_s):
+                    await self._emptied.wait()
+            live = {s.identity.id: s.identity for s in self._live if s.connected}
+            if not live:
+                continue
+            try:
+                await self.service.heartbeat_many(list(live.values()))
+            except Exception as exc:
+                log.warning("agent_ws.heartbeat_failed", agents=len(live), error=type(exc).__name__)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         token = _token(request)
@@ -640,10 +677,17 @@ class AgentSocket:
         )
         sessions = _SESSIONS.setdefault(request.app, set())
         sessions.add(session)
+        self._live.add(session)
+        self._emptied.clear()
+        if self._beat is None or self._beat.done():
+            self._beat = asyncio.create_task(self._heartbeats(), name="agent_ws.heartbeats")
         try:
             await session.run()
         finally:
             sessions.discard(session)
+            self._live.discard(session)
+            if not self._live:
+                self._emptied.set()
         return ws
 
     def _refused(self, code: str, message: str, field: str | None = None) -> web.Response:

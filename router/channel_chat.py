@@ -56,7 +56,7 @@ from router.errors import CLOSE_DRAINING, CLOSE_RATE_LIMITED, error_body, http_s
 from router.protocol import JSON, ProtocolError, decode_frame, encode_frame, validate_event
 from router.service import Service
 from router.settings import Settings
-from router.store import InboundEvent, Store, UnknownCustomer
+from router.store import Frames, InboundEvent, Store, UnknownCustomer
 
 log = structlog.get_logger("omniroute.chat")
 
@@ -187,7 +187,7 @@ class ChatSession:
             await asyncio.wait_for(closing, self.limits.close_timeout_s)
         log.info("chat.closing", session=self.id, code=code)
 
-    def _wake(self, _key: str, _seq: int) -> None:
+    def _wake(self, _key: str, _seq: int, _frames: Frames) -> None:
         self._wake_event.set()
 
     async def _replay(self, head: int) -> tuple[list[tuple[int, Frame]], bool]:
@@ -253,7 +253,8 @@ class ChatSession:
         data = encode_frame(JSON, frame)
         assert isinstance(data, str)
         async with self._write_lock:
-            await asyncio.wait_for(self.ws.send_str(data), self.limits.send_timeout_s)
+            async with asyncio.timeout(self.limits.send_timeout_s):
+                await self.ws.send_str(data)
 
     async def _answer(self, frame: Frame) -> None:
         with contextlib.suppress(ConnectionError, TimeoutError):

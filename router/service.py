@@ -23,6 +23,7 @@ from queues.base import (
     Assigned,
     AssignmentRevoked,
     Effect,
+    Enqueue,
     Offer,
     OfferRevoked,
     PresenceChanged,
@@ -41,6 +42,7 @@ from router.store import (
     LogEntry,
     StaleVersion,
     Store,
+    StoreError,
 )
 
 log = structlog.get_logger("omniroute.service")
@@ -177,10 +179,8 @@ class Service:
             try:
                 entries = await self.store.read_log(self.node, batch, block_ms)
                 self._consuming = True  # close() lets a batch in hand finish
-                for entry in entries:
-                    await self.process(entry)
                 if entries:
-                    await self.store.ack_log([e.entry_id for e in entries])
+                    await self.process_batch(entries)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # keep consuming; unacked entries are reclaimed later
@@ -206,6 +206,83 @@ class Service:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), interval_s)
 
+    async def process_batch(self, entries: Sequence[LogEntry]) -> None:
+        """Route a batch of log entries in order and acknowledge them.
+
+        Messages and new work go together: one `apply_many`, one `enqueue_many`, and one push
+        of every frame and conversation state that also acknowledges those entries — three
+        round trips on Redis for the whole run, however long. Voice call steps and
+        `call.ended` need the engine's view of the task first; they go one by one, at their
+        place in the batch, so a conversation's events keep their order.
+        """
+        run: list[LogEntry] = []
+        single: list[str] = []
+        for entry in entries:
+            if self._plain(entry.event):
+                run.append(entry)
+                continue
+            if run:
+                await self._route_run(run)
+                run = []
+            await self.process(entry)
+            single.append(entry.entry_id)
+        if run:
+            await self._route_run(run)
+        if single:
+            await self.store.ack_log(single)
+
+    @staticmethod
+    def _plain(event: InboundEvent) -> bool:
+        """An event the batched path routes: anything but call steps with a call id and
+        `call.ended` (see `_route_call`)."""
+        if event.type == "call.ended":
+            return False
+        return not (event.channel == "voice" and event.meta.get("call_id"))
+
+    async def _route_run(self, run: Sequence[LogEntry]) -> None:
+        applied = await self.store.apply_many(run, self.now_ms(), self.history_limit)
+        frames: list[tuple[str, Frame]] = []
+        views: dict[str, View] = {}
+        waiting: dict[str, Enqueue] = {}
+        for entry, result in zip(run, applied, strict=True):
+            event = entry.event
+            if isinstance(result, StoreError):  # refused for good: retrying cannot help
+                log.error("event.refused", event_id=event.id, error=type(result).__name__)
+                continue
+            conv, customer, interaction, history = result
+            views[conv.id] = (conv, customer, history)  # the last one has the whole batch
+            held = conv.agent if conv.state in ("offered", "assigned", "wrapup") else None
+            if event.type == "message" and held:
+                if interaction is not None:
+                    frames.append((held, self._message_frame(conv, customer, interaction)))
+            elif conv.state != "closed" and conv.id not in waiting:
+                attrs: dict[str, Any] = {**customer.profile, "channel": event.channel}
+                waiting[conv.id] = Enqueue(
+                    conv.id, customer.id, event.channel, customer.client_group, attrs,
+                    conv.last_agent,
+                )  # fmt: skip
+            log.debug("event.routed", event_id=event.id, conversation=conv.id, state=conv.state)
+        states: list[tuple[str, str, str | None]] = []
+        effects: list[Effect] = []
+        if waiting:
+            for decided in await self.engine.enqueue_many(list(waiting.values())):
+                if isinstance(decided, RoutingError):  # Conflict: in line already, history has it
+                    continue
+                effects.extend(decided)
+            more_frames, states = await self._shape(effects, views=views)
+            frames.extend(more_frames)
+        await self.store.push(frames, states, ack=[entry.entry_id for entry in run])
+        await self._run_hooks(effects)
+
+    @staticmethod
+    def _message_frame(conv: Conversation, customer: Customer, interaction: Interaction) -> Frame:
+        return {
+            "type": "message",
+            "conversation": conv.id,
+            "customer": customer.id,
+            "interaction": interaction.wire(),
+        }
+
     async def process(self, entry: LogEntry) -> None:
         """Route one inbound event: sticky to its agent, or into the queue.
 
@@ -227,13 +304,7 @@ class Service:
         held = conv.agent if conv.state in ("offered", "assigned", "wrapup") else None
         if event.type == "message" and held:
             if interaction is not None:
-                frame = {
-                    "type": "message",
-                    "conversation": conv.id,
-                    "customer": customer.id,
-                    "interaction": interaction.wire(),
-                }
-                await self.store.push([(held, frame)])
+                await self.store.push([(held, self._message_frame(conv, customer, interaction))])
         elif event.type == "call.ended":
             task = await self.engine.task_view(conv.id)
             if task is not None and task["state"] in ("queued", "reserved"):
@@ -296,9 +367,10 @@ class Service:
             await self.apply_effects(await self.engine.withdraw(task_id))
         elif task["state"] == "assigned":
             effects = await self.engine.complete(task_id, task["agent"])
+            wrapup: list[tuple[str, str, str | None]] = []
             if task_id == conv.id and not any(isinstance(e, TaskEnded) for e in effects):
-                await self.store.set_state(conv.id, "wrapup", task["agent"])
-            await self.apply_effects(effects)
+                wrapup.append((conv.id, "wrapup", task["agent"]))
+            await self.apply_effects(effects, states=wrapup)
         return True
 
     async def _record_talk_time(self, customer: str, call_id: str, ended: Interaction) -> None:
@@ -339,12 +411,36 @@ class Service:
         effects: Sequence[Effect],
         answer: tuple[str, Any, str | None] | None = None,
         views: dict[str, View] | None = None,
+        states: Sequence[tuple[str, str, str | None]] = (),
     ) -> None:
         """Turn engine effects into frames and conversation states; push them in one batch.
 
         `answer` = (agent, ref, frame type): the first frame of that type to that agent carries
         the ref; when there is none, an `ack` {ref} is added — every ref gets an answer.
+        `states` are changes the caller adds (applied before those of the effects).
         """
+        frames, shaped = await self._shape(effects, answer, views)
+        states = [*states, *shaped]
+        if frames or states:
+            await self.store.push(frames, states)  # one round trip: frames and their states
+        await self._run_hooks(effects)
+
+    async def _run_hooks(self, effects: Sequence[Effect]) -> None:
+        for effect in effects:
+            for hook in self.hooks:
+                try:
+                    await hook(effect)
+                except Exception as exc:  # an adapter's failure must not undo the routing
+                    log.error("hook.failed", hook=getattr(hook, "__qualname__", "?"),
+                              error=type(exc).__name__)  # fmt: skip
+
+    async def _shape(
+        self,
+        effects: Sequence[Effect],
+        answer: tuple[str, Any, str | None] | None = None,
+        views: dict[str, View] | None = None,
+    ) -> tuple[list[tuple[str, Frame]], list[tuple[str, str, str | None]]]:
+        """The frames and conversation states of `effects` (see `apply_effects`)."""
         frames: list[tuple[str, Frame]] = []
         states: list[tuple[str, str, str | None]] = []
         views = dict(views or {})
@@ -404,15 +500,7 @@ class Service:
                     break
             else:
                 frames.append((agent, {"type": "ack", "ref": ref}))
-        if frames or states:
-            await self.store.push(frames, states)  # one round trip: frames and their states
-        for effect in effects:
-            for hook in self.hooks:
-                try:
-                    await hook(effect)
-                except Exception as exc:  # an adapter's failure must not undo the routing
-                    log.error("hook.failed", hook=getattr(hook, "__qualname__", "?"),
-                              error=type(exc).__name__)  # fmt: skip
+        return frames, states
 
     async def conversation_frame(
         self,
@@ -512,6 +600,15 @@ class Service:
         if agent in self._sessions or agent in self._away or self._stopping.is_set():
             return
         self._away[agent] = asyncio.create_task(self._absent(agent, grace_s=0.0))
+
+    async def heartbeat_many(self, identities: Sequence[AgentIdentity]) -> None:
+        """Keep every given agent's presence alive in one engine call; log in again those
+        whose presence had expired."""
+        results = await self.engine.heartbeat_many([i.id for i in identities])
+        for identity, result in zip(identities, results, strict=True):
+            if isinstance(result, RoutingError):
+                effects = await self.engine.login(identity.id, identity.tier, identity.capacity)
+                await self.apply_effects(effects)
 
     async def heartbeat(self, identity: AgentIdentity) -> None:
         """Keep the agent's presence alive; log it in again if its presence had expired."""
@@ -635,9 +732,10 @@ class Service:
         ref: Any = None,
     ) -> None:
         effects = await self._engine(self.engine.complete, conversation, identity.id)
-        if not any(isinstance(e, TaskEnded) for e in effects):
-            await self.store.set_state(conversation, "wrapup", identity.id)
-        await self.apply_effects(effects, (identity.id, ref, None))
+        wrapup = [] if any(isinstance(e, TaskEnded) for e in effects) else [
+            (conversation, "wrapup", identity.id)
+        ]  # fmt: skip
+        await self.apply_effects(effects, (identity.id, ref, None), states=wrapup)
 
     async def wrapup_done(
         self, identity: AgentIdentity, conversation: str, ref: Any = None
@@ -716,5 +814,5 @@ class Service:
 
     async def visible(self, identity: AgentIdentity, customer_id: str) -> bool:
         """The hard filter, now: may this agent see anything of this customer?"""
-        customer = await self.store.customer(customer_id)
-        return customer is None or self.engine.policy.allowed(customer.client_group, identity.tier)
+        group = await self.store.client_group(customer_id)
+        return group is None or self.engine.policy.allowed(group, identity.tier)

@@ -171,7 +171,13 @@ class UnknownConversation(StoreError):
     """Raised when the conversation named does not exist."""
 
 
-Wake = Callable[[str, int], Awaitable[None] | None]
+Frames = list[tuple[int, dict[str, Any]]]
+"""(seq, frame with its `seq`) pairs of one outbox, oldest first."""
+
+Wake = Callable[[str, int, Frames], Awaitable[None] | None]
+"""A listener: `wake(agent, last_seq, frames)`. `frames` are the frames of that push, so a
+listener that has everything before them delivers without reading the outbox; it is empty when
+the store does not know what was pushed (e.g. after its wake connection was lost)."""
 
 
 class Store(ABC):
@@ -198,6 +204,20 @@ class Store(ABC):
         a duplicate; In-Reply-To/References of a known message thread into that message's
         conversation while it is open. A customer has at most one open conversation.
         """
+
+    async def apply_many(
+        self, entries: Sequence[LogEntry], now_ms: int, history_limit: int
+    ) -> list[tuple[Conversation, Customer, Interaction | None, list[Interaction]] | StoreError]:
+        """`apply_inbound_view` for each entry, in order (one round trip on Redis); an entry
+        the store refuses gives its StoreError in its place, the others are applied."""
+        out: list[tuple[Conversation, Customer, Interaction | None, list[Interaction]] | StoreError]
+        out = []
+        for entry in entries:
+            try:
+                out.append(await self.apply_inbound_view(entry, now_ms, history_limit))
+            except StoreError as exc:
+                out.append(exc)
+        return out
 
     @abstractmethod
     async def read_log(self, consumer: str, count: int, block_ms: int) -> list[LogEntry]:
@@ -289,17 +309,26 @@ class Store(ABC):
         self,
         frames: Sequence[tuple[str, Mapping[str, Any]]],
         states: Sequence[tuple[str, str, str | None]] = (),
+        ack: Sequence[str] = (),
     ) -> list[int]:
         """Append frames (agent, frame without seq) to their agents' outboxes; return the seqs
-        given, and wake every listener of those agents (on any node).
+        given, and wake every listener of those agents (on any node) with the frames.
 
         `states` — (conversation, state, agent) changes these frames announce — are applied
         first, in the same atomic step (one round trip on Redis); a change to a closed or
-        unknown conversation is skipped, so a late effect never reopens one."""
+        unknown conversation is skipped, so a late effect never reopens one. `ack` — log
+        entries these frames finish — are acknowledged in that same step (`ack_log`)."""
 
     @abstractmethod
     async def since(self, agent: str, seq: int) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
         """Frames after `seq`, oldest first, and whether nothing after `seq` was trimmed."""
+
+    async def client_group(self, customer_id: str) -> str | None:
+        """The customer's client group now (None: no such customer) — the send-time tier
+        filter asks it for every frame with customer content, so backends answer from memory
+        where they can (Redis: a cache kept true by the group changes every node hears)."""
+        customer = await self.customer(customer_id)
+        return customer.client_group if customer is not None else None
 
     @abstractmethod
     async def head(self, agent: str) -> int:

@@ -63,6 +63,7 @@ from router.store import (
     PROFILE_FIELDS,
     Conversation,
     Customer,
+    Frames,
     InboundEvent,
     Ingested,
     Interaction,
@@ -177,10 +178,10 @@ def event_from_wire(raw: Mapping[str, Any]) -> InboundEvent:
     )
 
 
-async def call_wake(wake: Wake, agent: str, seq: int) -> None:
+async def call_wake(wake: Wake, agent: str, seq: int, frames: Frames) -> None:
     """Run one listener callback; a failing listener never breaks delivery to the others."""
     try:
-        result = wake(agent, seq)
+        result = wake(agent, seq, frames)
         if inspect.isawaitable(result):
             await result
     except Exception:
@@ -583,25 +584,28 @@ class MemoryStore(Store):
         self,
         frames: Sequence[tuple[str, Mapping[str, Any]]],
         states: Sequence[tuple[str, str, str | None]] = (),
+        ack: Sequence[str] = (),
     ) -> list[int]:
         for conversation_id, state, agent in states:
             conv = self._conversations.get(conversation_id)
             if conv is not None and (conv.state != "closed" or state == "closed"):
                 await self.set_state(conversation_id, state, agent)
+        await self.ack_log(ack)
         seqs: list[int] = []
-        woken: dict[str, int] = {}
+        woken: dict[str, Frames] = {}
         for agent, frame in frames:
             seq = self._heads.get(agent, 0) + 1
             self._heads[agent] = seq
             box = self._outboxes.get(agent)
             if box is None:
                 box = self._outboxes[agent] = deque(maxlen=max(self.outbox_keep, 1))
-            box.append((seq, {**frame, "seq": seq}))
+            stored = {**frame, "seq": seq}
+            box.append((seq, stored))
             seqs.append(seq)
-            woken[agent] = seq
-        for agent, seq in woken.items():
+            woken.setdefault(agent, []).append((seq, dict(stored)))
+        for agent, pushed in woken.items():
             for wake in list(self._listeners.get(agent, ())):
-                await call_wake(wake, agent, seq)
+                await call_wake(wake, agent, pushed[-1][0], pushed)
         return seqs
 
     async def since(self, agent: str, seq: int) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
@@ -611,6 +615,10 @@ class MemoryStore(Store):
 
     async def head(self, agent: str) -> int:
         return self._heads.get(agent, 0)
+
+    async def client_group(self, customer_id: str) -> str | None:
+        cust = self._customers.get(customer_id)
+        return cust.group if cust is not None else None
 
     async def listen(self, agent: str, wake: Wake) -> None:
         self._listeners.setdefault(agent, []).append(wake)

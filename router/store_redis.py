@@ -15,7 +15,8 @@ Cluster; ids always come last in a key so no id can forge another key):
 | `mid:MESSAGE-ID` | string | email dedupe and threading: {cv, cu} for `thread_s` (180 days) |
 | `log` | stream | the durable event log, consumer group `router` |
 | `oseq:AGENT` / `obox:AGENT` | string / stream | outbox head / frames, entry id `SEQ-0` |
-| `wake:AGENT` | channel | PUBLISH of the last seq on every push |
+| `wake:AGENT` | channel | PUBLISH of the frames of every push: msgpack [[seq, frame], …] |
+| `groups` | channel | PUBLISH of every client-group change: msgpack [customer, version, group] |
 
 **Where the bulk lives.** Message bodies are in the history lists (`h:CUSTOMER`) and, until an
 entry is acknowledged, in the log stream (`ack_log` XACKs *and* XDELs, so the log holds only the
@@ -34,8 +35,15 @@ separate connection pool so no other call waits behind it.
 
 **Wakes.** One pub/sub connection per store and one reader task call the registered callbacks
 (subscribe on an agent's first listener, unsubscribe on its last); callbacks should be quick.
-After the pub/sub connection was lost, every listener is woken with its agent's head, since
-pushes in between were not heard.
+A wake carries the pushed frames, so an up-to-date session writes them without reading the
+outbox. After the pub/sub connection was lost, every listener is woken with its agent's head
+and no frames, since pushes in between were not heard.
+
+**Client groups.** The send-time tier filter asks `client_group` for every frame with customer
+content. The same pub/sub connection hears every group change (`groups`), so while it is
+subscribed the store answers from a cache of (version, group) per customer, filled from every
+customer record a script returns; a higher version always wins, so a reply that raced a change
+never undoes it. Without the subscription (not yet, or lost) it reads Redis.
 
 Idleness for `claim_idle_ms` is measured by Redis (XAUTOCLAIM); `clock` is accepted for
 symmetry with the memory store. Values are msgpack; the scripts never call TIME.
@@ -57,7 +65,8 @@ import structlog
 from redis.asyncio.client import PubSub
 from redis.commands.core import AsyncScript
 
-from queues.redis import connect
+from queues.redis import connect, eval_many
+from router.batching import GroupCommit
 from router.store import (
     ANNOTATE_WINDOW,
     Conversation,
@@ -73,6 +82,7 @@ from router.store import (
     UnknownCustomer,
     Wake,
 )
+from router.store import Frames as FrameList
 from router.store_memory import (
     THREAD_S,
     call_wake,
@@ -103,6 +113,7 @@ SCRIPTS = (
 GROUP = "router"
 PURGE_BATCH = 500
 CONFIRM_S = 5.0
+GROUP_CACHE = 100_000  # customers whose client group a node keeps in memory
 _GLOB_SPECIAL = "\\*?[]"
 
 log = structlog.get_logger(__name__)
@@ -167,6 +178,11 @@ class RedisStore(Store):
         self._reader: asyncio.Task[None] | None = None
         self._wakes: dict[str, list[Wake]] = {}
         self._confirmed: dict[str, asyncio.Future[None]] = {}
+        self._groups: dict[str, tuple[int, str]] = {}  # customer → (version, group)
+        self._groups_live = False  # subscribed to `groups`: the cache is kept true
+        self._ingesting: GroupCommit[tuple[InboundEvent, int], Ingested] = GroupCommit(
+            self._ingest_group
+        )
 
     def _key(self, *parts: str) -> str:
         """The one place key names are made; `key()` in router/lua/lib.lua mirrors it."""
@@ -211,6 +227,8 @@ class RedisStore(Store):
             self._pubsub = None
         self._wakes.clear()
         self._confirmed.clear()
+        self._groups.clear()
+        self._groups_live = False
         if self._blocking is not None:
             await self._blocking.connection_pool.disconnect()
             self._blocking = None
@@ -245,22 +263,20 @@ class RedisStore(Store):
         """One script call; a refusal becomes the matching `router.store` error."""
         await self._redis()
         raw = await self._scripts[name](keys=[self._anchor], args=[self._prefix, _pack(args)])
-        result = msgpack.unpackb(raw, raw=False)
-        if isinstance(result, dict) and "err" in result:
-            code, msg = result["err"], str(result["msg"])
-            if code == "customer":
-                raise UnknownCustomer(msg)
-            if code == "conversation":
-                raise UnknownConversation(msg)
-            raise StoreError(msg)
-        return result
+        return _result(msgpack.unpackb(raw, raw=False))
 
     # -- ingest and the log --------------------------------------------------------------------
 
     async def ingest(self, events: Sequence[InboundEvent], now_ms: int) -> list[Ingested]:
+        """Batches of concurrent callers go together in one script call (`GroupCommit`)."""
         check_batch(events)
         if not events:
             return []
+        return await self._ingesting.submit([(ev, now_ms) for ev in events])
+
+    async def _ingest_group(self, items: list[tuple[InboundEvent, int]]) -> list[Ingested]:
+        events = [ev for ev, _ in items]
+        now_ms = max(at for _, at in items)
         rows = []
         for ev in events:
             row: dict[str, Any] = {
@@ -322,6 +338,32 @@ class RedisStore(Store):
     async def apply_inbound_view(
         self, entry: LogEntry, now_ms: int, history_limit: int
     ) -> tuple[Conversation, Customer, Interaction | None, list[Interaction]]:
+        result = await self._eval("apply", self._apply_args(entry, now_ms, history_limit))
+        return self._applied(result)
+
+    async def apply_many(
+        self, entries: Sequence[LogEntry], now_ms: int, history_limit: int
+    ) -> list[tuple[Conversation, Customer, Interaction | None, list[Interaction]] | StoreError]:
+        """One pipeline of `apply` script calls: one round trip for the whole batch."""
+        if not entries:
+            return []
+        redis = await self._redis()
+        calls = [
+            (self._anchor, self._prefix, _pack(self._apply_args(entry, now_ms, history_limit)))
+            for entry in entries
+        ]
+        replies = await eval_many(redis, self._scripts["apply"], calls)
+        out: list[
+            tuple[Conversation, Customer, Interaction | None, list[Interaction]] | StoreError
+        ] = []
+        for raw in replies:
+            try:
+                out.append(self._applied(_result(msgpack.unpackb(raw, raw=False))))
+            except StoreError as exc:
+                out.append(exc)
+        return out
+
+    def _apply_args(self, entry: LogEntry, now_ms: int, history_limit: int) -> dict[str, Any]:
         ev = entry.event
         profile = merged_profile(ev)
         group = profile.pop("client_group", None)
@@ -341,7 +383,7 @@ class RedisStore(Store):
         ):
             if value is not None:
                 row[name] = value
-        args = {
+        return {
             "dd": self.dedupe_s,
             "now": iso(now_ms),
             "cv": entry.conversation,
@@ -349,9 +391,31 @@ class RedisStore(Store):
             "e": row,
             "hl": max(0, history_limit),
         }
-        conv, cust, ix, history = await self._eval("apply", args)
+
+    def _applied(
+        self, result: Any
+    ) -> tuple[Conversation, Customer, Interaction | None, list[Interaction]]:
+        conv, cust, ix, history = result
         tail = [_interaction(rec) for rec in history]
-        return _conversation(conv), _customer(cust), _interaction(ix), tail
+        return _conversation(conv), self._seen(_customer(cust)), _interaction(ix), tail
+
+    def _seen(self, customer: Customer) -> Customer:
+        """Every customer record a reply carries refreshes the client-group cache."""
+        if self._groups_live:
+            cached = self._groups.get(customer.id)
+            if cached is None or cached[0] < customer.version:
+                if cached is None and len(self._groups) >= GROUP_CACHE:
+                    self._groups.pop(next(iter(self._groups)))  # the oldest entry
+                self._groups[customer.id] = (customer.version, customer.client_group)
+        return customer
+
+    async def client_group(self, customer_id: str) -> str | None:
+        if self._groups_live:
+            cached = self._groups.get(customer_id)
+            if cached is not None:
+                return cached[1]
+        customer = await self.customer(customer_id)
+        return customer.client_group if customer is not None else None
 
     async def conversation(self, conversation_id: str) -> Conversation | None:
         raw = await (await self._redis()).get(self._key("cv", conversation_id))
@@ -365,13 +429,13 @@ class RedisStore(Store):
 
     async def customer(self, customer_id: str) -> Customer | None:
         raw = await (await self._redis()).get(self._key("cu", customer_id))
-        return _customer(msgpack.unpackb(raw, raw=False)) if raw is not None else None
+        return self._seen(_customer(msgpack.unpackb(raw, raw=False))) if raw is not None else None
 
     async def _edit_customer(self, args: Mapping[str, Any]) -> Customer:
         result = await self._eval("customer", args)
         if "stale" in result:
-            raise StaleVersion(_customer(result["stale"]))
-        return _customer(result["ok"])
+            raise StaleVersion(self._seen(_customer(result["stale"])))
+        return self._seen(_customer(result["ok"]))
 
     async def update_customer(
         self, customer_id: str, version: int, fields: Mapping[str, str]
@@ -416,14 +480,15 @@ class RedisStore(Store):
         self,
         frames: Sequence[tuple[str, Mapping[str, Any]]],
         states: Sequence[tuple[str, str, str | None]] = (),
+        ack: Sequence[str] = (),
     ) -> list[int]:
-        if not frames and not states:
+        if not frames and not states and not ack:
             return []
         packed = [[agent, msgpack.packb(dict(frame))] for agent, frame in frames]
         changes = [[cv, st, ag or ""] for cv, st, ag in states]
         for _cv, state, _ag in states:
             check_state(state)
-        args = {"keep": max(self.outbox_keep, 1), "f": packed, "s": changes}
+        args = {"keep": max(self.outbox_keep, 1), "f": packed, "s": changes, "ack": list(ack)}
         seqs = await self._eval("push", args)
         return [int(seq) for seq in seqs]
 
@@ -435,7 +500,7 @@ class RedisStore(Store):
         )
         return (
             _conversation(conv) if conv else None,
-            _customer(customer) if customer else None,
+            self._seen(_customer(customer)) if customer else None,
             [_interaction(rec) for rec in history],
         )
 
@@ -466,6 +531,7 @@ class RedisStore(Store):
                     pubsub = (await self._redis()).pubsub()
                     await pubsub.connect()  # type: ignore[attr-defined]  # stubs predate it
                     self._pubsub = pubsub
+                    await pubsub.subscribe(self._key("groups"))
                 await self._pubsub.subscribe(self._key("wake", agent))
                 if self._reader is None:
                     self._reader = asyncio.create_task(self._read_wakes())
@@ -488,9 +554,11 @@ class RedisStore(Store):
             await self._pubsub.unsubscribe(self._key("wake", agent))
 
     async def _read_wakes(self) -> None:
-        """The one reader of this store's pub/sub connection: dispatch wakes to callbacks."""
+        """The one reader of this store's pub/sub connection: dispatch wakes to callbacks and
+        keep the client-group cache true."""
         assert self._pubsub is not None
         channel_prefix = len(self._key("wake", ""))
+        groups = self._key("groups").encode()
         lost = False
         while True:
             try:
@@ -498,6 +566,8 @@ class RedisStore(Store):
             except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
                 log.warning("store.wakes_lost", error=type(exc).__name__)
                 lost = True
+                self._groups_live = False  # changes may go unheard: read Redis until back
+                self._groups.clear()
                 await asyncio.sleep(0.5)
                 continue
             if lost:
@@ -505,15 +575,33 @@ class RedisStore(Store):
                 await self._wake_all()
             if message is None:
                 continue
-            agent = _text(message["channel"])[channel_prefix:]
+            channel = message["channel"]
+            if channel == groups:
+                if message["type"] == "subscribe":
+                    self._groups.clear()
+                    self._groups_live = True
+                elif message["type"] == "message":
+                    self._group_changed(message["data"])
+                continue
+            agent = _text(channel)[channel_prefix:]
             if message["type"] == "subscribe":
                 confirmed = self._confirmed.get(agent)
                 if confirmed is not None and not confirmed.done():
                     confirmed.set_result(None)
             elif message["type"] == "message":
-                seq = int(message["data"])
+                frames = _wake_frames(message["data"])
+                if not frames:
+                    continue
                 for wake in list(self._wakes.get(agent, ())):
-                    await call_wake(wake, agent, seq)
+                    await call_wake(wake, agent, frames[-1][0], frames)
+
+    def _group_changed(self, data: bytes) -> None:
+        customer, version, group = msgpack.unpackb(data, raw=False)
+        cached = self._groups.get(customer)
+        if cached is None or cached[0] < version:
+            if cached is None and len(self._groups) >= GROUP_CACHE:
+                self._groups.pop(next(iter(self._groups)))
+            self._groups[customer] = (int(version), str(group))
 
     async def _wake_all(self) -> None:
         for agent, wakes in list(self._wakes.items()):
@@ -522,7 +610,7 @@ class RedisStore(Store):
             except (aioredis.ConnectionError, aioredis.TimeoutError, OSError):
                 return
             for wake in list(wakes):
-                await call_wake(wake, agent, seq)
+                await call_wake(wake, agent, seq, [])
 
 
 # -- coding -------------------------------------------------------------------------------------
@@ -532,6 +620,26 @@ def _pack(args: Mapping[str, Any]) -> bytes:
     """Script arguments: Redis's cmsgpack reads no bin type, so bytes go as (raw) str."""
     packed: bytes = msgpack.packb(dict(args), use_bin_type=False)
     return packed
+
+
+def _wake_frames(data: bytes) -> FrameList:
+    """A wake's payload, msgpack [[seq, frame msgpack], …], as (seq, frame with seq) pairs."""
+    return [
+        (int(seq), {**msgpack.unpackb(raw, raw=False), "seq": int(seq)})
+        for seq, raw in msgpack.unpackb(data, raw=True)
+    ]
+
+
+def _result(result: Any) -> Any:
+    """A script's reply, or its refusal raised as the matching `router.store` error."""
+    if isinstance(result, dict) and "err" in result:
+        code, msg = result["err"], str(result["msg"])
+        if code == "customer":
+            raise UnknownCustomer(msg)
+        if code == "conversation":
+            raise UnknownConversation(msg)
+        raise StoreError(msg)
+    return result
 
 
 def _pairs(flat: Sequence[Any]) -> dict[bytes, Any]:

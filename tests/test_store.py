@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from router.store import (
+    Frames,
     InboundEvent,
     LogEntry,
     StaleVersion,
@@ -353,9 +354,12 @@ async def test_a_push_from_another_store_wakes_a_listener(make_store: StoreFacto
         second = first  # one process: the "other node" is the same store
     woke: dict[str, asyncio.Event] = {"a": asyncio.Event(), "b": asyncio.Event()}
     seen: list[tuple[str, int]] = []
+    carried: list[list[tuple[int, str]]] = []
 
-    async def wake(agent: str, seq: int) -> None:
+    async def wake(agent: str, seq: int, frames: Frames) -> None:
         seen.append((agent, seq))
+        carried.append([(n, frame["type"]) for n, frame in frames])
+        assert all(frame["seq"] == n for n, frame in frames)
         woke[agent].set()
 
     await first.listen("a", wake)
@@ -363,6 +367,7 @@ async def test_a_push_from_another_store_wakes_a_listener(make_store: StoreFacto
     await second.push([("a", {"type": "x"}), ("a", {"type": "y"})])
     await asyncio.wait_for(woke["a"].wait(), WAIT_S)
     assert seen == [("a", 2)]
+    assert carried == [[(1, "x"), (2, "y")]]  # the wake brings the frames: no outbox read
     # after unlisten "a" is silent; "b" still wakes, and wakes arrive in push order
     await first.unlisten("a", wake)
     await second.push([("a", {"type": "z"})])
@@ -465,15 +470,15 @@ async def test_every_listener_of_an_agent_wakes_until_the_last_leaves(store: Sto
     calls: list[str] = []
     done = {name: asyncio.Event() for name in ("one", "two", "other")}
 
-    def one(agent: str, seq: int) -> None:
+    def one(agent: str, seq: int, _frames: Frames) -> None:
         calls.append(f"one:{agent}:{seq}")
         done["one"].set()
 
-    async def two(agent: str, seq: int) -> None:
+    async def two(agent: str, seq: int, _frames: Frames) -> None:
         calls.append(f"two:{agent}:{seq}")
         done["two"].set()
 
-    async def other(agent: str, seq: int) -> None:
+    async def other(agent: str, seq: int, _frames: Frames) -> None:
         done["other"].set()
 
     await store.listen("a", one)

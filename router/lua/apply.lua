@@ -26,6 +26,7 @@ for name, value in pairs(E.prof) do c.prof[name] = value end
 if E.grp and E.grp ~= c.grp then
   c.grp = E.grp
   c.v = c.v + 1
+  publish_group(c)
 end
 if c.site == '' and E.site then c.site = E.site end
 if E.type == 'message' then c.ni = c.ni + 1 end

@@ -125,6 +125,11 @@ local function history_tail(cu, limit)
   return out
 end
 
+-- tell every node that customer c's client group changed (their send-time filter caches)
+local function publish_group(c)
+  call('PUBLISH', key('groups'), cmsgpack.pack({c.id, c.v, c.grp}))
+end
+
 -- write back every changed record, then pack the result
 local function finish(result)
   for _, kid in pairs(DIRTY) do
