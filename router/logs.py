@@ -106,8 +106,13 @@ class _NoQuery(logging.Filter):
         return True
 
 
+SLOW_REQUEST_S = 1.0  # a request slower than this is logged at info even when it succeeded
+
+
 class AccessLogger(AbstractAccessLogger):
     """aiohttp access log as a structlog event: method, path (no query), status, duration.
+
+    Refusals and errors (status ≥ 400) and slow requests are logged at info; the rest at debug.
 
     Use with `web.run_app(..., access_log=logging.getLogger("aiohttp.access"),
     access_log_class=AccessLogger)` or `web.AppRunner(app, access_log_class=AccessLogger)`.
@@ -118,7 +123,10 @@ class AccessLogger(AbstractAccessLogger):
         return self.logger.isEnabledFor(logging.INFO)
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        access_log.info(
+        # A request that went well and fast is logged at debug: at a thousand events a second
+        # one info line per 202 would cost more CPU than routing them (`/metrics` counts them).
+        quiet = response.status < 400 and time < SLOW_REQUEST_S
+        (access_log.debug if quiet else access_log.info)(
             "http.request",
             method=request.method,
             path=request.path[:MAX_PATH],
