@@ -527,3 +527,72 @@ async def test_annotate_merges_meta_into_an_interaction_and_threads_sent_mail(
     answer = ev("e2", "other@example.org", channel="email", message_id="<a2@x>", in_reply_to=sent)
     [threaded] = await store.ingest([answer], NOW)
     assert threaded.conversation == entry.conversation
+
+
+# -- the hot path: batches, acks in the push, the client-group cache ---------------------------
+
+
+async def test_apply_many_applies_in_order_and_reports_each(store: Store) -> None:
+    await store.ingest([ev("b1"), ev("b2"), ev("b3", "bob@example.org")], NOW)
+    entries = await store.read_log("c1", 10, 0)
+    applied = await store.apply_many(entries, NOW, 10)
+    assert len(applied) == 3
+    first, second, third = applied
+    assert not isinstance(first, StoreError) and not isinstance(second, StoreError)
+    assert not isinstance(third, StoreError)
+    assert first[0].id == second[0].id != third[0].id  # one conversation per customer
+    assert [i.body for i in second[3]] == ["body of b1", "body of b2"]  # history after both
+    again = await store.apply_many(entries[:1], NOW, 10)  # a reclaimed entry: nothing twice
+    assert not isinstance(again[0], StoreError)
+    assert [i.body for i in again[0][3]] == ["body of b1", "body of b2"]
+
+
+async def test_push_acknowledges_the_entries_it_finishes(store: Store) -> None:
+    await store.ingest([ev("k1"), ev("k2", "bob@example.org")], NOW)
+    entries = await store.read_log("c1", 10, 0)
+    await store.push([("a", {"type": "x"})], ack=[entries[0].entry_id])
+    await store.push([], ack=[entries[1].entry_id])  # an ack alone is fine too
+    store.claim_idle_ms = 0  # anything unacknowledged would now be handed out again
+    assert await store.read_log("c2", 10, 0) == []
+
+
+async def test_concurrent_ingests_each_get_their_own_answer(store: Store) -> None:
+    batches = [[ev(f"g{n}", f"g{n}@example.org")] for n in range(20)]
+    batches.append([ev("g0", "g0@example.org")])  # a repeat, racing its original
+    answers = await asyncio.gather(*(store.ingest(batch, NOW) for batch in batches))
+    assert [a[0].event for a in answers] == [b[0].id for b in batches]
+    assert sum(a[0].duplicate for a in answers) == 1
+    assert answers[0][0].conversation == answers[-1][0].conversation
+    assert len(await store.read_log("c1", 100, 0)) == 20
+
+
+async def test_client_group_follows_a_change_made_through_another_node(
+    make_store: StoreFactory,
+) -> None:
+    first = await make_store()
+    second = await make_store(domain=getattr(first, "domain", None))
+    if type(first) is MemoryStore:
+        second = first
+    [row] = await first.ingest([ev("cg1")], NOW)
+    await drain(first)
+    # a session listening makes the Redis store hear group changes (and cache groups)
+    await first.listen("someone", lambda *_: None)
+    assert await first.client_group(row.customer) == "normal"
+    assert await first.client_group(row.customer) == "normal"  # now from the cache
+    await second.set_group(row.customer, "SIC")
+
+    async def regrouped() -> bool:
+        return await first.client_group(row.customer) == "SIC"
+
+    deadline = asyncio.get_running_loop().time() + WAIT_S
+    while not await regrouped():
+        assert asyncio.get_running_loop().time() < deadline, "the group change was not heard"
+        await asyncio.sleep(0.01)
+    # a profile event can change the group too (the adapter knows better)
+    await second.ingest([ev("cg2", profile={"client_group": "CSC"})], NOW)
+    entries = await second.read_log("c2", 10, 0)
+    await second.apply_many(entries, NOW, 0)
+    while await first.client_group(row.customer) != "CSC":
+        assert asyncio.get_running_loop().time() < deadline + WAIT_S, "profile change unheard"
+        await asyncio.sleep(0.01)
+    assert await first.client_group("nobody") is None
