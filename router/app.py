@@ -142,13 +142,23 @@ def new_event_loop() -> tuple[asyncio.AbstractEventLoop, str]:
     return uvloop.new_event_loop(), "uvloop"
 
 
-def serve(app: web.Application, host: str, port: int, loop: asyncio.AbstractEventLoop) -> None:
-    """Run until SIGINT or SIGTERM, then run the cleanup steps (engine close) and return."""
+def serve(
+    app: web.Application,
+    host: str,
+    port: int,
+    loop: asyncio.AbstractEventLoop,
+    *,
+    reuse_port: bool = False,
+) -> None:
+    """Run until SIGINT or SIGTERM, then run the cleanup steps (engine close) and return.
+    `reuse_port`: one of several workers on the same port (SO_REUSEPORT; the kernel spreads
+    the connections over them)."""
     web.run_app(
         app,
         host=host,
         port=port,
         loop=loop,
+        reuse_port=reuse_port or None,
         print=None,  # our first log line already says where we listen
         access_log=logging.getLogger("aiohttp.access"),
         access_log_class=AccessLogger,  # method, path without query (tokens!), status, duration

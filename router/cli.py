@@ -7,6 +7,7 @@ traceback. Logs are structlog: JSON lines when stderr is not a terminal, readabl
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -74,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", help="TCP port to listen on (overrides [server] port)")
     serve.add_argument("--redis", metavar="URL", help="redis://… for the Redis engine, or memory")
     serve.add_argument("--config", metavar="FILE", help=config_help)
+    serve.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="N processes on one port (SO_REUSEPORT), sharing the Redis engine (default 1)",
+    )
+    serve.add_argument("--worker-of", type=int, default=None, help=argparse.SUPPRESS)
 
     token = commands.add_parser("token", help="print a signed agent or ops token (JWT HS256)")
     token.add_argument("--agent", required=True, type=_identifier, help="agent id (claim sub)")
@@ -101,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(raw)
+    args.raw_argv = raw
     env = os.environ
     try:
         if args.command == "serve":
@@ -139,8 +150,31 @@ def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     except RoutingError as exc:
         print(f"omniroute serve: {exc.field or 'engine'}: {exc.message}", file=sys.stderr)
         return USAGE_ERROR
-    loop, loop_name = new_event_loop()
+    if args.workers > 1 and settings.redis.engine == "memory":
+        print(
+            "omniroute serve: --workers: the memory engine keeps its state in one process; "
+            "give more than one worker a Redis engine (--redis redis://…)",
+            file=sys.stderr,
+        )
+        return USAGE_ERROR
     host, port = settings.server.host, settings.server.port
+    if args.workers > 1:
+        from router.workers import supervise
+
+        log.info(
+            "omniroute.serve",
+            engine=describe_engine(settings),
+            listen=f"http://{_host_port(host, port)}",
+            domain=settings.domain,
+            config=settings.source or "defaults",
+            workers=args.workers,
+        )
+        return supervise(args.workers, args.raw_argv)
+    worker = args.worker_of
+    if worker is not None and settings.server.node:  # one consumer name per worker
+        server = dataclasses.replace(settings.server, node=f"{settings.server.node}-{worker}")
+        settings = dataclasses.replace(settings, server=server)
+    loop, loop_name = new_event_loop()
     log.info(
         "omniroute.serve",
         engine=describe_engine(settings),
@@ -148,11 +182,12 @@ def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         domain=settings.domain,
         config=settings.source or "defaults",
         loop=loop_name,
+        **({"worker": worker, "pid": os.getpid()} if worker is not None else {}),
     )
     if settings.jwt_secret and len(settings.jwt_secret.encode()) < MIN_SECRET_BYTES:
         log.warning("settings.short_secret", key="[jwt] secret", min_bytes=MIN_SECRET_BYTES)
     try:
-        serve(create_app(settings, engine), host, port, loop)
+        serve(create_app(settings, engine), host, port, loop, reuse_port=worker is not None)
     except OSError as exc:  # the port is taken, the address is not ours, …
         log.error("omniroute.listen_failed", listen=_host_port(host, port), error=str(exc))
         return 1

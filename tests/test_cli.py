@@ -318,3 +318,47 @@ async def test_the_app_ticks_the_engine() -> None:
         while (await engine.agent_view("a1") or {}).get("state") != "offline":
             assert time.monotonic() < deadline, "no tick expired the agent's presence"
             await asyncio.sleep(0.05)
+
+
+def test_serve_workers_refuses_the_memory_engine_in_one_line() -> None:
+    result = omniroute("serve", "--workers", "2")
+    assert_one_line_error(result, "--workers")
+
+
+def listening_pids(port: int) -> set[int]:
+    """The processes with a socket listening on 127.0.0.1:`port` (from /proc, Linux)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":  # 0A: LISTEN
+            inodes.add(f"socket:[{fields[9]}]")
+    pids = set()
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd) in inodes for fd in fd_dir.iterdir()):
+                pids.add(int(fd_dir.parent.name))
+        except OSError:
+            continue
+    return pids
+
+
+def test_serve_workers_runs_processes_on_one_port_and_stops_them_all(redis_url: str) -> None:
+    env = {"OMNIROUTE_REDIS_URL": redis_url, "OMNIROUTE_SERVER_NODE": "box"}
+    with running_server("--workers", "2", env=env) as server:
+        assert server.first_line["event"] == "omniroute.serve"
+        assert server.first_line["workers"] == 2
+        port = int(server.base.rsplit(":", 1)[1])
+        deadline = time.monotonic() + START_DEADLINE_S
+        while len(pids := listening_pids(port)) < 2:  # both workers hold the port
+            assert time.monotonic() < deadline, f"workers listening: {pids}"
+            time.sleep(0.1)
+        for _ in range(10):  # every answer is some worker's
+            assert get(f"{server.base}/readyz")[0] == 200
+    lines = [json.loads(line) for line in server.log.splitlines()]
+    started = [line for line in lines if line["event"] == "omniroute.serve" and "pid" in line]
+    assert sorted(line["worker"] for line in started) == [0, 1]
+    assert {line["pid"] for line in started} == pids
+    for pid in pids:  # the supervisor exited 0 only after its workers had stopped
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert lines[-1] == {**lines[-1], "event": "omniroute.stopped", "workers": 2}
