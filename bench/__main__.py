@@ -58,6 +58,8 @@ def options(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--redis", metavar="URL", help="use this Redis instead of starting one")
     parser.add_argument("--nodes", type=int, default=1, help="omniroute serve nodes (Redis)")
+    parser.add_argument("--workers", default="1,2",
+                        help="processes per node (serve --workers), run side by side")  # fmt: skip
     parser.add_argument("--agents", type=int, default=500, help="simulated desktops")
     parser.add_argument("--rates", type=parse_list, default=[250, 500, 1000, 2000])
     parser.add_argument("--seconds", type=float, default=8.0, help="load time per rate")
@@ -86,6 +88,14 @@ def options(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.quick:
         args.agents, args.rates, args.seconds = 8, [25.0], 1.0
         args.idle, args.waiting, args.hold_ms, args.accept_ms = "20,50", "100,300", 200.0, 20.0
+    try:
+        args.worker_list = sorted({int(x) for x in args.workers.split(",") if x.strip()})
+    except ValueError:
+        parser.error("--workers takes positive integers, comma-separated")
+    if not args.worker_list or min(args.worker_list) < 1:
+        parser.error("--workers takes positive integers, comma-separated")
+    if args.quick:
+        args.worker_list = [1]
     if args.nodes < 1 or args.agents < 1 or args.seconds <= 0:
         parser.error("--nodes, --agents and --seconds must be positive")
     return args
@@ -120,9 +130,10 @@ async def run(args: argparse.Namespace, url: str, started: bool, workdir: Path) 
     results["ceiling"] = ceiling
     results["routing"] = []
     for engine in args.engine_list:
-        for rate in args.rates:
-            say(f"- {engine} engine at {rate:g} events/s for {args.seconds:g} s …")
-            results["routing"].append(await runs.routing_run(cfg, engine, rate))
+        for workers in args.worker_list if engine == "redis" else [1]:
+            for rate in args.rates:
+                say(f"- {engine} engine, {workers} worker(s), at {rate:g} events/s …")
+                results["routing"].append(await runs.routing_run(cfg, engine, rate, workers))
     results["peer"] = []
     if not args.skip_peer:
         for rate in args.rates:

@@ -42,6 +42,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def children_of(pid: int) -> list[int]:
+    """The live direct children of a process (an `omniroute serve --workers N` supervisor's
+    workers), from /proc/PID/task/*/children."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out.extend(int(x) for x in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return out
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its live children (a node with its workers)."""
+    return cpu_seconds(pid) + sum(cpu_seconds(child) for child in children_of(pid))
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """RSS of a process and its live children."""
+    return rss_bytes(pid) + sum(rss_bytes(child) for child in children_of(pid))
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size from /proc/PID/statm."""
     try:
@@ -176,13 +198,17 @@ def node_env(domain: str, name: str, capacity: int) -> dict[str, str]:
 class Node(Proc):
     """One `omniroute serve` on a free loopback port (memory engine when `redis_url` is '')."""
 
-    def __init__(self, name: str, redis_url: str, workdir: Path, domain: str, capacity: int):
+    def __init__(
+        self, name: str, redis_url: str, workdir: Path, domain: str, capacity: int, workers: int = 1
+    ):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         argv = [sys.executable, "-m", "router.cli", "serve", "--host", "127.0.0.1"]
         argv += ["--port", str(self.port)]
         if redis_url:
             argv += ["--redis", redis_url]
+        if workers > 1:
+            argv += ["--workers", str(workers)]
         super().__init__(name, argv, workdir / f"{name}.log", node_env(domain, name, capacity))
 
     async def ready(self, http: aiohttp.ClientSession) -> None:
@@ -202,10 +228,11 @@ class Node(Proc):
 
 
 async def start_nodes(
-    count: int, redis_url: str, workdir: Path, domain: str, capacity: int
+    count: int, redis_url: str, workdir: Path, domain: str, capacity: int, workers: int = 1
 ) -> list[Node]:
-    """Start `count` nodes and wait until each answers /readyz; on failure stop them all."""
-    nodes = [Node(f"node-{i}", redis_url, workdir, domain, capacity) for i in range(count)]
+    """Start `count` nodes (each with `workers` processes) and wait until each answers /readyz;
+    on failure stop them all."""
+    nodes = [Node(f"node-{i}", redis_url, workdir, domain, capacity, workers) for i in range(count)]
     try:
         async with aiohttp.ClientSession() as http:
             for node in nodes:

@@ -42,6 +42,12 @@ def fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def label(row: dict[str, Any]) -> str:
+    """`redis x1` (one node), `redis x1 w2` (one node of two worker processes)."""
+    workers = row.get("workers", 1)
+    return f"{row['engine']} x{row['nodes']}" + (f" w{workers}" if workers > 1 else "")
+
+
 def ratio(a: Any, b: Any) -> float | None:
     try:
         if a is None or b is None or b == 0 or math.isnan(a) or math.isnan(b):
@@ -122,7 +128,7 @@ def render(results: dict[str, Any]) -> str:
     for r in results.get("routing", []):
         lat, red, rat = r["latency"], r.get("redis") or {}, r["ratios"]
         lines.append(
-            f"| {r['engine']} x{r['nodes']} | {fmt(r['rate'])} | {fmt(r['routed_per_s'])} | "
+            f"| {label(r)} | {fmt(r['rate'])} | {fmt(r['routed_per_s'])} | "
             f"{fmt(lat['p50_ms'])} | {fmt(lat['p95_ms'])} | {fmt(lat['p99_ms'])} | "
             f"{fmt(lat['max_ms'])} | {fmt(r['latency_offer']['p99_ms'])} | "
             f"{fmt(r['latency_message']['p99_ms'])} | {fmt(r['undelivered'])} | "
@@ -215,7 +221,7 @@ def write_png(results: dict[str, Any], path: str) -> str:
     fig, ax = plt.subplots(figsize=(8, 5))
     series: dict[str, list[tuple[float, dict[str, Any]]]] = {}
     for r in results.get("routing", []):
-        series.setdefault(f"{r['engine']}x{r['nodes']}", []).append((r["rate"], r["latency"]))
+        series.setdefault(label(r), []).append((r["rate"], r["latency"]))
     for p in results.get("peer", []):
         series.setdefault("peer saq", []).append((p["rate"], p["latency"]))
     styles = {"p50_ms": ":", "p95_ms": "--", "p99_ms": "-"}

@@ -27,6 +27,8 @@ from bench.harness import (
     free_port,
     rss_bytes,
     start_nodes,
+    tree_cpu_seconds,
+    tree_rss_bytes,
 )
 from bench.harness import stop_all as stop_procs
 from bench.match_bench import Delta, Snapshot, calibrate, diff, snapshot
@@ -133,7 +135,7 @@ class RedisMeter:
 
 
 def cpu_of(procs: dict[str, Proc]) -> dict[str, float]:
-    return {name: cpu_seconds(p.pid) for name, p in procs.items()}
+    return {name: tree_cpu_seconds(p.pid) for name, p in procs.items()}
 
 
 async def wait_count(proc: Proc, target: int, within: float) -> None:
@@ -151,8 +153,8 @@ def read_json(path: Path) -> Any:
 # -- routing at one offered rate -----------------------------------------------------------------
 
 
-async def routing_run(cfg: Config, engine: str, rate: float) -> dict[str, Any]:
-    tag = f"{engine}-{rate:g}"
+async def routing_run(cfg: Config, engine: str, rate: float, workers: int = 1) -> dict[str, Any]:
+    tag = f"{engine}-w{workers}-{rate:g}"
     domain = f"bench-{cfg.run_id}-{tag}"
     nodes_n = cfg.nodes if engine == "redis" else 1
     url = cfg.redis_url if engine == "redis" else ""
@@ -162,7 +164,7 @@ async def routing_run(cfg: Config, engine: str, rate: float) -> dict[str, Any]:
     prof = None
     meter = RedisMeter(cfg.redis_url) if engine == "redis" else None
     try:
-        nodes = await start_nodes(nodes_n, url, cfg.workdir, domain, cfg.capacity)
+        nodes = await start_nodes(nodes_n, url, cfg.workdir, domain, cfg.capacity, workers)
         urls = ",".join(n.base for n in nodes)
         desk = Proc(
             "desktops",
@@ -194,7 +196,8 @@ async def routing_run(cfg: Config, engine: str, rate: float) -> dict[str, Any]:
         )
         await load.start()
         cpu0 = cpu_of(watched)
-        if cfg.profile_rate == rate and engine == "redis" and shutil.which("py-spy"):
+        profiled = cfg.profile_rate == rate and engine == "redis" and workers == 1
+        if profiled and shutil.which("py-spy"):
             prof_out = cfg.workdir / f"profile-{tag}.txt"
             prof = Proc(
                 "py-spy",
@@ -210,7 +213,7 @@ async def routing_run(cfg: Config, engine: str, rate: float) -> dict[str, Any]:
         await asyncio.sleep(0.2)
         cpu1 = cpu_of(watched)
         redis_fig = await meter.stop(desk.count()) if meter is not None else None
-        rss = {n.name: rss_bytes(n.pid) for n in nodes}
+        rss = {n.name: tree_rss_bytes(n.pid) for n in nodes}
         await desk.say("stop")
         await desk.wait_line("done", 60)
         deskres = read_json(out_desk)
@@ -221,7 +224,7 @@ async def routing_run(cfg: Config, engine: str, rate: float) -> dict[str, Any]:
         if meter is not None:
             await meter.close()
     fig = figures(records, deskres, rate)
-    fig["engine"], fig["rate"], fig["nodes"] = engine, rate, nodes_n
+    fig["engine"], fig["rate"], fig["nodes"], fig["workers"] = engine, rate, nodes_n, workers
     fig["agents_connected"] = int(ready.split()[1])
     fig["redis"] = redis_fig
     routed = max(fig["routed"], 1)
