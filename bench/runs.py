@@ -196,7 +196,7 @@ async def routing_run(cfg: Config, engine: str, rate: float, workers: int = 1) -
         )
         await load.start()
         cpu0 = cpu_of(watched)
-        profiled = cfg.profile_rate == rate and engine == "redis" and workers == 1
+        profiled = cfg.profile_rate == rate and workers == 1
         if profiled and shutil.which("py-spy"):
             prof_out = cfg.workdir / f"profile-{tag}.txt"
             prof = Proc(

@@ -4,7 +4,8 @@ Why it looks the way it does:
 
 * **One operation, one script call.** Every decision of `docs/routing.md` runs inside one Lua
   script (`queues/lua/lib.lua` followed by the operation's file), so two routers can never hand
-  one task to two agents, and an operation costs one round trip (`EVALSHA`).
+  one task to two agents. Concurrent calls ride one pipeline (`queues.pipeline`): under load a
+  round trip carries many decisions.
 * **One hash tag per domain.** Every key is `omniroute:{DOMAIN}:…`; KEYS[1] is the domain's
   reservation counter, which routes the call to the node that holds the whole domain, so it
   runs on Redis Cluster too. The scripts build the other keys from the same prefix.
@@ -26,10 +27,10 @@ from typing import Any
 import msgpack
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
 
 from queues.base import RawEffect, RoutingEngine
 from queues.errors import Invalid, RoutingError, from_code
+from queues.pipeline import ScriptPipeline
 from queues.policy import Policy
 
 OPS = (
@@ -78,37 +79,6 @@ def connect(url: str) -> aioredis.Redis[bytes]:
     return aioredis.Redis(connection_pool=pool)
 
 
-async def eval_many(
-    client: aioredis.Redis[bytes], script: AsyncScript, calls: Sequence[Sequence[Any]]
-) -> list[Any]:
-    """Run `script` once per argument list (KEYS[1] first, then ARGV) in one pipeline: one
-    round trip for the batch, each call atomic on its own, in order. Unlike redis-py's own
-    pipelined scripts this asks no SCRIPT EXISTS per batch: calls refused with NOSCRIPT (Redis
-    lost its script cache) are loaded and run again, in their order."""
-    sha: str = script.sha  # type: ignore[attr-defined]  # the stubs do not name it
-    replies: list[Any] = [None] * len(calls)
-    todo = list(range(len(calls)))
-    for attempt in range(2):
-        async with client.pipeline(transaction=False) as pipe:
-            for i in todo:
-                pipe.evalsha(sha, 1, *calls[i])
-            got = await pipe.execute(raise_on_error=False)
-        missing = []
-        for i, reply in zip(todo, got, strict=True):
-            if isinstance(reply, NoScriptError) and attempt == 0:
-                missing.append(i)
-            elif isinstance(reply, Exception):
-                raise reply
-            else:
-                replies[i] = reply
-        if not missing:
-            break
-        sha = await client.script_load(script.script)  # type: ignore[attr-defined,no-untyped-call]
-        script.sha = sha  # type: ignore[attr-defined]
-        todo = missing
-    return replies
-
-
 class RedisEngine(RoutingEngine):
     """See `queues.base.RoutingEngine`; the algorithm is `docs/routing.md`."""
 
@@ -131,6 +101,7 @@ class RedisEngine(RoutingEngine):
         self._anchor = self._key("seq")
         self._policy = msgpack.packb(policy.to_wire())
         self._scripts: dict[str, AsyncScript] = {}
+        self._pipeline: ScriptPipeline | None = None
 
     def _key(self, *parts: str) -> str:
         """The one place key names are made; `key()` in lib.lua mirrors it."""
@@ -149,6 +120,7 @@ class RedisEngine(RoutingEngine):
             self._scripts = {
                 name: client.register_script(script_source(name)) for name in OPS + VIEWS
             }
+            self._pipeline = ScriptPipeline(client)
 
     async def close(self) -> None:
         """Close the client only if this engine created it."""
@@ -157,6 +129,7 @@ class RedisEngine(RoutingEngine):
             self._client = None
             self._owned = False
             self._scripts = {}
+            self._pipeline = None
 
     async def ping(self) -> bool:
         """One PING: is Redis reachable? Errors of the connection count as not ready."""
@@ -185,11 +158,12 @@ class RedisEngine(RoutingEngine):
     # -- backend hooks -----------------------------------------------------------------------
 
     async def _eval(self, name: str, now_ms: int, args: Mapping[str, Any]) -> Any:
-        if not self._scripts:
+        if self._pipeline is None:
             await self.start()
+        assert self._pipeline is not None
         packed = msgpack.packb(dict(args))
-        raw = await self._scripts[name](
-            keys=[self._anchor], args=[self._prefix, now_ms, self._policy, packed]
+        raw = await self._pipeline.call(
+            self._scripts[name], self._anchor, self._prefix, now_ms, self._policy, packed
         )
         return msgpack.unpackb(raw, raw=False)
 
@@ -207,15 +181,18 @@ class RedisEngine(RoutingEngine):
     ) -> list[list[RawEffect] | RoutingError]:
         if op not in OPS:
             raise ValueError(f"unknown operation {op!r}")
-        if not self._scripts:
+        if self._pipeline is None:
             await self.start()
-        assert self._client is not None
+        assert self._pipeline is not None
+        script = self._scripts[op]
         calls = [
-            (self._anchor, self._prefix, now_ms, self._policy, msgpack.packb(dict(args)))
-            for args in argss
+            (script, (self._anchor, self._prefix, now_ms, self._policy, msgpack.packb(dict(a))))
+            for a in argss
         ]
         out: list[list[RawEffect] | RoutingError] = []
-        for raw in await eval_many(self._client, self._scripts[op], calls):
+        for raw in await self._pipeline.many(calls):
+            if isinstance(raw, Exception):
+                raise raw
             result = msgpack.unpackb(raw, raw=False)
             if isinstance(result, dict):
                 out.append(from_code(str(result["err"]), str(result["msg"])))

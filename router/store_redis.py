@@ -65,8 +65,8 @@ import structlog
 from redis.asyncio.client import PubSub
 from redis.commands.core import AsyncScript
 
-from queues.redis import connect, eval_many
-from router.batching import GroupCommit
+from queues.pipeline import GroupCommit, ScriptPipeline
+from queues.redis import connect
 from router.store import (
     ANNOTATE_WINDOW,
     Conversation,
@@ -171,6 +171,7 @@ class RedisStore(Store):
         self._anchor = self._key("ids")
         self._log = self._key("log")
         self._scripts: dict[str, AsyncScript] = {}
+        self._pipeline: ScriptPipeline | None = None
         self._group_ready = False
         self._subscribing = asyncio.Lock()
         self._blocking: aioredis.Redis[bytes] | None = None
@@ -206,6 +207,7 @@ class RedisStore(Store):
         if not self._scripts:
             client = self._client
             self._scripts = {name: client.register_script(script_source(name)) for name in SCRIPTS}
+            self._pipeline = ScriptPipeline(client)
         if not self._group_ready:
             # Retried by every start() until it succeeds: Redis may be down when a node boots.
             try:
@@ -237,6 +239,7 @@ class RedisStore(Store):
             self._client = None
             self._owned = False
         self._scripts = {}
+        self._pipeline = None
         self._group_ready = False
 
     async def purge(self) -> None:
@@ -262,7 +265,10 @@ class RedisStore(Store):
     async def _eval(self, name: str, args: Mapping[str, Any]) -> Any:
         """One script call; a refusal becomes the matching `router.store` error."""
         await self._redis()
-        raw = await self._scripts[name](keys=[self._anchor], args=[self._prefix, _pack(args)])
+        assert self._pipeline is not None
+        raw = await self._pipeline.call(
+            self._scripts[name], self._anchor, self._prefix, _pack(args)
+        )
         return _result(msgpack.unpackb(raw, raw=False))
 
     # -- ingest and the log --------------------------------------------------------------------
@@ -347,16 +353,23 @@ class RedisStore(Store):
         """One pipeline of `apply` script calls: one round trip for the whole batch."""
         if not entries:
             return []
-        redis = await self._redis()
+        await self._redis()
+        assert self._pipeline is not None
+        script = self._scripts["apply"]
         calls = [
-            (self._anchor, self._prefix, _pack(self._apply_args(entry, now_ms, history_limit)))
-            for entry in entries
+            (
+                script,
+                (self._anchor, self._prefix, _pack(self._apply_args(e, now_ms, history_limit))),
+            )
+            for e in entries
         ]
-        replies = await eval_many(redis, self._scripts["apply"], calls)
+        replies = await self._pipeline.many(calls)
         out: list[
             tuple[Conversation, Customer, Interaction | None, list[Interaction]] | StoreError
         ] = []
         for raw in replies:
+            if isinstance(raw, Exception):
+                raise raw
             try:
                 out.append(self._applied(_result(msgpack.unpackb(raw, raw=False))))
             except StoreError as exc:
