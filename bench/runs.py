@@ -496,16 +496,17 @@ async def decision_latency(cfg: Config, waiting: str, seconds: float) -> dict[st
 
 
 def script_names() -> dict[str, str]:
-    """sha1 → "store:NAME" / "engine:NAME" for every script the server registers."""
+    """sha1 or function name → "store:NAME" / "engine:NAME" for every script and function the
+    server calls."""
     from queues import redis as engine_redis
     from router import store_redis
 
     names = {}
     for name in store_redis.SCRIPTS:
         names[hashlib.sha1(store_redis.script_source(name).encode()).hexdigest()] = f"store:{name}"
+    library, _code = engine_redis.library()
     for name in (*engine_redis.OPS, *engine_redis.VIEWS):
-        src = engine_redis.script_source(name)
-        names[hashlib.sha1(src.encode()).hexdigest()] = f"engine:{name}"
+        names[f"{library}_{name}"] = f"engine:{name}"
     return names
 
 
@@ -539,8 +540,8 @@ async def round_trip_list(cfg: Config, events: int = 40) -> dict[str, Any]:
                         command = str(item["command"])
                         parts = command.split(" ")
                         verb = parts[0].upper()
-                        if verb == "EVALSHA" and len(parts) > 1:
-                            verb = names.get(parts[1].strip("'\""), "EVALSHA ?")
+                        if verb in ("EVALSHA", "FCALL") and len(parts) > 1:
+                            verb = names.get(parts[1].strip("'\""), f"{verb} ?")
                         seen[verb] += 1
 
         watcher = asyncio.create_task(watch())

@@ -1,16 +1,16 @@
 """Script calls of many callers in one round trip: the Redis engines' automatic pipeline.
 
-Every routing decision and every store step is one Lua script call, and under load hundreds
-of coroutines make them at once (desktops accepting, the consumer routing a batch, heartbeats,
-ingest). Sent one by one, each costs a round trip and redis-py's per-command work (a pooled
-connection, a timeout, a parse). `ScriptPipeline.call` instead queues the call; while one
-pipeline is in flight the calls that arrive meanwhile wait and then go together in the next
-one (`GroupCommit`), so the number of round trips follows Redis' speed, not the call rate. An
-idle node sends each call at once: nothing waits for a timer.
+Every routing decision and every store step is one Lua call (a function or a script), and
+under load hundreds of coroutines make them at once (desktops accepting, the consumer routing
+a batch, heartbeats, ingest). Sent one by one, each costs a round trip and redis-py's
+per-command work (a pooled connection, a timeout, a parse). `ScriptPipeline.call` queues the
+call instead; while one pipeline is in flight the calls that arrive meanwhile wait and then go
+together in the next one (`GroupCommit`), so the number of round trips follows Redis' speed,
+not the call rate. An idle node sends each call at once: nothing waits for a timer.
 
 Each call stays atomic on its own (a script); a pipeline is not a transaction, and calls of
 different callers have no order between them — as before, since they were concurrent. A call
-refused with NOSCRIPT (Redis lost its script cache, e.g. a restart without persistence) is
+Redis does not have (it lost its script cache, or a fresh Redis has no function library) is
 loaded and sent again; any other error reply is raised to its own caller only, while a lost
 connection fails every call of that pipeline.
 """
@@ -18,10 +18,12 @@ connection fails every call of that pipeline.
 from __future__ import annotations
 
 import asyncio
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
@@ -79,32 +81,99 @@ class GroupCommit(Generic[Item, Result]):
                 start += len(items)
 
 
-Call = tuple[AsyncScript, Sequence[Any]]
+class Procedure(ABC):
+    """A server-side procedure the pipeline can call: a script (`Script`, EVALSHA) or a
+    function of a loaded library (`Function`, FCALL). KEYS[1] comes first in `args`."""
+
+    @abstractmethod
+    def queue(self, pipe: Pipeline[bytes], args: Sequence[Any]) -> None:
+        """Add one call to a pipeline."""
+
+    @abstractmethod
+    async def call(self, client: aioredis.Redis[bytes], args: Sequence[Any]) -> Any:
+        """One call on its own (loading the procedure first when Redis lacks it)."""
+
+    @abstractmethod
+    def missing(self, reply: Any) -> bool:
+        """True when `reply` says Redis does not have the procedure (lost cache, restart)."""
+
+    @abstractmethod
+    async def load(self, client: aioredis.Redis[bytes]) -> None:
+        """Give Redis the procedure."""
+
+
+class Script(Procedure):
+    """A Lua script, called by its SHA1 (EVALSHA)."""
+
+    def __init__(self, client: aioredis.Redis[bytes], source: str) -> None:
+        self.script: AsyncScript = client.register_script(source)
+
+    def queue(self, pipe: Pipeline[bytes], args: Sequence[Any]) -> None:
+        pipe.evalsha(self.script.sha, 1, *args)  # type: ignore[attr-defined]
+
+    async def call(self, client: aioredis.Redis[bytes], args: Sequence[Any]) -> Any:
+        return await self.script(keys=args[:1], args=args[1:], client=client)
+
+    def missing(self, reply: Any) -> bool:
+        return isinstance(reply, NoScriptError)
+
+    async def load(self, client: aioredis.Redis[bytes]) -> None:
+        source = self.script.script  # type: ignore[attr-defined]
+        self.script.sha = await client.script_load(source)  # type: ignore[attr-defined,no-untyped-call]
+
+
+class Function(Procedure):
+    """A function of a Lua library (FCALL), the library loaded by `library` (its code)."""
+
+    def __init__(self, name: str, library: str) -> None:
+        self.name = name
+        self.library = library
+
+    def queue(self, pipe: Pipeline[bytes], args: Sequence[Any]) -> None:
+        _ = pipe.fcall(self.name, 1, *args)  # queued: a pipeline answers in execute()
+
+    async def call(self, client: aioredis.Redis[bytes], args: Sequence[Any]) -> Any:
+        try:
+            return await client.fcall(self.name, 1, *args)
+        except aioredis.ResponseError as exc:
+            if not self.missing(exc):
+                raise
+        await self.load(client)
+        return await client.fcall(self.name, 1, *args)
+
+    def missing(self, reply: Any) -> bool:
+        return isinstance(reply, aioredis.ResponseError) and "Function not found" in str(reply)
+
+    async def load(self, client: aioredis.Redis[bytes]) -> None:
+        await client.function_load(self.library, replace=True)
+
+
+Call = tuple[Procedure, Sequence[Any]]
 
 
 async def eval_many(client: aioredis.Redis[bytes], calls: Sequence[Call]) -> list[Any]:
-    """Run each (script, KEYS[1] + ARGV) in one pipeline, in order; returns each reply or the
-    error reply (an exception) in its place. Unlike redis-py's pipelined scripts this asks no
-    SCRIPT EXISTS per pipeline: calls refused with NOSCRIPT are loaded and run again."""
+    """Run each (procedure, KEYS[1] + ARGV) in one pipeline, in order; returns each reply or
+    the error reply (an exception) in its place. Unlike redis-py's pipelined scripts this asks
+    no SCRIPT EXISTS per pipeline: calls refused because Redis lacks the procedure are loaded
+    and run again, in their order."""
     replies: list[Any] = [None] * len(calls)
     todo = list(range(len(calls)))
     for attempt in range(2):
         async with client.pipeline(transaction=False) as pipe:
             for i in todo:
-                script, args = calls[i]
-                pipe.evalsha(script.sha, 1, *args)  # type: ignore[attr-defined]
+                procedure, args = calls[i]
+                procedure.queue(pipe, args)
             got = await pipe.execute(raise_on_error=False)
         missing = []
         for i, reply in zip(todo, got, strict=True):
-            if isinstance(reply, NoScriptError) and attempt == 0:
+            if attempt == 0 and calls[i][0].missing(reply):
                 missing.append(i)
             else:
                 replies[i] = reply
         if not missing:
             break
-        for script in {id(calls[i][0]): calls[i][0] for i in missing}.values():
-            sha = await client.script_load(script.script)  # type: ignore[attr-defined,no-untyped-call]
-            script.sha = sha  # type: ignore[attr-defined]
+        for procedure in {id(calls[i][0]): calls[i][0] for i in missing}.values():
+            await procedure.load(client)
         todo = missing
     return replies
 
@@ -119,15 +188,15 @@ class ScriptPipeline:
     async def _send(self, calls: list[Call]) -> list[Any]:
         if len(calls) > 1:
             return await eval_many(self.client, calls)
-        script, args = calls[0]  # alone (an idle node): a plain call, no pipeline around it
+        procedure, args = calls[0]  # alone (an idle node): a plain call, no pipeline around it
         try:
-            return [await script(keys=args[:1], args=args[1:])]
+            return [await procedure.call(self.client, args)]
         except aioredis.ResponseError as exc:  # its own error reply, as eval_many gives it
             return [exc]
 
-    async def call(self, script: AsyncScript, *args: Any) -> Any:
-        """One script call (KEYS[1] first, then ARGV); its reply, or its error raised."""
-        [reply] = await self._commit.submit([(script, args)])
+    async def call(self, procedure: Procedure, *args: Any) -> Any:
+        """One call (KEYS[1] first, then ARGV); its reply, or its error raised."""
+        [reply] = await self._commit.submit([(procedure, args)])
         if isinstance(reply, Exception):
             raise reply
         return reply

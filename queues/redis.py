@@ -2,10 +2,12 @@
 
 Why it looks the way it does:
 
-* **One operation, one script call.** Every decision of `docs/routing.md` runs inside one Lua
-  script (`queues/lua/lib.lua` followed by the operation's file), so two routers can never hand
-  one task to two agents. Concurrent calls ride one pipeline (`queues.pipeline`): under load a
-  round trip carries many decisions.
+* **One operation, one function call.** Every decision of `docs/routing.md` runs inside one
+  Lua function (FCALL) of one library — `queues/lua/lib.lua` once, then each operation's file
+  as a function (`library()`) — so two routers can never hand one task to two agents. Loaded
+  once, the helpers and the decoded policy live between calls: a call pays for its own work.
+  Concurrent calls ride one pipeline (`queues.pipeline`): under load a round trip carries
+  many decisions.
 * **One hash tag per domain.** Every key is `omniroute:{DOMAIN}:…`; KEYS[1] is the domain's
   reservation counter, which routes the call to the node that holds the whole domain, so it
   runs on Redis Cluster too. The scripts build the other keys from the same prefix.
@@ -18,6 +20,7 @@ Why it looks the way it does:
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache
@@ -26,11 +29,10 @@ from typing import Any
 
 import msgpack
 import redis.asyncio as aioredis
-from redis.commands.core import AsyncScript
 
 from queues.base import RawEffect, RoutingEngine
 from queues.errors import Invalid, RoutingError, from_code
-from queues.pipeline import ScriptPipeline
+from queues.pipeline import Function, ScriptPipeline
 from queues.policy import Policy
 
 OPS = (
@@ -56,9 +58,30 @@ _GLOB_SPECIAL = "\\*?[]"
 
 @cache
 def script_source(name: str) -> str:
-    """The full text of one script: the shared helpers, then the operation or view."""
+    """One operation or view as a plain script: the shared helpers, `begin`, the operation."""
     lua = resources.files("queues") / "lua"
-    return (lua / "lib.lua").read_text("utf-8") + "\n" + (lua / f"{name}.lua").read_text("utf-8")
+    lib = (lua / "lib.lua").read_text("utf-8")
+    return lib + "\nbegin(KEYS, ARGV)\n" + (lua / f"{name}.lua").read_text("utf-8")
+
+
+@cache
+def library() -> tuple[str, str]:
+    """(name, code) of the engine's Redis function library: lib.lua once, then every operation
+    and view as a function `<name>_<op>`. The name carries a digest of the code, so nodes of
+    two versions (a rolling upgrade) each call their own. lib.lua's top level (its helpers and
+    the decoded policies) is built once per load instead of once per call."""
+    lua = resources.files("queues") / "lua"
+    lib = (lua / "lib.lua").read_text("utf-8")
+    ops = {name: (lua / f"{name}.lua").read_text("utf-8") for name in OPS + VIEWS}
+    digest = hashlib.sha1("\0".join([lib, *ops.values()]).encode()).hexdigest()[:12]
+    name = f"omniroute_engine_{digest}"
+    parts = [f"#!lua name={name}", lib]
+    for op, text in ops.items():
+        parts.append(
+            f"redis.register_function('{name}_{op}', function(KEYS, ARGV)\n"
+            f"begin(KEYS, ARGV)\n{text}\nend)"
+        )
+    return name, "\n".join(parts) + "\n"
 
 
 def _glob_escape(text: str) -> str:
@@ -100,7 +123,7 @@ class RedisEngine(RoutingEngine):
         self._prefix = f"omniroute:{{{self.domain}}}:"
         self._anchor = self._key("seq")
         self._policy = msgpack.packb(policy.to_wire())
-        self._scripts: dict[str, AsyncScript] = {}
+        self._functions: dict[str, Function] = {}
         self._pipeline: ScriptPipeline | None = None
 
     def _key(self, *parts: str) -> str:
@@ -115,12 +138,10 @@ class RedisEngine(RoutingEngine):
             assert self._url is not None
             self._client = connect(self._url)
             self._owned = True
-        if not self._scripts:
-            client = self._client
-            self._scripts = {
-                name: client.register_script(script_source(name)) for name in OPS + VIEWS
-            }
-            self._pipeline = ScriptPipeline(client)
+        if not self._functions:
+            name, code = library()
+            self._functions = {op: Function(f"{name}_{op}", code) for op in OPS + VIEWS}
+            self._pipeline = ScriptPipeline(self._client)
 
     async def close(self) -> None:
         """Close the client only if this engine created it."""
@@ -128,7 +149,7 @@ class RedisEngine(RoutingEngine):
             await self._client.connection_pool.disconnect()
             self._client = None
             self._owned = False
-            self._scripts = {}
+            self._functions = {}
             self._pipeline = None
 
     async def ping(self) -> bool:
@@ -163,7 +184,7 @@ class RedisEngine(RoutingEngine):
         assert self._pipeline is not None
         packed = msgpack.packb(dict(args))
         raw = await self._pipeline.call(
-            self._scripts[name], self._anchor, self._prefix, now_ms, self._policy, packed
+            self._functions[name], self._anchor, self._prefix, now_ms, self._policy, packed
         )
         return msgpack.unpackb(raw, raw=False)
 
@@ -184,9 +205,9 @@ class RedisEngine(RoutingEngine):
         if self._pipeline is None:
             await self.start()
         assert self._pipeline is not None
-        script = self._scripts[op]
+        function = self._functions[op]
         calls = [
-            (script, (self._anchor, self._prefix, now_ms, self._policy, msgpack.packb(dict(a))))
+            (function, (self._anchor, self._prefix, now_ms, self._policy, msgpack.packb(dict(a))))
             for a in argss
         ]
         out: list[list[RawEffect] | RoutingError] = []

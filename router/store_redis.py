@@ -63,9 +63,8 @@ import msgpack
 import redis.asyncio as aioredis
 import structlog
 from redis.asyncio.client import PubSub
-from redis.commands.core import AsyncScript
 
-from queues.pipeline import GroupCommit, ScriptPipeline
+from queues.pipeline import GroupCommit, Script, ScriptPipeline
 from queues.redis import connect
 from router.store import (
     ANNOTATE_WINDOW,
@@ -170,7 +169,7 @@ class RedisStore(Store):
         self._prefix = f"omniroute:{{{domain}}}:"
         self._anchor = self._key("ids")
         self._log = self._key("log")
-        self._scripts: dict[str, AsyncScript] = {}
+        self._scripts: dict[str, Script] = {}
         self._pipeline: ScriptPipeline | None = None
         self._group_ready = False
         self._subscribing = asyncio.Lock()
@@ -206,7 +205,7 @@ class RedisStore(Store):
             self._blocking = aioredis.Redis(connection_pool=pool)
         if not self._scripts:
             client = self._client
-            self._scripts = {name: client.register_script(script_source(name)) for name in SCRIPTS}
+            self._scripts = {name: Script(client, script_source(name)) for name in SCRIPTS}
             self._pipeline = ScriptPipeline(client)
         if not self._group_ready:
             # Retried by every start() until it succeeds: Redis may be down when a node boots.
@@ -309,7 +308,8 @@ class RedisStore(Store):
         await self._redis()
         args = _pack({"c": consumer, "n": count, "idle": self.claim_idle_ms})
         try:
-            raw = await self._scripts["read"](keys=[self._anchor], args=[self._prefix, args])
+            read = self._scripts["read"].script
+            raw = await read(keys=[self._anchor], args=[self._prefix, args])
         except aioredis.ResponseError as exc:
             if "NOGROUP" in str(exc):  # Redis lost the group (restart without persistence)
                 self._group_ready = False

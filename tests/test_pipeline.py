@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from queues.pipeline import GroupCommit, ScriptPipeline
+from queues.pipeline import GroupCommit, Script, ScriptPipeline
 
 # INCR the key and return its value with ARGV[1]; error when ARGV[1] is "boom"
 SCRIPT = """
@@ -35,7 +35,7 @@ async def test_concurrent_calls_ride_few_round_trips_in_order_of_arrival(
 ) -> None:
     key = f"t-{uuid.uuid4().hex}"
     pipeline = ScriptPipeline(client)
-    script = client.register_script(SCRIPT)
+    script = Script(client, SCRIPT)
     await pipeline.call(script, key, "warm")  # loads the script
     before = await reads(client)
     answers = await asyncio.gather(*(pipeline.call(script, key, str(n)) for n in range(200)))
@@ -51,7 +51,7 @@ async def test_an_error_reply_is_raised_to_its_own_caller_only(
 ) -> None:
     key = f"t-{uuid.uuid4().hex}"
     pipeline = ScriptPipeline(client)
-    script = client.register_script(SCRIPT)
+    script = Script(client, SCRIPT)
     results = await asyncio.gather(
         *(pipeline.call(script, key, arg) for arg in ("a", "boom", "b")), return_exceptions=True
     )
@@ -65,7 +65,7 @@ async def test_a_lost_script_cache_is_reloaded_and_every_call_runs_once(
 ) -> None:
     key = f"t-{uuid.uuid4().hex}"
     pipeline = ScriptPipeline(client)
-    script = client.register_script(SCRIPT)
+    script = Script(client, SCRIPT)
     await pipeline.call(script, key, "first")
     await client.script_flush()  # as after a restart without persistence
     replies = await pipeline.many([(script, (key, str(n))) for n in range(5)])

@@ -6,7 +6,7 @@ end wrap-ups, withdraw and reclassify each other's tasks, flip agents away and b
 out and in, transfer, and tick - concurrently, on real wall-clock time, until together they
 made at least `TARGET_ASSIGNMENTS` assignments (or a hard deadline passes: the test fails).
 
-How the check is exact, not statistical: every script call is sent as `MULTI; EVALSHA; INCR
+How the check is exact, not statistical: every engine call is sent as `MULTI; FCALL; INCR
 stamp; EXEC`, so each atomic operation gets its position in the one global order Redis ran
 them in (the reservation counter `R<n>` must agree with it). The main process replays every
 call and its effects in that order through `tests.model.Model`, which fails on any offer of
@@ -36,7 +36,7 @@ import structlog
 from queues.base import Assigned, Effect, Offer, TaskEnded
 from queues.errors import RoutingError
 from queues.policy import CHANNELS, Policy
-from queues.redis import OPS, VIEWS, RedisEngine, script_source
+from queues.redis import RedisEngine, library
 from tests.model import Model
 
 WORKERS = 4
@@ -57,13 +57,14 @@ POLICY = Policy(
 
 
 class StampingRedis(aioredis.Redis):  # type: ignore[type-arg]
-    """Runs every script call in MULTI/EXEC with an INCR: its place in Redis' global order."""
+    """Runs every function or script call in MULTI/EXEC with an INCR: its place in Redis'
+    global order."""
 
     stamp_key = ""
     last_stamp = 0
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
-        if args and args[0] in ("EVALSHA", "EVAL"):
+        if args and args[0] in ("FCALL", "EVALSHA", "EVAL"):
             async with self.pipeline(transaction=True) as pipe:
                 pipe.execute_command(*args, **options)
                 pipe.incr(self.stamp_key)
@@ -243,8 +244,8 @@ async def _setup(url: str, domain: str) -> tuple[list[Call], StampingRedis, Redi
     client = stamping_client(url, domain)
     engine = RedisEngine(POLICY, client=client, domain=domain)
     await engine.start()
-    for name in OPS + VIEWS:  # loaded once, so no NOSCRIPT round inside a transaction
-        await client.script_load(script_source(name))
+    # loaded first, so no "function not found" round inside a transaction
+    await client.function_load(library()[1], replace=True)
     main = Worker(-1, engine, client, 0)
     for agent in AGENTS:
         await main.call("login", agent=agent, tier=tier_of(agent), capacity=None)
@@ -256,7 +257,7 @@ def replay(calls: list[Call]) -> Model:
     """Follow every call in the global order; the model raises on the first broken guarantee."""
     model = Model(POLICY)
     stamps = [c.stamp for c in calls]
-    assert all(stamps), "a call carried no stamp: the engine did not go through EVALSHA"
+    assert all(stamps), "a call carried no stamp: the engine did not go through FCALL"
     assert len(set(stamps)) == len(stamps), "two calls share one stamp"
     last_res = 0
     for call in sorted(calls, key=lambda c: c.stamp):

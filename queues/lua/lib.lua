@@ -1,21 +1,51 @@
--- lib.lua: the shared helpers every routing script starts with (docs/routing.md, step by step).
+-- lib.lua: the shared helpers every routing operation starts with (docs/routing.md, step by step).
+-- The engine loads lib.lua and every operation as one Redis function library (queues/redis.py):
+-- this file's top level runs once per load, and each call starts with begin(KEYS, ARGV).
 -- KEYS[1] - the domain anchor: its reservation counter, omniroute:{DOMAIN}:seq
 -- ARGV[1] - the key prefix, omniroute:{DOMAIN}:
 -- ARGV[2] - now, in ms since the epoch (time is passed in; never TIME)
 -- ARGV[3] - the policy, msgpack of Policy.to_wire()
 -- ARGV[4] - the operation's arguments, msgpack map
 -- Returns (via run): msgpack of the effect rows, or of {err = code, msg = text} when refused.
--- Records (agent:ID, task:ID) are msgpack blobs read once per script, cached, and written back
+-- Records (agent:ID, task:ID) are msgpack blobs read once per call, cached, and written back
 -- at the end only when they changed; indexes (zsets, sets, hashes) are written as we go.
 -- Refusals are decided before the first write, so a refused call changes nothing.
 
-local PREFIX = ARGV[1]
-local NOW = tonumber(ARGV[2])
-local POL = cmsgpack.unpack(ARGV[3])
-local ARG = cmsgpack.unpack(ARGV[4])
-local CH = POL.channels
-local TIERS = POL.tiers
-local FX = {}
+-- the state of one call, set by begin(); the policy's decoded tables are kept between calls
+-- (keyed by the policy's bytes: decoding them is a good part of a small call's cost)
+local ANCHOR, PREFIX, NOW, POL, ARG, CH, TIERS, FX
+local ALLOWED, BLOCKS
+local AG, TK, RAW_A, RAW_T, LOGGED
+local POLICIES, POLICY_COUNT = {}, 0
+
+local function decode_policy(raw)
+  local pol = cmsgpack.unpack(raw)
+  local allowed_by = {}
+  for g, tiers in pairs(pol.elig) do
+    allowed_by[g] = {}
+    for _, t in ipairs(tiers) do allowed_by[g][t] = true end
+  end
+  local blocks = {}
+  for _, c in ipairs(pol.blocks) do blocks[c] = true end
+  return {pol, allowed_by, blocks}
+end
+
+local function begin(keys, argv)
+  ANCHOR = keys[1]
+  PREFIX = argv[1]
+  NOW = tonumber(argv[2])
+  local known = POLICIES[argv[3]]
+  if known == nil then
+    known = decode_policy(argv[3])
+    if POLICY_COUNT >= 8 then POLICIES, POLICY_COUNT = {}, 0 end -- a few policies at a time
+    POLICIES[argv[3]] = known
+    POLICY_COUNT = POLICY_COUNT + 1
+  end
+  POL, ALLOWED, BLOCKS = known[1], known[2], known[3]
+  CH, TIERS = POL.channels, POL.tiers
+  ARG = cmsgpack.unpack(argv[4])
+  FX, AG, TK, RAW_A, RAW_T, LOGGED = {}, {}, {}, {}, {}, {}
+end
 
 -- the one key builder: omniroute:{DOMAIN}:part1:part2...
 local function key(...)
@@ -54,14 +84,6 @@ end
 
 -- policy ------------------------------------------------------------------------------------
 
-local ALLOWED = {}
-for g, tiers in pairs(POL.elig) do
-  ALLOWED[g] = {}
-  for _, t in ipairs(tiers) do ALLOWED[g][t] = true end
-end
-local BLOCKS = {}
-for _, c in ipairs(POL.blocks) do BLOCKS[c] = true end
-
 local function allowed(g, t)
   return ALLOWED[g] ~= nil and ALLOWED[g][t] == true
 end
@@ -71,8 +93,6 @@ local function levels(g)
 end
 
 -- records -----------------------------------------------------------------------------------
-
-local AG, TK, RAW_A, RAW_T = {}, {}, {}, {}
 
 -- a record (kind 'agent' or 'task') read once per script: cached in `cache`, its raw bytes in
 -- `raws` so that flush() writes back only what changed; false caches "no such record"
@@ -141,7 +161,6 @@ local function shown_of(a)
   return 'busy'
 end
 
-local LOGGED = {}
 local function logged_in(tier)
   local n = LOGGED[tier]
   if n == nil then
@@ -283,7 +302,7 @@ end
 
 local function offer(t, a)
   unline(t)
-  local res = 'R' .. call('INCR', KEYS[1])
+  local res = 'R' .. call('INCR', ANCHOR)
   local deadline = NOW + POL.res_ms
   call('HSET', key('res'), res, t.id)
   call('ZADD', key('due', 'res'), deadline, res)
