@@ -244,6 +244,7 @@ class Service:
         frames: list[tuple[str, Frame]] = []
         views: dict[str, View] = {}
         waiting: dict[str, Enqueue] = {}
+        racing: dict[str, list[Frame]] = {}
         for entry, result in zip(run, applied, strict=True):
             event = entry.event
             if isinstance(result, StoreError):  # refused for good: retrying cannot help
@@ -255,24 +256,37 @@ class Service:
             if event.type == "message" and held:
                 if interaction is not None:
                     frames.append((held, self._message_frame(conv, customer, interaction)))
-            elif conv.state != "closed" and conv.id not in waiting:
+                continue
+            if event.type == "message" and interaction is not None:
+                # Should its task be in line or held already (another node is offering it
+                # right now, its push not yet made), the message goes to that holder.
+                frame = self._message_frame(conv, customer, interaction)
+                racing.setdefault(conv.id, []).append(frame)
+            if conv.state != "closed" and conv.id not in waiting:
                 attrs: dict[str, Any] = {**customer.profile, "channel": event.channel}
                 waiting[conv.id] = Enqueue(
                     conv.id, customer.id, event.channel, customer.client_group, attrs,
                     conv.last_agent,
                 )  # fmt: skip
-            log.debug("event.routed", event_id=event.id, conversation=conv.id, state=conv.state)
         states: list[tuple[str, str, str | None]] = []
         effects: list[Effect] = []
+        to_holder: list[tuple[str, Frame]] = []
         if waiting:
-            for decided in await self.engine.enqueue_many(list(waiting.values())):
-                if isinstance(decided, RoutingError):  # Conflict: in line already, history has it
+            items = list(waiting.values())
+            for item, decided in zip(items, await self.engine.enqueue_many(items), strict=True):
+                if isinstance(decided, RoutingError):  # Conflict: in line or held already
+                    to_holder.extend((item.task, f) for f in racing.get(item.task, []))
                     continue
                 effects.extend(decided)
             more_frames, states = await self._shape(effects, views=views)
             frames.extend(more_frames)
-        await self.store.push(frames, states, ack=[entry.entry_id for entry in run])
+        ack = [entry.entry_id for entry in run]
+        await self.store.push(frames, states, ack=ack, to_holder=to_holder)
         await self._run_hooks(effects)
+        # one line per batch, not per event: at a thousand events a second that is most of
+        # the logging cost; the ids are all there for a grep
+        offers = sum(isinstance(e, Offer) for e in effects)
+        log.info("events.routed", events=[e.event.id for e in run], offers=offers)
 
     @staticmethod
     def _message_frame(conv: Conversation, customer: Customer, interaction: Interaction) -> Frame:
@@ -313,8 +327,10 @@ class Service:
             try:
                 views: dict[str, View] = {conv.id: (conv, customer, history)}
                 await self._enqueue(conv.id, customer, event.channel, conv.last_agent, views)
-            except Conflict:  # already in line (or held, if the store lagged): history has it
-                pass
+            except Conflict:  # in line already, or held while another node's offer is in flight
+                if event.type == "message" and interaction is not None:
+                    frame = self._message_frame(conv, customer, interaction)
+                    await self.store.push([], to_holder=[(conv.id, frame)])
         log.info("event.routed", event_id=event.id, conversation=conv.id, state=conv.state)
 
     async def _enqueue(

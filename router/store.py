@@ -310,6 +310,7 @@ class Store(ABC):
         frames: Sequence[tuple[str, Mapping[str, Any]]],
         states: Sequence[tuple[str, str, str | None]] = (),
         ack: Sequence[str] = (),
+        to_holder: Sequence[tuple[str, Mapping[str, Any]]] = (),
     ) -> list[int]:
         """Append frames (agent, frame without seq) to their agents' outboxes; return the seqs
         given, and wake every listener of those agents (on any node) with the frames.
@@ -317,7 +318,14 @@ class Store(ABC):
         `states` — (conversation, state, agent) changes these frames announce — are applied
         first, in the same atomic step (one round trip on Redis); a change to a closed or
         unknown conversation is skipped, so a late effect never reopens one. `ack` — log
-        entries these frames finish — are acknowledged in that same step (`ack_log`)."""
+        entries these frames finish — are acknowledged in that same step (`ack_log`).
+
+        `to_holder` — (conversation, frame) — go to the conversation's holder as the store
+        knows it at this step: at once when it is offered, assigned or in wrap-up; while it is
+        queued they wait, and the push that records it offered or assigned delivers them after
+        its own frames (its offer is being made elsewhere: a message that raced it reaches the
+        agent right after the offer); once it is closed they are dropped (history has them).
+        Returns the seqs of `frames` only."""
 
     @abstractmethod
     async def since(self, agent: str, seq: int) -> tuple[list[tuple[int, dict[str, Any]]], bool]:

@@ -77,6 +77,7 @@ from router.store import (
 )
 
 GROUPS = ("normal", "SIC", "CSC")
+HELD = ("offered", "assigned", "wrapup")  # states in which a conversation has a holder
 CHANNELS = ("chat", "sms", "email", "voice")
 EVENT_TYPES = ("message", "call.offered", "call.answered", "call.ended")
 THREAD_S = 180 * 86_400
@@ -306,6 +307,7 @@ class MemoryStore(Store):
         self._entries: dict[str, LogEntry] = {}
         self._new: deque[str] = deque()
         self._pending: dict[str, tuple[str, int]] = {}
+        self._waiting: dict[str, list[dict[str, Any]]] = {}  # to_holder frames, by conversation
         self._arrived: asyncio.Event | None = None
         self._outboxes: dict[str, deque[tuple[int, dict[str, Any]]]] = {}
         self._heads: dict[str, int] = {}
@@ -585,6 +587,7 @@ class MemoryStore(Store):
         frames: Sequence[tuple[str, Mapping[str, Any]]],
         states: Sequence[tuple[str, str, str | None]] = (),
         ack: Sequence[str] = (),
+        to_holder: Sequence[tuple[str, Mapping[str, Any]]] = (),
     ) -> list[int]:
         for conversation_id, state, agent in states:
             conv = self._conversations.get(conversation_id)
@@ -593,7 +596,8 @@ class MemoryStore(Store):
         await self.ack_log(ack)
         seqs: list[int] = []
         woken: dict[str, Frames] = {}
-        for agent, frame in frames:
+
+        def deliver(agent: str, frame: Mapping[str, Any]) -> int:
             seq = self._heads.get(agent, 0) + 1
             self._heads[agent] = seq
             box = self._outboxes.get(agent)
@@ -601,8 +605,21 @@ class MemoryStore(Store):
                 box = self._outboxes[agent] = deque(maxlen=max(self.outbox_keep, 1))
             stored = {**frame, "seq": seq}
             box.append((seq, stored))
-            seqs.append(seq)
             woken.setdefault(agent, []).append((seq, dict(stored)))
+            return seq
+
+        seqs = [deliver(agent, frame) for agent, frame in frames]
+        for conversation_id, _state, _agent in states:  # frames that waited for a holder
+            conv = self._conversations.get(conversation_id)
+            if conv is not None and conv.state in HELD and conv.agent:
+                for waited in self._waiting.pop(conversation_id, []):
+                    deliver(conv.agent, waited)
+        for conversation_id, held in to_holder:
+            conv = self._conversations.get(conversation_id)
+            if conv is not None and conv.state in HELD and conv.agent:
+                deliver(conv.agent, held)
+            elif conv is not None and conv.state == "queued":
+                self._waiting.setdefault(conversation_id, []).append(dict(held))
         for agent, pushed in woken.items():
             for wake in list(self._listeners.get(agent, ())):
                 await call_wake(wake, agent, pushed[-1][0], pushed)

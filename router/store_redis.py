@@ -494,14 +494,22 @@ class RedisStore(Store):
         frames: Sequence[tuple[str, Mapping[str, Any]]],
         states: Sequence[tuple[str, str, str | None]] = (),
         ack: Sequence[str] = (),
+        to_holder: Sequence[tuple[str, Mapping[str, Any]]] = (),
     ) -> list[int]:
-        if not frames and not states and not ack:
+        if not frames and not states and not ack and not to_holder:
             return []
         packed = [[agent, msgpack.packb(dict(frame))] for agent, frame in frames]
+        held = [[cv, msgpack.packb(dict(frame))] for cv, frame in to_holder]
         changes = [[cv, st, ag or ""] for cv, st, ag in states]
         for _cv, state, _ag in states:
             check_state(state)
-        args = {"keep": max(self.outbox_keep, 1), "f": packed, "s": changes, "ack": list(ack)}
+        args = {
+            "keep": max(self.outbox_keep, 1),
+            "f": packed,
+            "s": changes,
+            "ack": list(ack),
+            "h": held,
+        }
         seqs = await self._eval("push", args)
         return [int(seq) for seq in seqs]
 

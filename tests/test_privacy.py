@@ -252,7 +252,7 @@ async def test_no_customer_content_in_logs(
     for identifier in (*event_ids, conv, "priv-ccs", "rs-no-such-1", "/no-such-path"):
         assert identifier in output, identifier
     events = {line["event"] for line in lines}
-    assert {"event.routed", "ingest.refused", "message.sent", "http.request"} <= events
+    assert {"events.routed", "ingest.refused", "message.sent", "http.request"} <= events
     assert any(line.get("status") == 413 for line in lines)
 
 

@@ -125,3 +125,25 @@ async def test_call_steps_keep_their_place_in_a_batch(service: Service) -> None:
     assert ("offer.revoked", "withdrawn") in kinds
     service.store.claim_idle_ms = 0
     assert await service.store.read_log("another-node", 100, 0) == []
+
+
+async def test_a_message_racing_another_nodes_offer_follows_that_offer(service: Service) -> None:
+    """Node A has enqueued the conversation (the engine reserved it) but not yet pushed the
+    offer when node B routes the customer's next message: B's enqueue is refused (held), and
+    the message must reach the agent right after A's offer — not be left in history only."""
+    await available(service, "a1")
+    [first] = await service.ingest([chat("e1", "visitor:1", "hello")])
+    entries = await service.store.read_log(service.node, 100, 0)
+    applied = await service.store.apply_many(entries, service.now_ms(), 50)
+    conv, customer, _, history = applied[0]  # type: ignore[misc]
+    # node A, half-way: the engine decided, the push has not happened yet
+    effects = await service.engine.enqueue(conv.id, customer.id, "chat", "normal")
+    await service.store.ack_log([e.entry_id for e in entries])
+    await run_batch(service, [chat("e2", "visitor:1", "still there?")])  # node B
+    assert [f["type"] for f in await frames_of(service, "a1")] == ["presence", "presence"]
+    await service.apply_effects(effects, views={conv.id: (conv, customer, history)})  # node A
+    frames = [f for f in await frames_of(service, "a1") if f["type"] != "presence"]
+    assert [f["type"] for f in frames] == ["offer", "message"]
+    assert [i["body"] for i in frames[0]["conversation"]["history"]] == ["hello"]
+    assert frames[1]["interaction"]["body"] == "still there?"
+    assert first.conversation == conv.id

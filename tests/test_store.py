@@ -596,3 +596,23 @@ async def test_client_group_follows_a_change_made_through_another_node(
         assert asyncio.get_running_loop().time() < deadline + WAIT_S, "profile change unheard"
         await asyncio.sleep(0.01)
     assert await first.client_group("nobody") is None
+
+
+async def test_a_frame_for_the_holder_waits_for_the_offer_racing_it(store: Store) -> None:
+    """Another node enqueued the conversation and is about to push its offer: a message that
+    raced it reaches the agent right after the offer, never before it and never lost."""
+    [row] = await store.ingest([ev("h1")], NOW)
+    await drain(store)
+    cv = row.conversation
+    await store.push([], to_holder=[(cv, {"type": "message", "n": 1})])  # queued: it waits
+    assert await store.since("a1", 0) == ([], True)
+    await store.push([("a1", {"type": "offer"})], [(cv, "offered", "a1")])
+    frames, _ = await store.since("a1", 0)
+    assert [(n, f["type"]) for n, f in frames] == [(1, "offer"), (2, "message")]
+    await store.push([], to_holder=[(cv, {"type": "message", "n": 2})])  # held: at once
+    await store.push([("a1", {"type": "assigned"})], [(cv, "assigned", "a1")])  # nothing left
+    frames, _ = await store.since("a1", 2)
+    assert [(f["type"], f.get("n")) for _, f in frames] == [("message", 2), ("assigned", None)]
+    await store.push([], [(cv, "closed", "a1")])
+    await store.push([], to_holder=[(cv, {"type": "message", "n": 3})])  # closed: dropped
+    assert await store.head("a1") == 4

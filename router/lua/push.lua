@@ -9,25 +9,47 @@
 -- msgpack [[seq, frame msgpack], …] — the frames themselves, so a listener that is up to date
 -- delivers them without reading the outbox. ARG.ack: log entry ids these frames finish,
 -- XACKed and XDELed in the same step.
--- Returns msgpack [seq per frame].
+-- ARG.h: [[conversation, frame msgpack]] for the conversation's holder as it is now: pushed to
+-- it when the conversation is offered, assigned or in wrap-up; kept in pend:CONVERSATION while
+-- it is queued (its offer is being made on some node) and pushed, after that push's own
+-- frames, by the push that records it offered or assigned; dropped once it is closed.
+-- Returns msgpack [seq per frame of ARG.f].
 
 for _, change in ipairs(ARG.s or {}) do
   local v = conversation(change[1])
   if v then set_conversation_state(v, change[2], change[3]) end
 end
 local out, pushed, order = {}, {}, {}
-for i, pair in ipairs(ARG.f) do
-  local agent = pair[1]
+local function deliver(agent, frame)
   local seq = call('INCR', key('oseq', agent))
-  call('XADD', key('obox', agent), 'MAXLEN', ARG.keep, seq .. '-0', 'f', pair[2])
-  out[i] = seq
+  call('XADD', key('obox', agent), 'MAXLEN', ARG.keep, seq .. '-0', 'f', frame)
   local list = pushed[agent]
   if list == nil then
     list = {}
     pushed[agent] = list
     order[#order + 1] = agent
   end
-  list[#list + 1] = {seq, pair[2]}
+  list[#list + 1] = {seq, frame}
+  return seq
+end
+for i, pair in ipairs(ARG.f) do out[i] = deliver(pair[1], pair[2]) end
+local HELD = {offered = true, assigned = true, wrapup = true}
+for _, change in ipairs(ARG.s or {}) do -- frames that waited for this conversation's holder
+  local v = conversation(change[1])
+  if v and HELD[v.st] and v.ag ~= '' then
+    local pend = key('pend', v.id)
+    for _, frame in ipairs(call('LRANGE', pend, 0, -1)) do deliver(v.ag, frame) end
+    call('DEL', pend)
+  end
+end
+for _, pair in ipairs(ARG.h or {}) do
+  local v = conversation(pair[1])
+  if v and HELD[v.st] and v.ag ~= '' then
+    deliver(v.ag, pair[2])
+  elseif v and v.st == 'queued' then
+    call('RPUSH', key('pend', v.id), pair[2])
+    call('EXPIRE', key('pend', v.id), 86400)
+  end
 end
 for _, agent in ipairs(order) do
   call('PUBLISH', key('wake', agent), cmsgpack.pack(pushed[agent]))
