@@ -146,6 +146,12 @@ class QueueStats:
     answered_in_threshold: int
     abandoned: int
     agents: Mapping[str, Mapping[str, int]]
+    answer_wait_s: float = 0.0  # the waiting time of every answered task, summed
+
+    @property
+    def average_speed_of_answer_s(self) -> float | None:
+        """Mean wait from arrival to the accept, of the answered; None before any."""
+        return self.answer_wait_s / self.answered if self.answered else None
 
     @property
     def service_level(self) -> float | None:
@@ -432,6 +438,7 @@ class RoutingEngine(ABC):
                 answered_in_threshold=int(row["answered_sl"]),
                 abandoned=int(row["abandoned"]),
                 agents={t: dict(row["agents"].get(t) or {}) for t in TIERS},
+                answer_wait_s=row.get("answer_ms", 0) / 1000,
             )
             for row in rows
         ]

@@ -20,7 +20,7 @@ from queues.base import RawEffect, RoutingEngine
 from queues.errors import Conflict, Expired, Forbidden, NotFound
 from queues.policy import CHANNELS, TIERS, Policy
 
-STATS_KEYS = ("offered", "answered", "answered_sl", "abandoned")
+STATS_KEYS = ("offered", "answered", "answered_sl", "answer_ms", "abandoned")
 DUE_KINDS = ("alive", "res", "wrap", "pref", "level")
 
 
@@ -488,6 +488,7 @@ class MemoryEngine(RoutingEngine):
             t.answered = True
             stats = self._stats[t.channel]
             stats["answered"] += 1
+            stats["answer_ms"] += self._now - t.enq
             if self._now - t.enq <= self._wire["sl_ms"]:
                 stats["answered_sl"] += 1
         self._fx.append(["assigned", t.id, res.agent, t.channel])

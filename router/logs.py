@@ -168,7 +168,9 @@ def configure_logging(
     structlog.configure(
         processors=[*shared, *tracebacks, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        # one write per line (message and newline together): workers of `serve --workers`
+        # share one stderr, and two writes per line could interleave with another's
+        logger_factory=structlog.WriteLoggerFactory(out),
         cache_logger_on_first_use=cache,
     )
     handler = logging.StreamHandler(out)

@@ -79,10 +79,12 @@ class Metrics:
         self._frames = Counter("omniroute_frames_sent", "Frames written", ["kind"], registry=r)
         self._sessions = Gauge("omniroute_ws_sessions", "Open sockets", ["kind"], registry=r)
         self._dropped = Counter("omniroute_ws_dropped", "Sockets too slow", ["kind"], registry=r)
-        for result in INGEST_RESULTS:
-            self._ingested.labels(result=result)
+        # the children, made once: labels() per call costs a lock and a lookup on hot paths
+        self._ingested_by = {
+            result: self._ingested.labels(result=result) for result in INGEST_RESULTS
+        }
+        self._frames_by = {kind: self._frames.labels(kind=kind) for kind in SOCKET_KINDS}
         for kind in SOCKET_KINDS:
-            self._frames.labels(kind=kind)
             self._sessions.labels(kind=kind)
             self._dropped.labels(kind=kind)
 
@@ -90,7 +92,7 @@ class Metrics:
         """`accepted`/`duplicate` count events; any other value is a refusal reason (one
         request), counted as `refused` and by reason. Fits `router.ingest`'s `on_result`."""
         if result in ("accepted", "duplicate"):
-            self._ingested.labels(result=result).inc(n)
+            self._ingested_by[result].inc(n)
             return
         if not _REASON.fullmatch(result):
             raise ValueError("a refusal reason is 1-32 of a-z and _")
@@ -101,7 +103,10 @@ class Metrics:
         self._offers.inc(n)
 
     def sent(self, kind: str, n: int = 1) -> None:
-        self._frames.labels(kind=_kind(kind)).inc(n)
+        child = self._frames_by.get(kind)
+        if child is None:
+            raise ValueError(f"kind must be one of {', '.join(SOCKET_KINDS)}")
+        child.inc(n)
 
     def dropped(self, kind: str) -> None:
         self._dropped.labels(kind=_kind(kind)).inc()
@@ -181,7 +186,12 @@ def queue_row(row: QueueStats) -> dict[str, Any]:
         "abandoned": row.abandoned,
         "service_level": row.service_level,
         "answered_in_threshold": row.answered_in_threshold,
+        "average_speed_of_answer_s": _rounded(row.average_speed_of_answer_s),
     }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
 def agent_row(view: dict[str, Any]) -> dict[str, Any]:

@@ -136,7 +136,9 @@ async def test_queue_rows(client: TestClient[web.Request, web.Application]) -> N
         "abandoned": 0,
         "service_level": 1.0,
         "answered_in_threshold": 1,
+        "average_speed_of_answer_s": 5.0,  # accepted 5 s after it arrived
     }
+    assert rows["email"]["average_speed_of_answer_s"] is None
     assert rows["email"]["waiting"] == 1
     assert rows["email"]["longest_wait_s"] == 30.0
     assert rows["email"]["service_level"] is None  # nothing answered or abandoned yet

@@ -13,6 +13,7 @@ return main(function()
   if not t.ans then
     t.ans = true
     call('HINCRBY', key('stats', t.ch), 'answered', 1)
+    call('HINCRBY', key('stats', t.ch), 'answer_ms', NOW - t.enq)
     if NOW - t.enq <= POL.sl_ms then call('HINCRBY', key('stats', t.ch), 'answered_sl', 1) end
   end
   emit({'assigned', t.id, t.ag, t.ch})

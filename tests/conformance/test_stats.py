@@ -3,6 +3,8 @@ and agents per tier and state."""
 
 from __future__ import annotations
 
+import pytest
+
 from queues.base import RoutingEngine
 from queues.policy import CHANNELS
 from tests.conformance.helpers import agent, agent_counts, res_of, stats_row
@@ -77,7 +79,9 @@ async def test_answered_service_level_and_abandoned(
     chat = stats_row(await engine.queue_stats(), "chat")
     assert (chat.offered, chat.answered, chat.answered_in_threshold, chat.abandoned) == (4, 2, 1, 1)
     assert chat.service_level == 1 / 3
+    assert chat.average_speed_of_answer_s == pytest.approx((19.5 + 25) / 2)  # of the answered
     assert stats_row(await engine.queue_stats(), "sms").service_level is None
+    assert stats_row(await engine.queue_stats(), "sms").average_speed_of_answer_s is None
 
 
 async def test_answered_at_the_threshold_counts(engine: RoutingEngine, clock: FakeClock) -> None:
