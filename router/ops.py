@@ -420,7 +420,10 @@ class Ops:
             return web.json_response(body, status=503)
         # A browser that offered `bearer.<JWT>` needs a protocol chosen back, or it fails.
         ws = web.WebSocketResponse(
-            protocols=("omniroute.v1.json",), heartbeat=30.0, max_msg_size=4096, timeout=CLOSE_WAIT_S
+            protocols=("omniroute.v1.json",),
+            heartbeat=30.0,
+            max_msg_size=4096,
+            timeout=CLOSE_WAIT_S,
         )
         await ws.prepare(request)
         sub = self.hub.subscribe()

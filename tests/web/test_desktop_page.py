@@ -1,0 +1,77 @@
+"""The web agent desktop (`GET /desktop`) in Chromium against the real server."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from playwright.async_api import expect
+
+from tests.web.conftest import Browser, Site, agent_token, shot
+
+TWO_S = 2000  # ms: what "at once" means in these tests
+
+
+async def sign_in(page: Any, site: Site, token: str, *, form: bool = False) -> None:
+    """Open the desktop with the token in the fragment (or typed into the form), then wait
+    for the welcome: the agent's state shown in the header."""
+    if form:
+        await page.goto(f"{site.base}/desktop")
+        await page.get_by_role("textbox", name="Token").fill(token)
+        await page.get_by_role("button", name="Sign in").click()
+    else:
+        await page.goto(f"{site.base}/desktop#token={token}")
+    await expect(page.get_by_role("status").filter(has_text="Connected")).to_be_visible()
+    await expect(page.get_by_text("State: away")).to_be_visible()
+
+
+async def go_available(page: Any) -> None:
+    await page.get_by_role("button", name="Available", exact=True).click()
+    await expect(page.get_by_text("State: available")).to_be_visible()
+    button = page.get_by_role("button", name="Available", exact=True)
+    await expect(button).to_have_attribute("aria-pressed", "true")
+
+
+async def accept_offer(page: Any, first_line: str) -> None:
+    offer = page.get_by_role("listitem", name=re.compile(r"^Offer: chat"))
+    await expect(offer).to_be_visible()
+    await expect(offer).to_contain_text(first_line)
+    await expect(offer).to_contain_text(re.compile(r"Expires in \d+ s"))
+    await offer.get_by_role("button", name="Accept", exact=True).click()
+    await expect(offer).to_have_count(0)
+    timeline = page.get_by_role("list", name="Timeline")
+    await expect(timeline).to_contain_text(first_line)
+
+
+async def test_sign_in_accept_reply_and_complete(site: Site, browser: Browser) -> None:
+    page = await browser.page(site.base)
+    await sign_in(page, site, agent_token("a1", "CCS", "Anna"), form=True)
+    assert "token" not in page.url
+    await expect(page.get_by_text("Anna")).to_be_visible()
+    await expect(page.get_by_text("CCS", exact=True)).to_be_visible()
+    await go_available(page)
+
+    visitor = await site.visitor("v-main")
+    await visitor.say("Hallo, mein Login geht nicht")
+    await accept_offer(page, "Hallo, mein Login geht nicht")
+    await expect(page.get_by_role("button", name=re.compile(r"chat"))).to_be_visible()
+
+    reply = page.get_by_role("textbox", name="Reply")
+    await reply.fill("Guten Tag, ich schaue nach.")
+    await expect(page.get_by_role("combobox", name="Channel")).to_have_value("chat")
+    await page.get_by_role("button", name="Send", exact=True).click()
+    answer = await visitor.until("message")
+    assert answer["body"] == "Guten Tag, ich schaue nach." and answer["from"] == "agent"
+    await expect(reply).to_have_value("")
+    timeline = page.get_by_role("list", name="Timeline")
+    await expect(timeline).to_contain_text("Guten Tag, ich schaue nach.")
+    await shot(page, "desktop")
+
+    await page.get_by_role("combobox", name="Disposition").select_option("follow-up")
+    await page.get_by_role("button", name="Complete", exact=True).click()
+    wrapup = page.get_by_text(re.compile(r"Wrap-up: \d+ s left · disposition: follow-up"))
+    await expect(wrapup).to_be_visible()
+    await expect(page.get_by_text("State: wrapup")).to_be_visible()
+    await page.get_by_role("button", name="Finish wrap-up").click()
+    await expect(page.get_by_text("You hold none.")).to_be_visible()
+    await expect(page.get_by_text("State: available")).to_be_visible()
