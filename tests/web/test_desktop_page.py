@@ -75,3 +75,76 @@ async def test_sign_in_accept_reply_and_complete(site: Site, browser: Browser) -
     await page.get_by_role("button", name="Finish wrap-up").click()
     await expect(page.get_by_text("You hold none.")).to_be_visible()
     await expect(page.get_by_text("State: available")).to_be_visible()
+
+
+async def test_sic_by_a_pam_agent_removes_the_conversation_from_a_ccs_page(
+    site: Site, browser: Browser
+) -> None:
+    page = await browser.page(site.base)
+    await sign_in(page, site, agent_token("a1", "CCS"))
+    await go_available(page)
+    visitor = await site.visitor("v-sic")
+    ack = await visitor.say("Ich habe eine Frage zu meinem Konto")
+    await accept_offer(page, "Ich habe eine Frage zu meinem Konto")
+    await page.get_by_role("textbox", name="Reply").fill("halb getippt")
+    await page.get_by_role("textbox", name="V-card").fill("notiert, nicht gespeichert")
+    await expect(page.get_by_role("button", name="SIC", exact=True)).to_be_enabled()
+    await expect(page.get_by_role("button", name="CSC", exact=True)).to_be_enabled()
+
+    pam = await site.desk("p1", "PAM")
+    answer = await pam.request("customer.classify", customer=ack["customer"], group="SIC")
+    assert answer["type"] == "ack", answer
+
+    timeline = page.get_by_role("list", name="Timeline")
+    await expect(page.get_by_text("Ich habe eine Frage zu meinem Konto")).to_have_count(
+        0, timeout=TWO_S
+    )
+    await expect(timeline).to_have_count(1)
+    await expect(page.get_by_text("You hold none.")).to_be_visible(timeout=TWO_S)
+    await expect(page.get_by_text(ack["customer"])).to_have_count(0)
+    await expect(page.get_by_text(re.compile("for another tier"))).to_be_visible()
+    kept = await page.evaluate("JSON.stringify(Object.values(sessionStorage))")
+    assert "halb getippt" not in kept and "nicht gespeichert" not in kept
+    await page.reload()
+    await expect(page.get_by_role("status").filter(has_text="Connected")).to_be_visible()
+    await expect(page.get_by_text("You hold none.")).to_be_visible()
+    await expect(page.get_by_text("Ich habe eine Frage zu meinem Konto")).to_have_count(0)
+
+
+async def test_a_stale_vcard_save_shows_both_texts_and_keeps_the_agents_text(
+    site: Site, browser: Browser
+) -> None:
+    page = await browser.page(site.base)
+    await sign_in(page, site, agent_token("a1", "CCS"))
+    await go_available(page)
+    visitor = await site.visitor("v-vcard")
+    ack = await visitor.say("Bitte notieren Sie meine Lieblingsfarbe")
+    await accept_offer(page, "Bitte notieren Sie meine Lieblingsfarbe")
+    vcard = page.get_by_role("textbox", name="V-card")
+    await vcard.fill("mag Tee (von a1)")
+
+    colleague = await site.desk("p1", "PAM")
+    current = await colleague.request("customer.get", customer=ack["customer"])
+    version = current["customer"]["version"]
+    fields = {"vcard": "mag Kaffee (von p1)"}
+    saved = await colleague.request(
+        "customer.update", customer=ack["customer"], version=version, fields=fields
+    )
+    assert saved["type"] == "customer", saved
+
+    await page.get_by_role("button", name="Save", exact=True).click()
+    conflict = page.get_by_role("alert").filter(has_text="Changed by someone else")
+    await expect(conflict).to_be_visible()
+    await expect(conflict).to_contain_text("mag Kaffee (von p1)")
+    await expect(conflict).to_contain_text("mag Tee (von a1)")
+    await expect(vcard).to_have_value("mag Tee (von a1)")
+
+    await page.reload()  # unsaved text survives a reload
+    await expect(page.get_by_role("status").filter(has_text="Connected")).to_be_visible()
+    await expect(vcard).to_have_value("mag Tee (von a1)")
+
+    await page.get_by_role("button", name="Save", exact=True).click()  # deliberately: mine
+    await expect(page.get_by_text(re.compile(r"Saved \(version \d+\)"))).to_be_visible()
+    check = await colleague.request("customer.get", customer=ack["customer"])
+    assert check["customer"]["vcard"] == "mag Tee (von a1)"
+    await expect(vcard).to_have_value("mag Tee (von a1)")

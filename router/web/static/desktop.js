@@ -232,7 +232,7 @@ const FRAMES = {
         else store.drop(`edit.${f.customer.id}`);
       }
       S.conflict = null;
-      $("save-state").textContent = `Saved (version ${f.customer.version}).`;
+      S.saveNote = { customer: f.customer.id, text: `Saved (version ${f.customer.version}).` };
     }
   },
   ack(f, live) {
@@ -269,7 +269,7 @@ const FRAMES = {
       const draft = store.get(`edit.${f.customer.id}`);
       if (draft) store.set(`edit.${f.customer.id}`, { ...draft, version: f.customer.version });
       S.conflict = { customer: f.customer.id, fields: Object.keys(extra.fields || draft?.fields || {}) };
-      $("save-state").textContent = "";
+      S.saveNote = null;
       S.shown.form = "";
       return;
     }
@@ -556,6 +556,9 @@ function renderCustomer() {
   $("cust-body").hidden = !cust;
   if (!cust) {
     S.shown.form = "";
+    $("cust-h").textContent = "Customer";
+    $("profile").replaceChildren();
+    for (const name of EDITABLE) $(`f-${name}`).value = "";
     $("conflict").hidden = true;
     return;
   }
@@ -572,12 +575,12 @@ function renderCustomer() {
   const key = `${cust.id}:${cust.version}`;
   if (S.shown.form !== key) {
     S.shown.form = key;
-    if (!S.conflict || S.conflict.customer !== cust.id) $("save-state").textContent = "";
     for (const name of EDITABLE) {
       const value = draft?.fields?.[name];
       $(`f-${name}`).value = value ?? cust[name] ?? "";
     }
   }
+  $("save-state").textContent = S.saveNote?.customer === cust.id ? S.saveNote.text : "";
   const conflict = S.conflict?.customer === cust.id ? S.conflict : null;
   $("conflict").hidden = !conflict;
   if (conflict) {
@@ -652,7 +655,8 @@ function editField(ev) {
   else draft.fields[name] = ev.target.value;
   if (Object.keys(draft.fields).length) store.set(key, draft);
   else store.drop(key);
-  $("save-state").textContent = Object.keys(draft.fields).length ? "Not saved yet." : "";
+  S.saveNote = { customer: cust.id, text: Object.keys(draft.fields).length ? "Not saved yet." : "" };
+  schedule();
 }
 
 function save(ev) {
@@ -662,12 +666,14 @@ function save(ev) {
   if (!cust) return;
   const draft = store.get(`edit.${cust.id}`);
   if (!draft || !Object.keys(draft.fields).length) {
-    $("save-state").textContent = "Nothing changed.";
+    S.saveNote = { customer: cust.id, text: "Nothing changed." };
+    schedule();
     return;
   }
   const fields = { ...draft.fields };
   if (request("customer.update", { customer: cust.id, version: draft.version, fields }, "save", cust.id, { fields })) {
-    $("save-state").textContent = "Saving…";
+    S.saveNote = { customer: cust.id, text: "Saving…" };
+    schedule();
   }
 }
 
