@@ -184,3 +184,82 @@ def agent_token(agent: str, tier: str = "CCS", name: str | None = None) -> str:
 
 def ops_token() -> str:
     return make_token("ops-1", "SAM", "ops")
+
+
+class Proxy:
+    """A TCP proxy in front of the server, so a test can cut the browser's connections and
+    hold new ones (they wait, unanswered, instead of failing) until it lets them through."""
+
+    def __init__(self, upstream: str) -> None:
+        host, _, port = upstream.removeprefix("http://").partition(":")
+        self.upstream = (host, int(port))
+        self.open = asyncio.Event()
+        self.open.set()
+        self.writers: set[asyncio.StreamWriter] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.server: asyncio.Server | None = None
+        self.base = ""
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        self.base = f"http://127.0.0.1:{port}"
+        return self.base
+
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.create_task(self._serve(reader, writer))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.add(writer)
+        try:
+            await self.open.wait()
+            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+            self.writers.add(up_writer)
+            await asyncio.gather(
+                _pipe(reader, up_writer), _pipe(up_reader, writer), return_exceptions=True
+            )
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            for w in (writer,):
+                w.transport.abort()
+
+    def cut(self) -> None:
+        """Drop every connection now and hold the next ones."""
+        self.open.clear()
+        for writer in list(self.writers):
+            writer.transport.abort()
+        self.writers.clear()
+
+    def release(self) -> None:
+        self.open.set()
+
+    async def close(self) -> None:
+        self.cut()
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    finally:
+        writer.transport.abort()
+
+
+@pytest.fixture
+async def proxy(site: Site) -> AsyncIterator[Proxy]:
+    held = Proxy(site.base)
+    await held.start()
+    try:
+        yield held
+    finally:
+        await held.close()

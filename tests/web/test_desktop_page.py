@@ -7,7 +7,8 @@ from typing import Any
 
 from playwright.async_api import expect
 
-from tests.web.conftest import Browser, Site, agent_token, shot
+from router.app import SERVICE_KEY
+from tests.web.conftest import Browser, Proxy, Site, agent_token, shot
 
 TWO_S = 2000  # ms: what "at once" means in these tests
 
@@ -148,3 +149,43 @@ async def test_a_stale_vcard_save_shows_both_texts_and_keeps_the_agents_text(
     check = await colleague.request("customer.get", customer=ack["customer"])
     assert check["customer"]["vcard"] == "mag Tee (von a1)"
     await expect(vcard).to_have_value("mag Tee (von a1)")
+
+
+async def test_a_dropped_connection_shows_resumes_and_loses_nothing(
+    site: Site, proxy: Proxy, browser: Browser
+) -> None:
+    page = await browser.page(proxy.base)
+    via = Site(proxy.base, site.app, site.http)  # the page's view of the server
+    await sign_in(page, via, agent_token("a1", "CCS"))
+    await go_available(page)
+    visitor = await site.visitor("v-drop")
+    await visitor.say("Erste Nachricht")
+    await accept_offer(page, "Erste Nachricht")
+    store = site.app[SERVICE_KEY].store
+    head = await store.head("a1")
+
+    proxy.cut()
+    status = page.get_by_role("status").filter(has_text="Connection lost")
+    await expect(status).to_be_visible()
+    await visitor.say("Zweite, während der Lücke")
+    await visitor.say("Dritte, während der Lücke")
+
+    async def pushed() -> bool:
+        return await store.head("a1") >= head + 2
+
+    await site.eventually(pushed)
+    timeline = page.get_by_role("list", name="Timeline")
+    await expect(timeline).not_to_contain_text("Zweite")
+    proxy.release()
+    await expect(page.get_by_role("status").filter(has_text="nothing missed")).to_be_visible()
+    await expect(timeline).to_contain_text("Zweite, während der Lücke")
+    await expect(timeline).to_contain_text("Dritte, während der Lücke")
+    await expect(page.get_by_text("Zweite, während der Lücke")).to_have_count(1)
+    await expect(timeline.get_by_role("listitem")).to_have_count(3)
+
+    # still usable: the reply goes out over the new socket (Ctrl+Enter sends)
+    reply = page.get_by_role("textbox", name="Reply")
+    await reply.fill("Alles angekommen.")
+    await reply.press("Control+Enter")
+    answer = await visitor.until("message")
+    assert answer["body"] == "Alles angekommen."

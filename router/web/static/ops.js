@@ -137,7 +137,7 @@ function onStatus(st) {
   const conn = $("conn");
   conn.dataset.state = st.state;
   conn.textContent = {
-    connecting: "Connecting…",
+    connecting: st.attempt ? `Connection lost — reconnecting (attempt ${st.attempt})` : "Connecting…",
     open: "Live",
     down: `Connection lost — reconnecting in ${seconds((st.delay || 0) / 1000)}`,
     refused: "Refused by the server: sign in again",
