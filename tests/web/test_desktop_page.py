@@ -8,6 +8,7 @@ from typing import Any
 from playwright.async_api import expect
 
 from router.app import SERVICE_KEY
+from tests.test_e2e import event
 from tests.web.conftest import Browser, Proxy, Site, agent_token, shot
 
 TWO_S = 2000  # ms: what "at once" means in these tests
@@ -189,3 +190,66 @@ async def test_a_dropped_connection_shows_resumes_and_loses_nothing(
     await reply.press("Control+Enter")
     answer = await visitor.until("message")
     assert answer["body"] == "Alles angekommen."
+
+
+async def test_keyboard_accept_and_transfer_to_a_colleague(site: Site, browser: Browser) -> None:
+    page = await browser.page(site.base)
+    await sign_in(page, site, agent_token("a1", "CCS"))
+    shortcuts = page.get_by_role("group").filter(has_text="Keyboard shortcuts")
+    await shortcuts.get_by_text("Keyboard shortcuts").click()
+    await expect(shortcuts).to_contain_text("accept the oldest offer")
+    await go_available(page)
+    colleague = await site.desk("a2", "CCS")
+    visitor = await site.visitor("v-transfer")
+    await visitor.say("Bitte an die Kollegin weitergeben")
+    offer = page.get_by_role("listitem", name=re.compile(r"^Offer: chat"))
+    await expect(offer).to_be_visible()
+    await page.keyboard.press("Alt+KeyA")
+    await expect(offer).to_have_count(0)
+    timeline = page.get_by_role("list", name="Timeline")
+    await expect(timeline).to_contain_text("Bitte an die Kollegin weitergeben")
+
+    await colleague.available()  # a transfer goes to an agent who is there
+    await page.get_by_role("combobox", name="To agent or tier").fill("a2")
+    await page.get_by_role("button", name="Transfer", exact=True).click()
+    handed = await colleague.until("offer")
+    bodies = [ix["body"] for ix in handed["conversation"]["history"]]
+    assert bodies == ["Bitte an die Kollegin weitergeben"]  # with its history
+    await expect(page.get_by_text("You hold none.")).to_be_visible()
+    await expect(page.get_by_text("Bitte an die Kollegin weitergeben")).to_have_count(0)
+
+
+async def test_one_timeline_across_chat_sms_and_email(site: Site, browser: Browser) -> None:
+    page = await browser.page(site.base)
+    await sign_in(page, site, agent_token("a1", "CCS"))
+    await go_available(page)
+    linked = {"customer_id": "c-42", "profile": {"birthday": "1990-04-01", "coins": 120}}
+    await site.post(event(sender="visitor:c42", body="Per Chat: Hallo", **linked))
+    await accept_offer(page, "Per Chat: Hallo")
+    await site.post(
+        event(
+            sender="+4915112345678",
+            channel="sms",
+            body="Per SMS: bin unterwegs",
+            customer_id="c-42",
+        )
+    )
+    await site.post(
+        event(
+            sender="anna@example.org",
+            channel="email",
+            subject="Rechnung 2026-11",
+            body="Per Mail: die Rechnung",
+            customer_id="c-42",
+        )
+    )
+    timeline = page.get_by_role("list", name="Timeline")
+    await expect(timeline).to_contain_text("Per Chat: Hallo")
+    await expect(timeline).to_contain_text("Per SMS: bin unterwegs")
+    await expect(timeline).to_contain_text("Subject: Rechnung 2026-11")
+    await expect(timeline).to_contain_text("email · received")
+    channel = page.get_by_role("combobox", name="Channel")
+    await expect(channel).to_have_value("email")  # the customer's last channel
+    customer = page.get_by_role("region", name="Customer c-42", exact=True)
+    await expect(customer).to_contain_text(re.compile(r"1990-04-01 \(age \d+\)"))
+    await expect(customer).to_contain_text("120")

@@ -280,6 +280,14 @@ const FRAMES = {
     if ((what === "accept" || what === "reject") && ["expired", "not_found", "forbidden"].includes(f.code)) {
       S.offers.delete(id);
     }
+    // The server no longer counts this conversation as ours (a call that ended, another tab
+    // that completed it): it leaves the page; in wrap-up already, it is shown so.
+    const held = ["send", "complete", "transfer", "done"].includes(what) && S.convs.get(id);
+    if (held && (f.code === "not_found" || f.code === "forbidden")) purge(id, "gone");
+    else if (held && what === "complete" && f.code === "conflict" && held.state !== "wrapup") {
+      held.state = "wrapup";
+      held.wrapupUntil = Date.now() + 1000 * (S.config.wrapup_s[held.last_channel] ?? 30);
+    }
     if (what === "send" && extra.text && live) {
       const reply = $("reply");
       if (S.selected === id && !reply.value) reply.value = extra.text;
@@ -507,11 +515,17 @@ function renderConversation() {
   $("conv-info").textContent = `Channels: ${conv.channels.join(", ")} · last: ${conv.last_channel || "–"}`;
   if (S.shown.conv !== conv.id) {
     S.shown.conv = conv.id;
+    S.shown.channels = "";
     $("reply").value = store.get(`reply.${conv.id}`) || "";
-    const channel = $("reply-channel");
-    const options = replyChannels(conv);
+  }
+  // The channel to answer on: the one the agent picked, else the customer's last.
+  const options = replyChannels(conv);
+  const wanted = options.includes(conv.picked) ? conv.picked : options.includes(conv.last_channel) ? conv.last_channel : options[0];
+  const channel = $("reply-channel");
+  if (S.shown.channels !== `${options}|${wanted}`) {
+    S.shown.channels = `${options}|${wanted}`;
     channel.replaceChildren(...options.map((c) => el("option", { value: c }, c)));
-    channel.value = options.includes(conv.last_channel) ? conv.last_channel : options[0];
+    channel.value = wanted;
   }
   const key = `${conv.id}:${conv.history.length}:${JSON.stringify(conv.statuses)}`;
   if (S.shown.timeline !== key) {
@@ -746,13 +760,15 @@ function showSignIn(error) {
   $("conn").dataset.state = "";
 }
 
-function signOut(error) {
+// Signing out on purpose forgets what was typed; a token the server refused keeps it, so
+// nothing is lost when the agent signs in again with a fresh one.
+function signOut(error, forget = false) {
   S.socket?.stop();
   S.socket = null;
   S.seq = null;
   S.agent = null;
   resetWork();
-  store.clear();
+  if (forget) store.clear();
   dropToken(PAGE);
   showSignIn(error);
 }
@@ -766,11 +782,15 @@ function wire() {
     saveToken(PAGE, token);
     start(token);
   });
-  $("sign-out").addEventListener("click", () => signOut());
+  $("sign-out").addEventListener("click", () => signOut("", true));
   $("alerts").addEventListener("click", enableAlerts);
   $("go-available").addEventListener("click", () => request("presence.set", { state: "available" }, "presence", "available"));
   $("go-away").addEventListener("click", () => request("presence.set", { state: "away" }, "presence", "away"));
   $("reply-form").addEventListener("submit", sendReply);
+  $("reply-channel").addEventListener("change", () => {
+    const conv = S.convs.get(S.selected);
+    if (conv) conv.picked = $("reply-channel").value;
+  });
   $("reply").addEventListener("input", () => S.selected && store.set(`reply.${S.selected}`, $("reply").value));
   $("complete").addEventListener("click", complete);
   $("wrapup-done").addEventListener("click", () => S.selected && request("wrapup.done", { conversation: S.selected }, "done", S.selected));
