@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 from playwright.async_api import expect
 
 from router.app import SERVICE_KEY
-from tests.test_e2e import event
+from tests.test_e2e import event, make_token
 from tests.web.conftest import Browser, Proxy, Site, agent_token, shot
 
 TWO_S = 2000  # ms: what "at once" means in these tests
@@ -253,3 +254,28 @@ async def test_one_timeline_across_chat_sms_and_email(site: Site, browser: Brows
     customer = page.get_by_role("region", name="Customer c-42", exact=True)
     await expect(customer).to_contain_text(re.compile(r"1990-04-01 \(age \d+\)"))
     await expect(customer).to_contain_text("120")
+
+
+async def test_a_gap_the_server_cannot_replay_is_said_and_rebuilt(
+    site: Site, proxy: Proxy, browser: Browser
+) -> None:
+    page = await browser.page(proxy.base)
+    via = Site(proxy.base, site.app, site.http)
+    await sign_in(page, via, agent_token("a1", "CCS"))
+    proxy.cut()
+    await expect(page.get_by_role("status").filter(has_text="Connection lost")).to_be_visible()
+    store = site.app[SERVICE_KEY].store
+    await store.push([("a1", {"type": "ack", "ref": None}) for _ in range(1001)])  # > kept
+    proxy.release()
+    rebuilt = page.get_by_role("status").filter(has_text="rebuilt after a gap")
+    await expect(rebuilt).to_be_visible()
+
+
+async def test_an_expired_token_asks_to_sign_in_again(site: Site, browser: Browser) -> None:
+    page = await browser.page(site.base)
+    expired = make_token("a1", "CCS", exp=time.time() - 60)
+    await page.goto(f"{site.base}/desktop#token={expired}")
+    await expect(
+        page.get_by_role("alert").filter(has_text="The token has expired.")
+    ).to_be_visible()
+    await expect(page.get_by_role("textbox", name="Token")).to_be_visible()

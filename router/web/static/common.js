@@ -73,6 +73,11 @@ export class Socket {
   }
 
   open() {
+    const problem = tokenProblem(this.token); // e.g. expired during the shift: do not retry
+    if (problem) {
+      this.onStatus({ state: "refused", code: 0, reason: problem });
+      return;
+    }
     const url = new URL(this.path, location.href);
     url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
     for (const [k, v] of Object.entries(this.query())) url.searchParams.set(k, String(v));

@@ -118,12 +118,12 @@ function onStatus(st) {
     conn.textContent = `Connection lost — reconnecting in ${seconds(st.delay / 1000)} (attempt ${st.attempt})`;
   }
   if (st.state === "refused") {
-    conn.textContent = `Signed out by the server (${st.code}): sign in again`;
-    signOut("The server refused this token. Sign in again.");
+    signOut(st.reason && !st.code ? `${st.reason} Sign in again.` : `The server refused this token (close ${st.code}). Sign in again.`);
   }
 }
 
 function onWelcome(f) {
+  S.dropping = false;
   const first = S.seq === null;
   S.agent = f.agent;
   S.head = f.seq;
@@ -143,6 +143,7 @@ function onWelcome(f) {
     resetWork();
     S.seq = null;
     S.rebuilt = true;
+    S.dropping = true; // frames still in flight on this socket would move `since` off 0
     S.socket.ws?.close(1000, "rebuild");
   }
   schedule();
@@ -150,6 +151,7 @@ function onWelcome(f) {
 
 function onFrame(f) {
   if (f.type === "welcome") return onWelcome(f);
+  if (S.dropping) return;
   if (typeof f.seq === "number") {
     if (S.seq !== null && f.seq <= S.seq) return;
     S.seq = f.seq;

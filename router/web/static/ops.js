@@ -142,7 +142,7 @@ function onStatus(st) {
     down: `Connection lost — reconnecting in ${seconds((st.delay || 0) / 1000)}`,
     refused: "Refused by the server: sign in again",
   }[st.state];
-  if (st.state === "refused") signOut("The server refused this token.");
+  if (st.state === "refused") signOut(st.reason && !st.code ? st.reason : `The server refused this token (close ${st.code}).`);
 }
 
 async function start(token) {
