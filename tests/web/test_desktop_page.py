@@ -75,6 +75,10 @@ async def test_sign_in_accept_reply_and_complete(site: Site, browser: Browser) -
     wrapup = page.get_by_text(re.compile(r"Wrap-up: \d+ s left · disposition: follow-up"))
     await expect(wrapup).to_be_visible()
     await expect(page.get_by_text("State: wrapup")).to_be_visible()
+    await page.reload()  # the page rebuilds from the server's replay, wrap-up included
+    await expect(page.get_by_role("status").filter(has_text="Connected")).to_be_visible()
+    await expect(wrapup).to_be_visible()
+    await expect(timeline).to_contain_text("Guten Tag, ich schaue nach.")
     await page.get_by_role("button", name="Finish wrap-up").click()
     await expect(page.get_by_text("You hold none.")).to_be_visible()
     await expect(page.get_by_text("State: available")).to_be_visible()

@@ -244,15 +244,15 @@ const FRAMES = {
       const target = S.convs.get(f.interaction.conversation) || conv;
       if (target) addInteraction(target, f.interaction);
     } else if (what === "complete" && conv) {
-      conv.state = "wrapup";
-      conv.disposition = extra.disposition || null;
-      let until = store.get(`wrapup.${conv.id}`);
+      // The deadline is kept for a reload: a replayed ack does not say when it was sent.
+      let wrap = store.get(`wrapup.${conv.id}`);
       if (live) {
-        until = Date.now() + 1000 * (S.config.wrapup_s[conv.last_channel] ?? 30);
-        store.set(`wrapup.${conv.id}`, until);
+        const until = Date.now() + 1000 * (S.config.wrapup_s[conv.last_channel] ?? 30);
+        wrap = { until, disposition: extra.disposition || null };
+        store.set(`wrapup.${conv.id}`, wrap);
       }
-      if (!until || until < Date.now()) purge(conv.id, "completed");
-      else conv.wrapupUntil = until;
+      if (!wrap?.until || wrap.until < Date.now()) purge(conv.id, "completed");
+      else Object.assign(conv, { state: "wrapup", wrapupUntil: wrap.until, disposition: wrap.disposition });
     } else if (what === "done") {
       purge(id, "completed");
     } else if (what === "reject") {
@@ -290,7 +290,7 @@ const FRAMES = {
       held.state = "wrapup";
       held.wrapupUntil = Date.now() + 1000 * (S.config.wrapup_s[held.last_channel] ?? 30);
     }
-    if (what === "send" && extra.text && live) {
+    if (what === "send" && extra.text && live && S.convs.has(id)) {
       const reply = $("reply");
       if (S.selected === id && !reply.value) reply.value = extra.text;
       store.set(`reply.${id}`, extra.text);
