@@ -586,10 +586,17 @@ def _refuse(code: str, message: str, field: str | None = None) -> web.Response:
 
 
 def _token(request: web.Request) -> str | None:
+    """Authorization: Bearer, then an offered subprotocol `bearer.<JWT>` (how a browser sends
+    it: it can set no header on a WebSocket, and a URL may end up in logs), then `?token=`."""
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.strip().partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
+    for offered in request.headers.getall("Sec-WebSocket-Protocol", []):
+        for protocol in offered.split(","):
+            name, dot, token = protocol.strip().partition(".")
+            if dot and name.lower() == "bearer" and token:
+                return token
     return request.query.get("token") or None
 
 

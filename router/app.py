@@ -1,10 +1,11 @@
 """The aiohttp application: one `Service` over the engine and the store, and every route.
 
-`create_app` wires ingest (`/v1/events`), the agent desktop socket (`/v1/agent/ws`) and the
-ops views (`/v1/queues`, `/v1/agents`, `/v1/ops/stream`, `/metrics`, health) around a
-`Service`, and runs its two loops: the event-log consumer and the engine's ticker. On SIGTERM
-it drains: desktops are closed with 4000 ("reconnect", to any node), the loops finish the batch
-in hand, and the engine and store are closed last.
+`create_app` wires ingest (`/v1/events`), the agent desktop socket (`/v1/agent/ws`), the
+ops views (`/v1/queues`, `/v1/agents`, `/v1/ops/stream`, `/metrics`, health) and the two web
+pages (`/desktop`, `/ops`, see `router/web`) around a `Service`, and runs its two loops: the
+event-log consumer and the engine's ticker. On SIGTERM it drains: desktops are closed with
+4000 ("reconnect", to any node), the loops finish the batch in hand, and the engine and store
+are closed last.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from router.ops import Metrics, add_ops_routes
 from router.service import Service
 from router.settings import Settings
 from router.store import Store
+from router.web import add_web
 
 log = structlog.get_logger("omniroute.app")
 
@@ -114,6 +116,7 @@ def create_app(
     app[CHAT_KEY] = add_chat(
         app, service, settings, limits=chat_limits, visitor_secret=settings.visitor_secret
     )
+    add_web(app, settings)  # /desktop and /ops: the browser pages over the same endpoints
     add_voice(app, service, settings)
     add_email(app, service, settings)  # no [email] addresses: no listener
     app.cleanup_ctx.append(_run_service)

@@ -375,8 +375,13 @@ class Ops:
         if header and scheme.lower() != "bearer":
             raise AuthError("unauthorized", "Authorization must be 'Bearer <token>'")
         token = token.strip()
-        if not token and query_token:
-            token = request.query.get("token", "")
+        if not token and query_token:  # the stream: a browser offers `bearer.<JWT>` instead
+            for offered in request.headers.getall("Sec-WebSocket-Protocol", []):
+                for protocol in offered.split(","):
+                    name, dot, value = protocol.strip().partition(".")
+                    if dot and name.lower() == "bearer" and value and not token:
+                        token = value
+            token = token or request.query.get("token", "")
         if not token:
             raise AuthError("unauthorized", "an ops or supervisor token is required")
         identity = verify_token(token, self.jwt_secret)
@@ -423,7 +428,13 @@ class Ops:
         if self.hub.closed:
             body = error_body("unavailable", "the node is shutting down")
             return web.json_response(body, status=503)
-        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=4096, timeout=CLOSE_WAIT_S)
+        # A browser that offered `bearer.<JWT>` needs a protocol chosen back, or it fails.
+        ws = web.WebSocketResponse(
+            protocols=("omniroute.v1.json",),
+            heartbeat=30.0,
+            max_msg_size=4096,
+            timeout=CLOSE_WAIT_S,
+        )
         await ws.prepare(request)
         sub = self.hub.subscribe()
         log.info("ops.stream_opened", user=identity.id, role=identity.role)

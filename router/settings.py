@@ -109,6 +109,7 @@ class Settings:
     agent: AgentSettings = field(default_factory=AgentSettings)
     events: EventSettings = field(default_factory=EventSettings)
     visitor_secret: str = field(default="", repr=False)  # OMNIROUTE_VISITOR_SECRET
+    dispositions: tuple[str, ...] = ("solved",)  # [wrapup] dispositions, offered at Complete
     source: str | None = None  # the user's file, if one was read
 
 
@@ -228,7 +229,14 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "voice_blocks": _choices((c for c in CHANNELS if c != "voice"), "channels"),
     },
     "reservation": {"timeout_s": _seconds(positive=True)},
-    "wrapup": {c: _seconds() for c in CHANNELS},
+    "wrapup": {
+        **{c: _seconds() for c in CHANNELS},
+        "dispositions": _Key(
+            "list",
+            "a non-empty list of dispositions (1-100 characters each)",
+            lambda v: bool(v) and all(0 < len(d) <= 100 for d in v),
+        ),
+    },
     "presence": {"ttl_s": _seconds(positive=True)},
     "service_level": {"threshold_s": _seconds(positive=True)},
     "sms": {
@@ -561,6 +569,7 @@ def _build(
         sms=SmsSettings(**{k: get("sms", k) for k in _SCHEMA["sms"]}),
         email=EmailSettings(**{k: get("email", k) for k in _SCHEMA["email"]}),
         voice=VoiceSettings(pbx_url=get("voice", "pbx_url")),
+        dispositions=tuple(get("wrapup", "dispositions")),
         source=path,
     )
 
