@@ -39,7 +39,7 @@ import structlog
 from aiohttp import WSMsgType, web
 
 from queues.policy import CHANNELS, GROUPS, TIERS
-from router.auth import AuthError, verify_token
+from router.auth import AuthError, subprotocol_token, verify_token
 from router.errors import (
     CLOSE_DRAINING,
     CLOSE_FORBIDDEN,
@@ -592,12 +592,7 @@ def _token(request: web.Request) -> str | None:
     scheme, _, value = header.strip().partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    for offered in request.headers.getall("Sec-WebSocket-Protocol", []):
-        for protocol in offered.split(","):
-            name, dot, token = protocol.strip().partition(".")
-            if dot and name.lower() == "bearer" and token:
-                return token
-    return request.query.get("token") or None
+    return subprotocol_token(request.headers) or request.query.get("token") or None
 
 
 class AgentSocket:

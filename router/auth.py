@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import jwt
+from multidict import CIMultiDictProxy
 
 from channels.base import SIGNATURE_HEADER as SIGNATURE_HEADER  # re-exported for ingest
 from channels.base import sign as sign
@@ -76,6 +77,17 @@ def identity_from_claims(claims: Mapping[str, Any]) -> AgentIdentity:
         capacity=dict(capacity) if capacity is not None else None,
         endpoint=endpoint if isinstance(endpoint, str) else None,
     )
+
+
+def subprotocol_token(headers: CIMultiDictProxy[str]) -> str | None:
+    """The token a browser offers as the WebSocket subprotocol `bearer.<JWT>` (it can set no
+    Authorization header on a WebSocket, and a token in a URL can end up in logs)."""
+    for offered in headers.getall("Sec-WebSocket-Protocol", []):
+        for protocol in offered.split(","):
+            name, dot, token = protocol.strip().partition(".")
+            if dot and name.lower() == "bearer" and token:
+                return str(token)
+    return None
 
 
 def signature_ok(body: bytes, header: str | None, secret: str) -> bool:

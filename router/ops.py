@@ -34,7 +34,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from queues.base import QueueStats, RoutingEngine
-from router.auth import AuthError, verify_token
+from router.auth import AuthError, subprotocol_token, verify_token
 from router.errors import CLOSE_DRAINING, CLOSE_RATE_LIMITED, error_body, http_status
 from router.service import AgentIdentity
 
@@ -376,12 +376,7 @@ class Ops:
             raise AuthError("unauthorized", "Authorization must be 'Bearer <token>'")
         token = token.strip()
         if not token and query_token:  # the stream: a browser offers `bearer.<JWT>` instead
-            for offered in request.headers.getall("Sec-WebSocket-Protocol", []):
-                for protocol in offered.split(","):
-                    name, dot, value = protocol.strip().partition(".")
-                    if dot and name.lower() == "bearer" and value and not token:
-                        token = value
-            token = token or request.query.get("token", "")
+            token = subprotocol_token(request.headers) or request.query.get("token", "")
         if not token:
             raise AuthError("unauthorized", "an ops or supervisor token is required")
         identity = verify_token(token, self.jwt_secret)

@@ -39,6 +39,7 @@ function renderQueues(queues) {
         el("td", { class: "n" }, q.offered),
         el("td", { class: "n" }, q.answered),
         el("td", { class: "n" }, q.abandoned),
+        el("td", { class: "n" }, seconds(q.average_speed_of_answer_s)),
         el("td", {}, agentsText(q.agents)))),
   );
 }
