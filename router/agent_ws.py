@@ -66,6 +66,7 @@ CLOSE_SLOW: Final = CLOSE_HEARTBEAT
 # Frame types that always carry customer content; other frames are checked when they carry a
 # customer object (`conversation.customer` or `customer`).
 FILTERED_TYPES: Final = frozenset({"offer", "assigned", "message", "customer"})
+OFFERS_REMEMBERED = 64  # per session: the offers whose accept can read the view early
 MAX_ID = 200  # ids and refs from clients: non-empty strings up to this many characters
 
 Frame = dict[str, Any]
@@ -200,6 +201,7 @@ class Session:
         self.last_sent = 0
         self._wake_event = asyncio.Event()
         self._woken: list[tuple[int, Mapping[str, Any]]] = []  # frames the wakes carried
+        self._offered: dict[str, str] = {}  # reservation → conversation, of offers written
         self._unheard = False  # a wake without frames: read the outbox
         self._write_lock = asyncio.Lock()  # one batch of outbox frames at a time
         self._closed = asyncio.Event()
@@ -385,6 +387,17 @@ class Session:
                 frame = withheld
             await self._write(frame)
             self.last_sent = seq
+            if frame.get("type") == "offer":
+                self._remember_offer(frame)
+
+    def _remember_offer(self, frame: Mapping[str, Any]) -> None:
+        """Which conversation an offer is for: its accept reads the conversation meanwhile."""
+        conversation = frame.get("conversation")
+        reservation = frame.get("reservation")
+        if isinstance(conversation, Mapping) and isinstance(reservation, str):
+            if len(self._offered) >= OFFERS_REMEMBERED:
+                self._offered.pop(next(iter(self._offered)))
+            self._offered[reservation] = str(conversation.get("id"))
 
     async def _may_see(self, frame: Mapping[str, Any]) -> bool:
         """The tier filter, with the customer's group as it is now."""
@@ -496,7 +509,9 @@ class Session:
         await self.service.presence(self.identity, state, ref=ref)
 
     async def on_offer_accept(self, frame: Frame, ref: Any) -> None:
-        await self.service.accept(self.identity, _need(frame, "reservation"), ref=ref)
+        reservation = _need(frame, "reservation")
+        conversation = self._offered.pop(reservation, None)
+        await self.service.accept(self.identity, reservation, ref=ref, conversation=conversation)
 
     async def on_offer_reject(self, frame: Frame, ref: Any) -> None:
         reservation = _need(frame, "reservation")

@@ -652,9 +652,26 @@ class Service:
             effects = [PresenceChanged(identity.id, shown), *effects]
         await self.apply_effects(effects, (identity.id, ref, "presence"))
 
-    async def accept(self, identity: AgentIdentity, reservation: str, ref: Any = None) -> None:
-        effects = await self._engine(self.engine.accept, reservation, identity.id)
-        await self.apply_effects(effects, (identity.id, ref, "assigned"))
+    async def accept(
+        self,
+        identity: AgentIdentity,
+        reservation: str,
+        ref: Any = None,
+        conversation: str | None = None,
+    ) -> None:
+        """`offer.accept`. With `conversation` (the offer said which), the view the `assigned`
+        frame carries is read while the engine decides, not after it."""
+        if conversation is None:
+            effects = await self._engine(self.engine.accept, reservation, identity.id)
+            await self.apply_effects(effects, (identity.id, ref, "assigned"))
+            return
+        deciding = self._engine(self.engine.accept, reservation, identity.id)
+        reading = self.store.view(conversation, self.history_limit)
+        decided, view = await asyncio.gather(deciding, reading, return_exceptions=True)
+        if isinstance(decided, BaseException):
+            raise decided
+        views = {} if isinstance(view, BaseException) else {conversation: view}
+        await self.apply_effects(decided, (identity.id, ref, "assigned"), views=views)
 
     async def reject(
         self, identity: AgentIdentity, reservation: str, reason: str | None = None, ref: Any = None
