@@ -158,31 +158,29 @@ def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         )
         return USAGE_ERROR
     host, port = settings.server.host, settings.server.port
-    if args.workers > 1:
-        from router.workers import supervise
 
+    def first_line(**more: Any) -> None:  # names the engine, the address and the loop
         log.info(
             "omniroute.serve",
             engine=describe_engine(settings),
             listen=f"http://{_host_port(host, port)}",
             domain=settings.domain,
             config=settings.source or "defaults",
-            workers=args.workers,
+            **more,
         )
+
+    if args.workers > 1:
+        from router.workers import supervise
+
+        first_line(workers=args.workers)
         return supervise(args.workers, args.raw_argv)
     worker = args.worker_of
     if worker is not None and settings.server.node:  # one consumer name per worker
         server = dataclasses.replace(settings.server, node=f"{settings.server.node}-{worker}")
         settings = dataclasses.replace(settings, server=server)
     loop, loop_name = new_event_loop()
-    log.info(
-        "omniroute.serve",
-        engine=describe_engine(settings),
-        listen=f"http://{_host_port(host, port)}",
-        domain=settings.domain,
-        config=settings.source or "defaults",
-        loop=loop_name,
-        **({"worker": worker, "pid": os.getpid()} if worker is not None else {}),
+    first_line(
+        loop=loop_name, **({"worker": worker, "pid": os.getpid()} if worker is not None else {})
     )
     if settings.jwt_secret and len(settings.jwt_secret.encode()) < MIN_SECRET_BYTES:
         log.warning("settings.short_secret", key="[jwt] secret", min_bytes=MIN_SECRET_BYTES)
