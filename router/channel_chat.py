@@ -54,7 +54,7 @@ from channels.chat import (
 from router.agent_ws import TokenBucket
 from router.errors import CLOSE_DRAINING, CLOSE_RATE_LIMITED, error_body, http_status
 from router.protocol import JSON, ProtocolError, decode_frame, encode_frame, validate_event
-from router.service import Service
+from router.service import Overloaded, Service
 from router.settings import Settings
 from router.store import Frames, InboundEvent, Store, UnknownCustomer
 
@@ -301,6 +301,8 @@ class ChatSession:
             await self._error("invalid", bad.message, ref, bad.field)
         except (ConnectionError, asyncio.CancelledError):
             raise
+        except Overloaded:  # nothing was stored: the widget may send it again in a moment
+            await self._error("overloaded", "the message was not taken; send it again", ref)
         except Exception as exc:  # the store is down, or a bug: one answer, never the socket
             log.error("chat.message_failed", session=self.id, error=type(exc).__name__)
             await self._error("unavailable", "the message was not taken; send it again", ref)

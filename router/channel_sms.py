@@ -46,7 +46,7 @@ from channels.sms import (
 )
 from router.errors import error_body
 from router.protocol import BadEvent, validate_event
-from router.service import Service
+from router.service import Overloaded, Service
 from router.settings import Settings
 from router.store import ANNOTATE_WINDOW
 
@@ -66,6 +66,7 @@ REASONS: Final[Mapping[str, tuple[int, str]]] = {
     "unsupported_media_type": (415, "invalid"),
     "invalid": (400, "invalid"),
     "unavailable": (503, "unavailable"),
+    "overloaded": (503, "overloaded"),
 }
 
 log = structlog.get_logger("omniroute.sms")
@@ -143,6 +144,8 @@ class SmsWebhooks:
             raise Refused("invalid", exc.message, exc.field) from None
         try:
             (result,) = await self.service.ingest([event])
+        except Overloaded as exc:  # nothing was stored; Twilio retries a 503
+            raise Refused("overloaded", str(exc)) from None
         except Exception as exc:  # nothing was stored; Twilio may retry
             log.error("sms.store_failed", event_id=event.id, error=type(exc).__name__)
             raise Refused("unavailable", "the message could not be stored; retry") from None
@@ -202,6 +205,8 @@ class SmsWebhooks:
         )
         if refused.reason == "too_large":
             response.force_close()
+        elif status == 503:
+            response.headers["Retry-After"] = "1"
         return response
 
 

@@ -33,6 +33,7 @@ from router.protocol import (
     codec_for,
     parse_events,
 )
+from router.service import Overloaded
 from router.store import InboundEvent, Ingested
 
 PATH: Final = "/v1/events"
@@ -47,6 +48,7 @@ REASONS: Final[Mapping[str, tuple[int, str]]] = {
     "unsupported_media_type": (415, "invalid"),
     "invalid": (400, "invalid"),
     "unavailable": (503, "unavailable"),
+    "overloaded": (503, "overloaded"),
 }
 RESULTS: Final = ("accepted", "duplicate", *REASONS)
 RETRY: Final = "the events could not be stored; retry"
@@ -69,6 +71,7 @@ class Refused(Exception):
         log_field: str | None = None,
         size: int | None = None,
         error: str | None = None,
+        retry_after: int = 1,
     ) -> None:
         super().__init__(message)
         self.reason = reason
@@ -77,6 +80,7 @@ class Refused(Exception):
         self.log_field = field if log_field is None else log_field  # no input-derived names
         self.size = size  # bytes read before refusing, when the body was cut off
         self.error = error  # the store's exception type, for `unavailable`
+        self.retry_after = retry_after  # seconds, for `overloaded`
 
 
 def ingest_routes(
@@ -166,6 +170,8 @@ class IngestHandler:
     async def _store(self, events: list[InboundEvent]) -> list[Ingested]:
         try:
             results = await self._ingest(events)
+        except Overloaded as exc:  # nothing was stored: the adapter retries later
+            raise Refused("overloaded", str(exc), retry_after=exc.retry_after_s) from None
         except Exception as exc:  # any store failure: nothing was stored, the adapter retries
             error = type(exc).__name__
             raise Refused("unavailable", RETRY, error=error) from None
@@ -190,8 +196,8 @@ class IngestHandler:
         response = _answer(request, status, error_body(code, refused.message, refused.field))
         if refused.reason == "too_large":
             response.force_close()  # the rest of the body is discarded, never buffered
-        elif refused.reason == "unavailable":
-            response.headers["Retry-After"] = "1"
+        elif refused.reason in ("unavailable", "overloaded"):
+            response.headers["Retry-After"] = str(refused.retry_after)
         return response
 
     def _count(self, kind: str, n: int) -> None:

@@ -77,6 +77,17 @@ class ServiceError(Exception):
         self.details = dict(details or {})
 
 
+class Overloaded(Exception):
+    """Raised when ingest is refused because routing is too far behind (`[events]
+    max_backlog`): nothing was stored; the adapter should retry after `retry_after_s`."""
+
+    def __init__(self, backlog: int, limit: int, retry_after_s: int = 1) -> None:
+        super().__init__(f"routing is behind: {backlog} events wait (the bound is {limit})")
+        self.backlog = backlog
+        self.limit = limit
+        self.retry_after_s = retry_after_s
+
+
 def iso(seconds: float) -> str:
     """RFC 3339 UTC with milliseconds, e.g. 2026-11-23T12:00:00.000Z."""
     stamp = datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
@@ -107,6 +118,7 @@ class Service:
         offline_grace_s: float = 10.0,
         release_after_s: float = 120.0,
         history_limit: int = 50,
+        max_backlog: int = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.engine = engine
@@ -118,6 +130,8 @@ class Service:
         self.offline_grace_s = offline_grace_s
         self.release_after_s = release_after_s
         self.history_limit = history_limit
+        self.max_backlog = max_backlog  # 0: no bound
+        self.backlog = 0  # the log's backlog as last sampled, plus what this node took since
         self.clock = clock
         self._sessions: dict[str, int] = {}
         self._away: dict[str, asyncio.Task[None]] = {}
@@ -139,9 +153,13 @@ class Service:
             log.warning("store.unavailable", node=self.node, error=type(exc).__name__)
 
     def run(self) -> None:
-        """Start the two loops of a node: the log consumer and the engine ticker."""
+        """Start the loops of a node: the log consumer, the engine ticker and (with a bound on
+        the backlog) the backlog sampler."""
         self._consumer = asyncio.create_task(self.run_consumer())
-        for task in (self._consumer, asyncio.create_task(self.run_ticker())):
+        loops = [self._consumer, asyncio.create_task(self.run_ticker())]
+        if self.max_backlog:
+            loops.append(asyncio.create_task(self.run_backlog()))
+        for task in loops:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
@@ -170,8 +188,29 @@ class Service:
     # -- inbound ---------------------------------------------------------------------------------
 
     async def ingest(self, events: list[InboundEvent]) -> list[Ingested]:
-        """Accept adapter events into the durable log (dedupe, identity, conversation)."""
-        return await self.store.ingest(events, self.now_ms())
+        """Accept adapter events into the durable log (dedupe, identity, conversation).
+
+        Raises `Overloaded`, storing nothing, while the backlog is at `max_backlog`: an event
+        accepted then would be routed only after everything before it, and an adapter that
+        is told to retry is better served than one told 202 for a conversation routed minutes
+        later."""
+        if self.max_backlog and self.backlog >= self.max_backlog:
+            raise Overloaded(self.backlog, self.max_backlog)
+        ingested = await self.store.ingest(events, self.now_ms())
+        self.backlog += sum(1 for row in ingested if not row.duplicate)
+        return ingested
+
+    async def run_backlog(self, interval_s: float = 0.2) -> None:
+        """Sample the log's backlog (one XLEN on Redis) until stopped; ingest reads it."""
+        while not self._stopping.is_set():
+            try:
+                self.backlog = await self.store.backlog()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the store is down: ingest will say so by itself
+                log.debug("backlog.unknown", error=type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), interval_s)
 
     async def run_consumer(self, batch: int = 100, block_ms: int = 1000) -> None:
         """Consume the log until stopped: process each entry, acknowledge it after."""

@@ -49,6 +49,7 @@ class ServerSettings:
 class EventSettings:
     claim_idle_s: float = 30.0
     dedupe_s: float = 86_400.0
+    max_backlog: int = 5_000
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,7 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
     "events": {
         "claim_idle_s": _seconds(positive=True),
         "dedupe_s": _Key("float", "a number >= 86400 (24 h)", lambda v: v >= 86_400),
+        "max_backlog": _integer(0),
     },
     "agent": {
         "offline_grace_s": _seconds(),
@@ -555,6 +557,7 @@ def _build(
         events=EventSettings(
             claim_idle_s=get("events", "claim_idle_s"),
             dedupe_s=get("events", "dedupe_s"),
+            max_backlog=get("events", "max_backlog"),
         ),
         agent=AgentSettings(
             offline_grace_s=get("agent", "offline_grace_s"),

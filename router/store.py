@@ -224,6 +224,10 @@ class Store(ABC):
         """Entries for this consumer: first ones reclaimed from dead consumers, then new ones."""
 
     @abstractmethod
+    async def backlog(self) -> int:
+        """How many log entries are accepted but not yet acknowledged (every node's)."""
+
+    @abstractmethod
     async def ack_log(self, entry_ids: Sequence[str]) -> None:
         """Mark entries processed; they are never handed out again."""
 

@@ -417,6 +417,9 @@ class MemoryStore(Store):
                 out.append(self._entries[entry_id])
         return out
 
+    async def backlog(self) -> int:
+        return len(self._entries)
+
     async def ack_log(self, entry_ids: Sequence[str]) -> None:
         for entry_id in entry_ids:
             self._pending.pop(entry_id, None)

@@ -324,6 +324,10 @@ class RedisStore(Store):
                 entries.extend((entry_id, dict(fields)) for entry_id, fields in items)
         return [_entry(entry_id, fields) for entry_id, fields in entries if fields]
 
+    async def backlog(self) -> int:
+        """XLEN of the log: acknowledged entries are deleted, so it holds only the backlog."""
+        return int(await (await self._redis()).xlen(self._log))
+
     async def ack_log(self, entry_ids: Sequence[str]) -> None:
         if not entry_ids:
             return
