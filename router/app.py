@@ -83,7 +83,7 @@ def create_app(
         offline_grace_s=settings.agent.offline_grace_s,
         release_after_s=settings.agent.release_after_s,
         history_limit=settings.agent.history_limit,
-        max_backlog=settings.events.max_backlog,
+        max_backlog_s=settings.events.max_backlog_s,
     )
     metrics = Metrics()
     service.metrics = metrics

@@ -79,12 +79,14 @@ class ServiceError(Exception):
 
 class Overloaded(Exception):
     """Raised when ingest is refused because routing is too far behind (`[events]
-    max_backlog`): nothing was stored; the adapter should retry after `retry_after_s`."""
+    max_backlog_s`): nothing was stored; the adapter should retry after `retry_after_s`."""
 
-    def __init__(self, backlog: int, limit: int, retry_after_s: int = 1) -> None:
-        super().__init__(f"routing is behind: {backlog} events wait (the bound is {limit})")
-        self.backlog = backlog
-        self.limit = limit
+    def __init__(self, behind_s: float, limit_s: float, retry_after_s: int = 1) -> None:
+        super().__init__(
+            f"routing is {behind_s:.1f} s behind (the bound is {limit_s:g} s); retry later"
+        )
+        self.behind_s = behind_s
+        self.limit_s = limit_s
         self.retry_after_s = retry_after_s
 
 
@@ -118,7 +120,7 @@ class Service:
         offline_grace_s: float = 10.0,
         release_after_s: float = 120.0,
         history_limit: int = 50,
-        max_backlog: int = 0,
+        max_backlog_s: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.engine = engine
@@ -130,8 +132,8 @@ class Service:
         self.offline_grace_s = offline_grace_s
         self.release_after_s = release_after_s
         self.history_limit = history_limit
-        self.max_backlog = max_backlog  # 0: no bound
-        self.backlog = 0  # the log's backlog as last sampled, plus what this node took since
+        self.max_backlog_s = max_backlog_s  # 0: no bound
+        self.behind_s = 0.0  # how long the oldest unrouted event has waited, as last sampled
         self.clock = clock
         self._sessions: dict[str, int] = {}
         self._away: dict[str, asyncio.Task[None]] = {}
@@ -157,7 +159,7 @@ class Service:
         the backlog) the backlog sampler."""
         self._consumer = asyncio.create_task(self.run_consumer())
         loops = [self._consumer, asyncio.create_task(self.run_ticker())]
-        if self.max_backlog:
+        if self.max_backlog_s:
             loops.append(asyncio.create_task(self.run_backlog()))
         for task in loops:
             self._background.add(task)
@@ -190,21 +192,19 @@ class Service:
     async def ingest(self, events: list[InboundEvent]) -> list[Ingested]:
         """Accept adapter events into the durable log (dedupe, identity, conversation).
 
-        Raises `Overloaded`, storing nothing, while the backlog is at `max_backlog`: an event
-        accepted then would be routed only after everything before it, and an adapter that
-        is told to retry is better served than one told 202 for a conversation routed minutes
-        later."""
-        if self.max_backlog and self.backlog >= self.max_backlog:
-            raise Overloaded(self.backlog, self.max_backlog)
-        ingested = await self.store.ingest(events, self.now_ms())
-        self.backlog += sum(1 for row in ingested if not row.duplicate)
-        return ingested
+        Raises `Overloaded`, storing nothing, while the oldest unrouted event has waited
+        `max_backlog_s` or longer: an event accepted then would be routed only after all
+        before it, and an adapter told to retry is better served than one told 202 for a
+        conversation routed minutes later."""
+        if self.max_backlog_s and self.behind_s >= self.max_backlog_s:
+            raise Overloaded(self.behind_s, self.max_backlog_s)
+        return await self.store.ingest(events, self.now_ms())
 
     async def run_backlog(self, interval_s: float = 0.2) -> None:
-        """Sample the log's backlog (one XLEN on Redis) until stopped; ingest reads it."""
+        """Sample the log's backlog (one pipeline on Redis) until stopped; ingest reads it."""
         while not self._stopping.is_set():
             try:
-                self.backlog = await self.store.backlog()
+                _entries, self.behind_s = await self.store.backlog()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the store is down: ingest will say so by itself

@@ -49,7 +49,7 @@ class ServerSettings:
 class EventSettings:
     claim_idle_s: float = 30.0
     dedupe_s: float = 86_400.0
-    max_backlog: int = 5_000
+    max_backlog_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -204,7 +204,7 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
     "events": {
         "claim_idle_s": _seconds(positive=True),
         "dedupe_s": _Key("float", "a number >= 86400 (24 h)", lambda v: v >= 86_400),
-        "max_backlog": _integer(0),
+        "max_backlog_s": _seconds(),
     },
     "agent": {
         "offline_grace_s": _seconds(),
@@ -557,7 +557,7 @@ def _build(
         events=EventSettings(
             claim_idle_s=get("events", "claim_idle_s"),
             dedupe_s=get("events", "dedupe_s"),
-            max_backlog=get("events", "max_backlog"),
+            max_backlog_s=get("events", "max_backlog_s"),
         ),
         agent=AgentSettings(
             offline_grace_s=get("agent", "offline_grace_s"),

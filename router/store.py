@@ -224,8 +224,10 @@ class Store(ABC):
         """Entries for this consumer: first ones reclaimed from dead consumers, then new ones."""
 
     @abstractmethod
-    async def backlog(self) -> int:
-        """How many log entries are accepted but not yet acknowledged (every node's)."""
+    async def backlog(self) -> tuple[int, float]:
+        """(entries, seconds): how many accepted log entries no consumer has read yet, and how
+        long the oldest of them has waited. Entries a consumer holds are not counted: those of
+        a dead node are reclaimed (`claim_idle_ms`), not waited for."""
 
     @abstractmethod
     async def ack_log(self, entry_ids: Sequence[str]) -> None:

@@ -305,6 +305,7 @@ class MemoryStore(Store):
         self._events = _Expiring()
         self._messages = _Expiring()
         self._entries: dict[str, LogEntry] = {}
+        self._accepted_ms: dict[str, int] = {}  # entry → when it was accepted, oldest first
         self._new: deque[str] = deque()
         self._pending: dict[str, tuple[str, int]] = {}
         self._waiting: dict[str, list[dict[str, Any]]] = {}  # to_holder frames, by conversation
@@ -355,6 +356,7 @@ class MemoryStore(Store):
             self._messages.put(ev.message_id, _Seen(conv.id, cust.id, thread_until))
         entry_id = f"{self._next('log')}-0"
         self._entries[entry_id] = LogEntry(entry_id, ev, conv.id, cust.id)
+        self._accepted_ms[entry_id] = now_ms
         self._new.append(entry_id)
         return Ingested(ev.id, conv.id, cust.id, duplicate=False)
 
@@ -417,13 +419,19 @@ class MemoryStore(Store):
                 out.append(self._entries[entry_id])
         return out
 
-    async def backlog(self) -> int:
-        return len(self._entries)
+    async def backlog(self) -> tuple[int, float]:
+        # not yet read by a consumer: `_new`, oldest first (an entry acknowledged unread is gone
+        # from `_entries`)
+        oldest = next((self._accepted_ms[e] for e in self._new if e in self._entries), None)
+        if oldest is None:
+            return 0, 0.0
+        return len(self._new), max(0.0, self._clock() - oldest / 1000)
 
     async def ack_log(self, entry_ids: Sequence[str]) -> None:
         for entry_id in entry_ids:
             self._pending.pop(entry_id, None)
             self._entries.pop(entry_id, None)
+            self._accepted_ms.pop(entry_id, None)
 
     # -- customers, conversations, history -------------------------------------------------------
 

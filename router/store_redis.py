@@ -324,9 +324,26 @@ class RedisStore(Store):
                 entries.extend((entry_id, dict(fields)) for entry_id, fields in items)
         return [_entry(entry_id, fields) for entry_id, fields in entries if fields]
 
-    async def backlog(self) -> int:
-        """XLEN of the log: acknowledged entries are deleted, so it holds only the backlog."""
-        return int(await (await self._redis()).xlen(self._log))
+    async def backlog(self) -> tuple[int, float]:
+        """Entries no consumer has read yet and how long the oldest of them has waited, by
+        Redis' own clock (entry ids are Redis milliseconds). Entries read and not yet
+        acknowledged are in hand, not behind: a dead node's are reclaimed, not waited for."""
+        redis = await self._redis()
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.xinfo_groups(self._log)
+            pipe.time()
+            groups, (now_s, now_us) = await pipe.execute()
+        group = next((g for g in groups if _text(g.get("name", b"")) == GROUP), None)
+        if group is None:
+            return 0, 0.0
+        last = _text(group.get("last-delivered-id", b"0-0"))
+        unread = await redis.xrange(self._log, min=f"({last}", count=1)
+        if not unread:
+            return 0, 0.0
+        oldest_ms = int(_text(unread[0][0]).split("-", 1)[0])
+        lag = group.get("lag")
+        count = int(lag) if isinstance(lag, int) else 1
+        return count, max(0.0, now_s + now_us / 1e6 - oldest_ms / 1000)
 
     async def ack_log(self, entry_ids: Sequence[str]) -> None:
         if not entry_ids:
