@@ -15,7 +15,7 @@ from multidict import CIMultiDictProxy
 from channels.base import SIGNATURE_HEADER as SIGNATURE_HEADER  # re-exported for ingest
 from channels.base import sign as sign
 from queues.policy import CHANNELS, TIERS
-from router.service import AgentIdentity
+from router.identity import AgentIdentity
 
 ROLES = ("agent", "supervisor", "ops")
 

@@ -36,7 +36,7 @@ from prometheus_client.registry import Collector
 from queues.base import QueueStats, RoutingEngine
 from router.auth import AuthError, subprotocol_token, verify_token
 from router.errors import CLOSE_DRAINING, CLOSE_RATE_LIMITED, error_body, http_status
-from router.service import AgentIdentity
+from router.identity import AgentIdentity
 
 log = structlog.get_logger("omniroute.ops")
 

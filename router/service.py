@@ -12,26 +12,28 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
 from typing import Any
 
 import structlog
 
 from channels.base import ChannelPorts, ChannelRefused, OutboundMessage, OutboundPort
 from queues.base import (
-    Assigned,
-    AssignmentRevoked,
     Effect,
-    Enqueue,
-    Offer,
-    OfferRevoked,
     PresenceChanged,
     RoutingEngine,
     TaskEnded,
 )
-from queues.errors import Conflict, RoutingError
+from queues.errors import RoutingError
 from queues.policy import CHANNELS, GROUPS
+from router.frames import (
+    Frame,
+    View,
+    customer_view,
+    needed,
+    shape,
+)
+from router.identity import AgentIdentity as AgentIdentity  # re-exported: the socket modules
+from router.inbound import Inbound
 from router.store import (
     EDITABLE_FIELDS,
     Conversation,
@@ -42,29 +44,12 @@ from router.store import (
     LogEntry,
     StaleVersion,
     Store,
-    StoreError,
 )
 
 log = structlog.get_logger("omniroute.service")
 
-Frame = dict[str, Any]
-View = tuple[Conversation | None, Customer | None, list[Interaction]]
 MAX_FIELD = {"first_name": 200, "residence_city": 200, "job": 200, "vcard": 20_000}
 MAX_BODY = 64 * 1024
-
-
-@dataclass(frozen=True)
-class AgentIdentity:
-    """Who is on the other end of a desktop socket — from verified token claims only."""
-
-    id: str
-    tier: str
-    name: str
-    role: str = "agent"  # agent | supervisor | ops
-    skills: tuple[str, ...] = ()
-    capacity: Mapping[str, int] | None = None
-    endpoint: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 class ServiceError(Exception):
@@ -88,23 +73,6 @@ class Overloaded(Exception):
         self.behind_s = behind_s
         self.limit_s = limit_s
         self.retry_after_s = retry_after_s
-
-
-def iso(seconds: float) -> str:
-    """RFC 3339 UTC with milliseconds, e.g. 2026-11-23T12:00:00.000Z."""
-    stamp = datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
-    return stamp.replace("+00:00", "Z")
-
-
-def age_of(birthday: Any, today: date) -> int | None:
-    """Whole years since a YYYY-MM-DD birthday, or None when there is none."""
-    if not isinstance(birthday, str):
-        return None
-    try:
-        born = date.fromisoformat(birthday)
-    except ValueError:
-        return None
-    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
 
 
 class Service:
@@ -142,6 +110,7 @@ class Service:
         self._consuming = False
         self._consumer: asyncio.Task[None] | None = None
         self.metrics: Any = None  # router.ops.Metrics when served; counts offers
+        self.inbound = Inbound(self)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -246,218 +215,16 @@ class Service:
                 await asyncio.wait_for(self._stopping.wait(), interval_s)
 
     async def process_batch(self, entries: Sequence[LogEntry]) -> None:
-        """Route a batch of log entries in order and acknowledge them.
-
-        Messages and new work go together: one `apply_many`, one `enqueue_many`, and one push
-        of every frame and conversation state that also acknowledges those entries — three
-        round trips on Redis for the whole run, however long. Voice call steps and
-        `call.ended` need the engine's view of the task first; they go one by one, at their
-        place in the batch, so a conversation's events keep their order.
-        """
-        run: list[LogEntry] = []
-        single: list[str] = []
-        for entry in entries:
-            if self._plain(entry.event):
-                run.append(entry)
-                continue
-            if run:
-                await self._route_run(run)
-                run = []
-            await self.process(entry)
-            single.append(entry.entry_id)
-        if run:
-            await self._route_run(run)
-        if single:
-            await self.store.ack_log(single)
-
-    @staticmethod
-    def _plain(event: InboundEvent) -> bool:
-        """An event the batched path routes: anything but call steps with a call id and
-        `call.ended` (see `_route_call`)."""
-        if event.type == "call.ended":
-            return False
-        return not (event.channel == "voice" and event.meta.get("call_id"))
-
-    async def _route_run(self, run: Sequence[LogEntry]) -> None:
-        applied = await self.store.apply_many(run, self.now_ms(), self.history_limit)
-        frames: list[tuple[str, Frame]] = []
-        views: dict[str, View] = {}
-        waiting: dict[str, Enqueue] = {}
-        racing: dict[str, list[Frame]] = {}
-        for entry, result in zip(run, applied, strict=True):
-            event = entry.event
-            if isinstance(result, StoreError):  # refused for good: retrying cannot help
-                log.error("event.refused", event_id=event.id, error=type(result).__name__)
-                continue
-            conv, customer, interaction, history = result
-            views[conv.id] = (conv, customer, history)  # the last one has the whole batch
-            held = conv.agent if conv.state in ("offered", "assigned", "wrapup") else None
-            if event.type == "message" and held:
-                if interaction is not None:
-                    frames.append((held, self._message_frame(conv, customer, interaction)))
-                continue
-            if event.type == "message" and interaction is not None:
-                # Should its task be in line or held already (another node is offering it
-                # right now, its push not yet made), the message goes to that holder.
-                frame = self._message_frame(conv, customer, interaction)
-                racing.setdefault(conv.id, []).append(frame)
-            if conv.state != "closed" and conv.id not in waiting:
-                attrs: dict[str, Any] = {**customer.profile, "channel": event.channel}
-                waiting[conv.id] = Enqueue(
-                    conv.id, customer.id, event.channel, customer.client_group, attrs,
-                    conv.last_agent,
-                )  # fmt: skip
-        states: list[tuple[str, str, str | None]] = []
-        effects: list[Effect] = []
-        to_holder: list[tuple[str, Frame]] = []
-        if waiting:
-            items = list(waiting.values())
-            for item, decided in zip(items, await self.engine.enqueue_many(items), strict=True):
-                if isinstance(decided, RoutingError):  # Conflict: in line or held already
-                    to_holder.extend((item.task, f) for f in racing.get(item.task, []))
-                    continue
-                effects.extend(decided)
-            more_frames, states = await self._shape(effects, views=views)
-            frames.extend(more_frames)
-        ack = [entry.entry_id for entry in run]
-        await self.store.push(frames, states, ack=ack, to_holder=to_holder)
-        await self._run_hooks(effects)
-        # one line per batch, not per event: at a thousand events a second that is most of
-        # the logging cost; the ids are all there for a grep
-        offers = sum(isinstance(e, Offer) for e in effects)
-        log.info("events.routed", events=[e.event.id for e in run], offers=offers)
-
-    @staticmethod
-    def _message_frame(conv: Conversation, customer: Customer, interaction: Interaction) -> Frame:
-        return {
-            "type": "message",
-            "conversation": conv.id,
-            "customer": customer.id,
-            "interaction": interaction.wire(),
-        }
+        """Route a batch of log entries in order and acknowledge them (router.inbound)."""
+        await self.inbound.process_batch(entries)
 
     async def process(self, entry: LogEntry) -> None:
-        """Route one inbound event: sticky to its agent, or into the queue.
-
-        The common paths cost three round trips on Redis: apply (returning the history an
-        offer needs), then either one push of the `message` frame to the holder the store
-        knows, or the engine's enqueue and one push of its frames and conversation states.
-        """
-        conv, customer, interaction, history = await self.store.apply_inbound_view(
-            entry, self.now_ms(), self.history_limit
-        )
-        event = entry.event
-        call_id = event.meta.get("call_id") if event.channel == "voice" else None
-        if (
-            isinstance(call_id, str)
-            and call_id
-            and await self._route_call(conv, customer, event, call_id, interaction)
-        ):
-            return
-        held = conv.agent if conv.state in ("offered", "assigned", "wrapup") else None
-        if event.type == "message" and held:
-            if interaction is not None:
-                await self.store.push([(held, self._message_frame(conv, customer, interaction))])
-        elif event.type == "call.ended":
-            task = await self.engine.task_view(conv.id)
-            if task is not None and task["state"] in ("queued", "reserved"):
-                await self.apply_effects(await self.engine.withdraw(conv.id))
-        elif conv.state != "closed":
-            try:
-                views: dict[str, View] = {conv.id: (conv, customer, history)}
-                await self._enqueue(conv.id, customer, event.channel, conv.last_agent, views)
-            except Conflict:  # in line already, or held while another node's offer is in flight
-                if event.type == "message" and interaction is not None:
-                    frame = self._message_frame(conv, customer, interaction)
-                    await self.store.push([], to_holder=[(conv.id, frame)])
-        log.info("event.routed", event_id=event.id, conversation=conv.id, state=conv.state)
-
-    async def _enqueue(
-        self,
-        task_id: str,
-        customer: Customer,
-        channel: str,
-        last_agent: str | None,
-        views: dict[str, View] | None = None,
-    ) -> None:
-        """Put the task in line (priority attrs: the profile and the channel) and deliver what
-        the engine decided; raises the engine's Conflict when the task is in line already."""
-        attrs: dict[str, Any] = {**customer.profile, "channel": channel}
-        effects = await self.engine.enqueue(
-            task_id, customer.id, channel, customer.client_group, attrs, last_agent=last_agent
-        )
-        await self.apply_effects(effects, views=views)
-
-    async def _route_call(
-        self,
-        conv: Conversation,
-        customer: Customer,
-        event: InboundEvent,
-        call_id: str,
-        interaction: Interaction | None,
-    ) -> bool:
-        """Voice specifics; True when the event was fully handled here.
-
-        A call for a conversation already held on another channel is its own task
-        `<conversation>~<call_id>`, preferring that agent. `call.ended` withdraws an unanswered
-        call (abandoned) and starts wrap-up for an answered one; talk time is annotated.
-        """
-        main = await self.engine.task_view(conv.id)
-        sub_id = f"{conv.id}~{call_id}"
-        if event.type == "call.offered":
-            if main is None or main["channel"] == "voice" or not main["agent"]:
-                return False  # the conversation's own (first) task: the ordinary path
-            if await self.engine.task_view(sub_id) is None:
-                await self._enqueue(sub_id, customer, "voice", main["agent"])
-            return True
-        if event.type != "call.ended":
-            return True  # call.answered: history only
-        if interaction is not None:
-            await self._record_talk_time(customer.id, call_id, interaction)
-        sub = await self.engine.task_view(sub_id)
-        task_id, task = (sub_id, sub) if sub is not None else (conv.id, main)
-        if task is None or task["channel"] != "voice":
-            return True
-        if task["state"] in ("queued", "reserved"):
-            await self.apply_effects(await self.engine.withdraw(task_id))
-        elif task["state"] == "assigned":
-            effects = await self.engine.complete(task_id, task["agent"])
-            wrapup: list[tuple[str, str, str | None]] = []
-            if task_id == conv.id and not any(isinstance(e, TaskEnded) for e in effects):
-                wrapup.append((conv.id, "wrapup", task["agent"]))
-            await self.apply_effects(effects, states=wrapup)
-        return True
-
-    async def _record_talk_time(self, customer: str, call_id: str, ended: Interaction) -> None:
-        for earlier in reversed(await self.store.history(customer, self.history_limit)):
-            if earlier.type == "call.answered" and earlier.meta.get("call_id") == call_id:
-                try:
-                    start = datetime.fromisoformat(earlier.at.replace("Z", "+00:00"))
-                    end = datetime.fromisoformat(ended.at.replace("Z", "+00:00"))
-                except ValueError:
-                    return
-                talk_s = round(max(0.0, (end - start).total_seconds()), 3)
-                await self.store.annotate(customer, ended.id, {"talk_s": talk_s})
-                log.info("call.ended", call=call_id, talk_s=talk_s)
-                return
-
-    @staticmethod
-    def conversation_of(task_id: str) -> str:
-        """The conversation a task belongs to (a second call's task is `<conv>~<call_id>`)."""
-        return task_id.split("~", 1)[0]
+        """Route one log entry (router.inbound); the caller acknowledges it."""
+        await self.inbound.process(entry)
 
     async def call_id_of(self, task_id: str) -> str | None:
-        """The PBX call id of a voice task (from its id, else the conversation's last call)."""
-        if "~" in task_id:
-            return task_id.split("~", 1)[1]
-        conv = await self.store.conversation(task_id)
-        if conv is None:
-            return None
-        for earlier in reversed(await self.store.history(conv.customer, self.history_limit)):
-            call_id = earlier.meta.get("call_id")
-            if earlier.conversation == conv.id and earlier.channel == "voice" and call_id:
-                return str(call_id)
-        return None
+        """The PBX call id of a voice task (router.inbound)."""
+        return await self.inbound.call_id_of(task_id)
 
     # -- effects → frames ------------------------------------------------------------------------
 
@@ -495,109 +262,18 @@ class Service:
         answer: tuple[str, Any, str | None] | None = None,
         views: dict[str, View] | None = None,
     ) -> tuple[list[tuple[str, Frame]], list[tuple[str, str, str | None]]]:
-        """The frames and conversation states of `effects` (see `apply_effects`)."""
-        frames: list[tuple[str, Frame]] = []
-        states: list[tuple[str, str, str | None]] = []
+        """The frames and conversation states of `effects` (router.frames), reading the views
+        they need and are not in `views`; counts offers and watches agents gone offline."""
         views = dict(views or {})
-        for effect in effects:
-            if isinstance(effect, PresenceChanged):
-                frames.append((effect.agent, {"type": "presence", "state": effect.state}))
-                if effect.state == "offline":
-                    self._watch_offline(effect.agent)
-                continue
-            conv_id = self.conversation_of(effect.task)
-            main = conv_id == effect.task  # a second call's task leaves the state alone
-            if isinstance(effect, Offer):
-                if self.metrics is not None:
-                    self.metrics.offered()
-                if main:
-                    states.append((conv_id, "offered", effect.agent))
-                frame: Frame = {
-                    "type": "offer",
-                    "reservation": effect.reservation,
-                    "conversation": await self.conversation_frame(conv_id, views, "offered"),
-                    "channel": effect.channel,
-                    "expires_at": iso(effect.expires_at),
-                }
-                frames.append((effect.agent, frame))
-            elif isinstance(effect, OfferRevoked):
-                frame = {
-                    "type": "offer.revoked",
-                    "reservation": effect.reservation,
-                    "reason": effect.reason,
-                    "conversation": conv_id,
-                }
-                frames.append((effect.agent, frame))
-                if main:
-                    states.append((conv_id, "queued", None))
-            elif isinstance(effect, Assigned):
-                if main:
-                    states.append((conv_id, "assigned", effect.agent))
-                conv = await self.conversation_frame(conv_id, views, "assigned")
-                frames.append((effect.agent, {"type": "assigned", "conversation": conv}))
-            elif isinstance(effect, AssignmentRevoked):
-                frame = {
-                    "type": "conversation.revoked",
-                    "conversation": conv_id,
-                    "reason": effect.reason,
-                }
-                frames.append((effect.agent, frame))
-                if main:
-                    states.append((conv_id, "queued", None))
-            elif isinstance(effect, TaskEnded) and main:
-                states.append((conv_id, "closed", effect.agent))
-        if answer is not None:
-            agent, ref, kind = answer
-            for target, frame in frames:
-                if target == agent and frame["type"] == kind:
-                    if ref is not None:
-                        frame["ref"] = ref
-                    break
-            else:
-                frames.append((agent, {"type": "ack", "ref": ref}))
-        return frames, states
-
-    async def conversation_frame(
-        self,
-        conversation_id: str,
-        views: dict[str, View] | None = None,
-        state: str | None = None,
-    ) -> Frame:
-        """The `conversation` object of offers and assignments: customer, channels, history.
-
-        `views` caches what was read already (one `Store.view` per conversation and call);
-        `state` is the state the frame announces (its change is pushed with the frame)."""
-        views = views if views is not None else {}
-        if conversation_id not in views:
-            views[conversation_id] = await self.store.view(conversation_id, self.history_limit)
-        conv, customer, history = views[conversation_id]
-        if conv is None:
-            return {"id": conversation_id}
-        return {
-            "id": conv.id,
-            "state": state or conv.state,
-            "customer": self.customer_view(customer) if customer else {"id": conv.customer},
-            "channels": list(conv.channels),
-            "last_channel": conv.last_channel,
-            "created_at": conv.created_at,
-            "history": [i.wire() for i in history],
-        }
-
-    def customer_view(self, customer: Customer) -> Frame:
-        """The `customer` object of the protocol (profile, editable fields, counters, age)."""
-        view: Frame = {
-            "id": customer.id,
-            "version": customer.version,
-            "client_group": customer.client_group,
-            "site": customer.site,
-            "messages_in": customer.messages_in,
-            "messages_out": customer.messages_out,
-        }
-        view.update({k: v for k, v in customer.profile.items() if k != "client_group"})
-        view["age"] = age_of(customer.profile.get("birthday"), datetime.now(UTC).date())
-        for name in EDITABLE_FIELDS:
-            view[name] = customer.editable.get(name, "")
-        return view
+        for conv_id in needed(effects):
+            if conv_id not in views:
+                views[conv_id] = await self.store.view(conv_id, self.history_limit)
+        shaped = shape(effects, views, answer)
+        if shaped.offers and self.metrics is not None:
+            self.metrics.offered(shaped.offers)
+        for agent in shaped.offline:
+            self._watch_offline(agent)
+        return shaped.frames, shaped.states
 
     # -- agent sessions --------------------------------------------------------------------------
 
@@ -838,7 +514,7 @@ class Service:
 
     async def get_customer(self, identity: AgentIdentity, customer: str, ref: Any = None) -> None:
         found = await self._visible_customer(identity, customer)
-        frame = {"type": "customer", "customer": self.customer_view(found), "ref": ref}
+        frame = {"type": "customer", "customer": customer_view(found), "ref": ref}
         await self.store.push([(identity.id, frame)])
 
     async def update_customer(
@@ -862,9 +538,9 @@ class Service:
             raise ServiceError(
                 "conflict",
                 f"customer {customer} changed since version {version}",
-                {"customer": self.customer_view(stale.current)},
+                {"customer": customer_view(stale.current)},
             ) from stale
-        frame = {"type": "customer", "customer": self.customer_view(updated), "ref": ref}
+        frame = {"type": "customer", "customer": customer_view(updated), "ref": ref}
         await self.store.push([(identity.id, frame)])
         log.info("customer.updated", agent=identity.id, customer=customer, fields=sorted(fields))
 

@@ -1,0 +1,240 @@
+"""Inbound: log entries → conversations, queues and frames (the consumer's work).
+
+`Inbound` routes what the event log hands a node: a batch at a time on the common path (one
+`apply_many`, one `enqueue_many`, one push that acknowledges the batch), one entry at a time
+for call steps, which need the engine's view of the task first. It works through its
+`Service` (store, engine, effects → frames); `docs/server.md` draws the path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from queues.base import Effect, Enqueue, Offer, TaskEnded
+from queues.errors import Conflict, RoutingError
+from router.frames import Frame, View, message_frame
+from router.store import Conversation, Customer, InboundEvent, Interaction, LogEntry, StoreError
+
+if TYPE_CHECKING:
+    from router.service import Service
+
+log = structlog.get_logger("omniroute.inbound")
+
+
+class Inbound:
+    """See the module docstring; one per `Service`."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    async def process_batch(self, entries: Sequence[LogEntry]) -> None:
+        """Route a batch of log entries in order and acknowledge them.
+
+        Messages and new work go together: one `apply_many`, one `enqueue_many`, and one push
+        of every frame and conversation state that also acknowledges those entries — three
+        round trips on Redis for the whole run, however long. Voice call steps and
+        `call.ended` need the engine's view of the task first; they go one by one, at their
+        place in the batch, so a conversation's events keep their order.
+        """
+        run: list[LogEntry] = []
+        single: list[str] = []
+        for entry in entries:
+            if self._plain(entry.event):
+                run.append(entry)
+                continue
+            if run:
+                await self._route_run(run)
+                run = []
+            await self.process(entry)
+            single.append(entry.entry_id)
+        if run:
+            await self._route_run(run)
+        if single:
+            await self.service.store.ack_log(single)
+
+    @staticmethod
+    def _plain(event: InboundEvent) -> bool:
+        """An event the batched path routes: anything but call steps with a call id and
+        `call.ended` (see `_route_call`)."""
+        if event.type == "call.ended":
+            return False
+        return not (event.channel == "voice" and event.meta.get("call_id"))
+
+    async def _route_run(self, run: Sequence[LogEntry]) -> None:
+        applied = await self.service.store.apply_many(
+            run, self.service.now_ms(), self.service.history_limit
+        )
+        frames: list[tuple[str, Frame]] = []
+        views: dict[str, View] = {}
+        waiting: dict[str, Enqueue] = {}
+        racing: dict[str, list[Frame]] = {}
+        for entry, result in zip(run, applied, strict=True):
+            event = entry.event
+            if isinstance(result, StoreError):  # refused for good: retrying cannot help
+                log.error("event.refused", event_id=event.id, error=type(result).__name__)
+                continue
+            conv, customer, interaction, history = result
+            views[conv.id] = (conv, customer, history)  # the last one has the whole batch
+            held = conv.agent if conv.state in ("offered", "assigned", "wrapup") else None
+            if event.type == "message" and held:
+                if interaction is not None:
+                    frames.append((held, message_frame(conv, customer, interaction)))
+                continue
+            if event.type == "message" and interaction is not None:
+                # Should its task be in line or held already (another node is offering it
+                # right now, its push not yet made), the message goes to that holder.
+                frame = message_frame(conv, customer, interaction)
+                racing.setdefault(conv.id, []).append(frame)
+            if conv.state != "closed" and conv.id not in waiting:
+                attrs: dict[str, Any] = {**customer.profile, "channel": event.channel}
+                waiting[conv.id] = Enqueue(
+                    conv.id, customer.id, event.channel, customer.client_group, attrs,
+                    conv.last_agent,
+                )  # fmt: skip
+        states: list[tuple[str, str, str | None]] = []
+        effects: list[Effect] = []
+        to_holder: list[tuple[str, Frame]] = []
+        if waiting:
+            items = list(waiting.values())
+            for item, decided in zip(
+                items, await self.service.engine.enqueue_many(items), strict=True
+            ):
+                if isinstance(decided, RoutingError):  # Conflict: in line or held already
+                    to_holder.extend((item.task, f) for f in racing.get(item.task, []))
+                    continue
+                effects.extend(decided)
+            more_frames, states = await self.service._shape(effects, views=views)
+            frames.extend(more_frames)
+        ack = [entry.entry_id for entry in run]
+        await self.service.store.push(frames, states, ack=ack, to_holder=to_holder)
+        await self.service._run_hooks(effects)
+        # one line per batch, not per event: at a thousand events a second that is most of
+        # the logging cost; the ids are all there for a grep
+        offers = sum(isinstance(e, Offer) for e in effects)
+        log.info("events.routed", events=[e.event.id for e in run], offers=offers)
+
+    async def process(self, entry: LogEntry) -> None:
+        """Route one inbound event: sticky to its agent, or into the queue.
+
+        The common paths cost three round trips on Redis: apply (returning the history an
+        offer needs), then either one push of the `message` frame to the holder the store
+        knows, or the engine's enqueue and one push of its frames and conversation states.
+        """
+        conv, customer, interaction, history = await self.service.store.apply_inbound_view(
+            entry, self.service.now_ms(), self.service.history_limit
+        )
+        event = entry.event
+        call_id = event.meta.get("call_id") if event.channel == "voice" else None
+        if (
+            isinstance(call_id, str)
+            and call_id
+            and await self._route_call(conv, customer, event, call_id, interaction)
+        ):
+            return
+        held = conv.agent if conv.state in ("offered", "assigned", "wrapup") else None
+        if event.type == "message" and held:
+            if interaction is not None:
+                await self.service.store.push([(held, message_frame(conv, customer, interaction))])
+        elif event.type == "call.ended":
+            task = await self.service.engine.task_view(conv.id)
+            if task is not None and task["state"] in ("queued", "reserved"):
+                await self.service.apply_effects(await self.service.engine.withdraw(conv.id))
+        elif conv.state != "closed":
+            try:
+                views: dict[str, View] = {conv.id: (conv, customer, history)}
+                await self._enqueue(conv.id, customer, event.channel, conv.last_agent, views)
+            except Conflict:  # in line already, or held while another node's offer is in flight
+                if event.type == "message" and interaction is not None:
+                    frame = message_frame(conv, customer, interaction)
+                    await self.service.store.push([], to_holder=[(conv.id, frame)])
+        log.info("event.routed", event_id=event.id, conversation=conv.id, state=conv.state)
+
+    async def _enqueue(
+        self,
+        task_id: str,
+        customer: Customer,
+        channel: str,
+        last_agent: str | None,
+        views: dict[str, View] | None = None,
+    ) -> None:
+        """Put the task in line (priority attrs: the profile and the channel) and deliver what
+        the engine decided; raises the engine's Conflict when the task is in line already."""
+        attrs: dict[str, Any] = {**customer.profile, "channel": channel}
+        effects = await self.service.engine.enqueue(
+            task_id, customer.id, channel, customer.client_group, attrs, last_agent=last_agent
+        )
+        await self.service.apply_effects(effects, views=views)
+
+    async def _route_call(
+        self,
+        conv: Conversation,
+        customer: Customer,
+        event: InboundEvent,
+        call_id: str,
+        interaction: Interaction | None,
+    ) -> bool:
+        """Voice specifics; True when the event was fully handled here.
+
+        A call for a conversation already held on another channel is its own task
+        `<conversation>~<call_id>`, preferring that agent. `call.ended` withdraws an unanswered
+        call (abandoned) and starts wrap-up for an answered one; talk time is annotated.
+        """
+        main = await self.service.engine.task_view(conv.id)
+        sub_id = f"{conv.id}~{call_id}"
+        if event.type == "call.offered":
+            if main is None or main["channel"] == "voice" or not main["agent"]:
+                return False  # the conversation's own (first) task: the ordinary path
+            if await self.service.engine.task_view(sub_id) is None:
+                await self._enqueue(sub_id, customer, "voice", main["agent"])
+            return True
+        if event.type != "call.ended":
+            return True  # call.answered: history only
+        if interaction is not None:
+            await self._record_talk_time(customer.id, call_id, interaction)
+        sub = await self.service.engine.task_view(sub_id)
+        task_id, task = (sub_id, sub) if sub is not None else (conv.id, main)
+        if task is None or task["channel"] != "voice":
+            return True
+        if task["state"] in ("queued", "reserved"):
+            await self.service.apply_effects(await self.service.engine.withdraw(task_id))
+        elif task["state"] == "assigned":
+            effects = await self.service.engine.complete(task_id, task["agent"])
+            wrapup: list[tuple[str, str, str | None]] = []
+            if task_id == conv.id and not any(isinstance(e, TaskEnded) for e in effects):
+                wrapup.append((conv.id, "wrapup", task["agent"]))
+            await self.service.apply_effects(effects, states=wrapup)
+        return True
+
+    async def _record_talk_time(self, customer: str, call_id: str, ended: Interaction) -> None:
+        for earlier in reversed(
+            await self.service.store.history(customer, self.service.history_limit)
+        ):
+            if earlier.type == "call.answered" and earlier.meta.get("call_id") == call_id:
+                try:
+                    start = datetime.fromisoformat(earlier.at.replace("Z", "+00:00"))
+                    end = datetime.fromisoformat(ended.at.replace("Z", "+00:00"))
+                except ValueError:
+                    return
+                talk_s = round(max(0.0, (end - start).total_seconds()), 3)
+                await self.service.store.annotate(customer, ended.id, {"talk_s": talk_s})
+                log.info("call.ended", call=call_id, talk_s=talk_s)
+                return
+
+    async def call_id_of(self, task_id: str) -> str | None:
+        """The PBX call id of a voice task (from its id, else the conversation's last call)."""
+        if "~" in task_id:
+            return task_id.split("~", 1)[1]
+        conv = await self.service.store.conversation(task_id)
+        if conv is None:
+            return None
+        for earlier in reversed(
+            await self.service.store.history(conv.customer, self.service.history_limit)
+        ):
+            call_id = earlier.meta.get("call_id")
+            if earlier.conversation == conv.id and earlier.channel == "voice" and call_id:
+                return str(call_id)
+        return None
