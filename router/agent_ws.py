@@ -16,8 +16,9 @@ closed) and two tasks beside the receive loop:
   call (`Service.heartbeat_many`). WebSocket ping/pong (aiohttp's `heartbeat`) finds dead TCP
   peers; the engine's presence TTL covers a node that died with all its sockets.
 
-Every frame that carries a conversation or a customer passes the tier filter (`Service.visible`)
-just before it is written; a frame that fails becomes `withheld`. Client frames are rate limited
+Every frame that carries a conversation or a customer passes the tier filter just before it is
+written; a frame that fails becomes `withheld` (`router.delivery`, which also decides what to
+write next). Client frames are rate limited
 (token bucket), validated at the edge (`invalid` names the field) and dispatched through one table,
 `HANDLERS`. Every answer, errors included, goes through the outbox so it carries a `seq`.
 """
@@ -40,6 +41,7 @@ from aiohttp import WSMsgType, web
 
 from queues.policy import CHANNELS, GROUPS, TIERS
 from router.auth import AuthError, subprotocol_token, verify_token
+from router.delivery import Delivery
 from router.errors import (
     CLOSE_DRAINING,
     CLOSE_FORBIDDEN,
@@ -63,10 +65,6 @@ MAX_FRAME_BYTES: Final = 64 * 1024  # larger client frames close the socket with
 SOCKET_ROLES: Final = ("agent", "supervisor")
 # A desktop that cannot take its frames in time is asked to reconnect (4000-4499).
 CLOSE_SLOW: Final = CLOSE_HEARTBEAT
-# Frame types that always carry customer content; other frames are checked when they carry a
-# customer object (`conversation.customer` or `customer`).
-FILTERED_TYPES: Final = frozenset({"offer", "assigned", "message", "customer"})
-OFFERS_REMEMBERED = 64  # per session: the offers whose accept can read the view early
 MAX_ID = 200  # ids and refs from clients: non-empty strings up to this many characters
 
 Frame = dict[str, Any]
@@ -147,27 +145,6 @@ def _ref(frame: Frame) -> Any:
     return ref
 
 
-def customer_of(frame: Mapping[str, Any]) -> tuple[str | None, bool]:
-    """(customer id, whether the frame carries customer content) as far as the frame says."""
-    conversation = frame.get("conversation")
-    if isinstance(conversation, Mapping):
-        nested = conversation.get("customer")
-        if isinstance(nested, Mapping):
-            found = nested.get("id")
-            return (found if isinstance(found, str) else None), True
-        if isinstance(nested, str):
-            return nested, True
-    customer = frame.get("customer")
-    if isinstance(customer, Mapping):
-        found = customer.get("id")
-        return (found if isinstance(found, str) else None), True
-    # An interaction (a message body) is customer content whatever the frame's type.
-    carries = frame.get("type") in FILTERED_TYPES or isinstance(frame.get("interaction"), Mapping)
-    if isinstance(customer, str):
-        return customer, carries
-    return None, carries
-
-
 # -- the session ------------------------------------------------------------------------------
 
 
@@ -198,11 +175,10 @@ class Session:
         self.state = State.OPEN
         self.connected = False  # the Service knows this desktop (heartbeats cover it)
         self.close_code: int | None = None
-        self.last_sent = 0
+        self.delivery = Delivery(
+            store, identity.id, identity.tier, service.engine.policy, self._write
+        )
         self._wake_event = asyncio.Event()
-        self._woken: list[tuple[int, Mapping[str, Any]]] = []  # frames the wakes carried
-        self._offered: dict[str, str] = {}  # reservation → conversation, of offers written
-        self._unheard = False  # a wake without frames: read the outbox
         self._write_lock = asyncio.Lock()  # one batch of outbox frames at a time
         self._closed = asyncio.Event()
         self._frames = TokenBucket(limits.rate, limits.burst)
@@ -220,10 +196,10 @@ class Session:
             replay: list[tuple[int, Frame]] = []
             recovered = False  # without since there is nothing to recover (as in Centrifugo)
             if self.since is None or self.since > head:  # a seq from before a store reset
-                self.last_sent = head
+                self.delivery.last_sent = head
             else:
                 replay, recovered = await self.store.since(agent, self.since)
-                self.last_sent = self.since
+                self.delivery.last_sent = self.since
             try:
                 await self.service.connect(self.identity)
             except ServiceError as exc:
@@ -325,43 +301,28 @@ class Session:
     # -- server → agent ----------------------------------------------------------------------
 
     def _wake(self, agent: str, seq: int, frames: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
-        if frames:
-            self._woken.extend(frames)
-        elif seq > self.last_sent:
-            self._unheard = True
+        self.delivery.woken(seq, frames)
         self._wake_event.set()
 
-    def _carried(self) -> list[tuple[int, Mapping[str, Any]]] | None:
-        """The frames the wakes brought since the last write, when they follow `last_sent`
-        without a gap; None when the outbox must be read instead."""
-        woken, self._woken = self._woken, []
-        unheard, self._unheard = self._unheard, False
-        fresh = [(seq, frame) for seq, frame in woken if seq > self.last_sent]
-        expected = self.last_sent + 1
-        for seq, _frame in fresh:
-            if seq != expected:
-                return None
-            expected += 1
-        return None if unheard else fresh
-
     async def _send_loop(self, replay: list[tuple[int, Frame]]) -> None:
+        delivery = self.delivery
         try:
             async with self._write_lock:
-                await self._deliver(replay)
+                await delivery.deliver(replay)
             carried: Sequence[tuple[int, Mapping[str, Any]]] | None = None  # first: the outbox
             while self.state is State.OPEN:
                 self._wake_event.clear()
                 async with self._write_lock:
                     complete = True
                     if carried is None:
-                        frames, complete = await self.store.since(self.identity.id, self.last_sent)
+                        frames, complete = await delivery.since()
                         carried = list(frames) if complete else []
-                    await self._deliver(carried)
+                    await delivery.deliver(carried)
                 if not complete:  # more than the outbox keeps was pushed since our last write
                     await self.close(CLOSE_SLOW, "fell behind: reconnect with since", flush=False)
                     break
                 await self._wake_event.wait()
-                carried = self._carried()
+                carried = delivery.carried()
         except TimeoutError:
             await self.close(CLOSE_SLOW, "too slow: reconnect with since", stalled=True)
         except ConnectionError:
@@ -372,48 +333,8 @@ class Session:
 
     async def _flush(self) -> None:
         async with self._write_lock:
-            frames, _ = await self.store.since(self.identity.id, self.last_sent)
-            await self._deliver(frames)
-
-    async def _deliver(self, frames: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
-        for seq, stored in frames:
-            if seq <= self.last_sent:
-                continue
-            frame = {**stored, "seq": seq}
-            if not await self._may_see(frame):
-                withheld: Frame = {"type": "withheld", "seq": seq, "reason": "reclassified"}
-                if stored.get("ref") is not None:
-                    withheld["ref"] = stored["ref"]
-                frame = withheld
-            await self._write(frame)
-            self.last_sent = seq
-            if frame.get("type") == "offer":
-                self._remember_offer(frame)
-
-    def _remember_offer(self, frame: Mapping[str, Any]) -> None:
-        """Which conversation an offer is for: its accept reads the conversation meanwhile."""
-        conversation = frame.get("conversation")
-        reservation = frame.get("reservation")
-        if isinstance(conversation, Mapping) and isinstance(reservation, str):
-            if len(self._offered) >= OFFERS_REMEMBERED:
-                self._offered.pop(next(iter(self._offered)))
-            self._offered[reservation] = str(conversation.get("id"))
-
-    async def _may_see(self, frame: Mapping[str, Any]) -> bool:
-        """The tier filter, with the customer's group as it is now."""
-        customer, content = customer_of(frame)
-        if not content:
-            return True
-        if customer is None and isinstance(frame.get("conversation"), str):
-            found = await self.store.conversation(frame["conversation"])
-            customer = found.customer if found is not None else None
-        if customer is None:  # content we cannot attribute: fail closed
-            log.warning("agent_ws.unattributed", agent=self.identity.id, type=frame.get("type"))
-            return False
-        try:
-            return await self.service.visible(self.identity, customer)
-        except ServiceError:
-            return False
+            frames, _ = await self.delivery.since()
+            await self.delivery.deliver(frames)
 
     async def _write(self, frame: Mapping[str, Any]) -> None:
         data = encode_frame(self.codec, frame)
@@ -510,7 +431,7 @@ class Session:
 
     async def on_offer_accept(self, frame: Frame, ref: Any) -> None:
         reservation = _need(frame, "reservation")
-        conversation = self._offered.pop(reservation, None)
+        conversation = self.delivery.offered_conversation(reservation)
         await self.service.accept(self.identity, reservation, ref=ref, conversation=conversation)
 
     async def on_offer_reject(self, frame: Frame, ref: Any) -> None:
