@@ -115,6 +115,7 @@ class MemoryEngine(RoutingEngine):
         self._holds: dict[str, SortedList] = {}
         self._due = {kind: _Due() for kind in DUE_KINDS}
         self._logged_in: Counter[str] = Counter()
+        self._opens: dict[tuple[str, str], int] = {}  # (group, tier) → level opening, cached
         self._stats = {c: dict.fromkeys(STATS_KEYS, 0) for c in CHANNELS}
         self._now = 0
         self._fx: list[RawEffect] = []
@@ -156,6 +157,15 @@ class MemoryEngine(RoutingEngine):
         return a.chosen == "available" and a.exp > self._now
 
     def _open_ms(self, group: str, tier: str) -> int:
+        """When, after a task's arrival, `tier` may take it; cached until who is logged in
+        changes (the only thing besides the policy it depends on)."""
+        key = (group, tier)
+        cached = self._opens.get(key)
+        if cached is None:
+            cached = self._opens[key] = self._compute_open_ms(group, tier)
+        return cached
+
+    def _compute_open_ms(self, group: str, tier: str) -> int:
         levels: Mapping[str, int] = self._wire["lvl"].get(group, {})
         mine = levels.get(tier, 0)
         if self.policy.open_empty_levels and not any(
@@ -340,6 +350,7 @@ class MemoryEngine(RoutingEngine):
             return
         a.chosen = "offline"
         self._logged_in[a.tier] -= 1
+        self._opens.clear()
         a.exp = 0
         self._due["alive"].drop(a.id)
         self._touch(a)
@@ -430,11 +441,13 @@ class MemoryEngine(RoutingEngine):
         if a.chosen != "offline" and a.tier != tier:
             self._logged_in[a.tier] -= 1
             self._logged_in[tier] += 1
+            self._opens.clear()
         a.tier = tier
         a.cap = dict(args["cap"])
         if a.chosen == "offline":
             a.chosen = "away"
             self._logged_in[tier] += 1
+            self._opens.clear()
         self._keep_alive(a)
         self._touch(a)
 
