@@ -238,6 +238,21 @@ class RoutingEngine(ABC):
             raise
         return [decode_effect(row) for row in raw]
 
+    async def _run_many(
+        self, op: str, now: float | None, argss: Sequence[dict[str, Any]]
+    ) -> list[list[Effect] | RoutingError]:
+        """`_run` for each argument map, in order, one round trip on Redis; a refusal is
+        logged as `_run` logs it and given in its place."""
+        results = await self._call_many(op, self._now_ms(now), argss) if argss else []
+        out: list[list[Effect] | RoutingError] = []
+        for args, result in zip(argss, results, strict=True):
+            if isinstance(result, RoutingError):
+                log.info("routing.refused", op=op, code=result.code, **_ids(args))
+                out.append(result)
+            else:
+                out.append([decode_effect(row) for row in result])
+        return out
+
     # -- agents --------------------------------------------------------------------------------
 
     async def login(
@@ -281,11 +296,7 @@ class RoutingEngine(ABC):
         desktops at once); an agent that is not logged in gives its error in its place."""
         for agent in agents:
             _check_id(agent, "agent")
-        argss = [{"agent": agent} for agent in agents]
-        results = await self._call_many("heartbeat", self._now_ms(now), argss) if argss else []
-        return [
-            r if isinstance(r, RoutingError) else [decode_effect(row) for row in r] for r in results
-        ]
+        return await self._run_many("heartbeat", now, [{"agent": agent} for agent in agents])
 
     async def logout(self, agent: str, now: float | None = None) -> list[Effect]:
         """Offline: its offers are revoked and re-queued; assigned work stays with it."""
@@ -308,20 +319,8 @@ class RoutingEngine(ABC):
                 checked.append(None)
             except RoutingError as exc:
                 checked.append(exc)
-        now_ms = self._now_ms(now)
-        results = iter(await self._call_many("enqueue", now_ms, argss) if argss else [])
-        out: list[list[Effect] | RoutingError] = []
-        for refused in checked:
-            if refused is not None:
-                out.append(refused)
-                continue
-            result = next(results)
-            if isinstance(result, RoutingError):
-                log.info("routing.refused", op="enqueue", code=result.code)
-                out.append(result)
-            else:
-                out.append([decode_effect(row) for row in result])
-        return out
+        results = iter(await self._run_many("enqueue", now, argss))
+        return [refused if refused is not None else next(results) for refused in checked]
 
     def _enqueue_args(self, item: Enqueue) -> dict[str, Any]:
         _check_id(item.task, "task")

@@ -57,14 +57,6 @@ _GLOB_SPECIAL = "\\*?[]"
 
 
 @cache
-def script_source(name: str) -> str:
-    """One operation or view as a plain script: the shared helpers, `begin`, the operation."""
-    lua = resources.files("queues") / "lua"
-    lib = (lua / "lib.lua").read_text("utf-8")
-    return lib + "\nbegin(KEYS, ARGV)\n" + (lua / f"{name}.lua").read_text("utf-8")
-
-
-@cache
 def library() -> tuple[str, str]:
     """(name, code) of the engine's Redis function library: lib.lua once, then every operation
     and view as a function `<name>_<op>`. The name carries a digest of the code, so nodes of
@@ -189,13 +181,10 @@ class RedisEngine(RoutingEngine):
         return msgpack.unpackb(raw, raw=False)
 
     async def _call(self, op: str, now_ms: int, args: Mapping[str, Any]) -> list[RawEffect]:
-        if op not in OPS:
-            raise ValueError(f"unknown operation {op!r}")
-        result = await self._eval(op, now_ms, args)
-        if isinstance(result, dict):
-            raise from_code(str(result["err"]), str(result["msg"]))
-        effects: list[RawEffect] = result
-        return effects
+        [result] = await self._call_many(op, now_ms, [args])
+        if isinstance(result, RoutingError):
+            raise result
+        return result
 
     async def _call_many(
         self, op: str, now_ms: int, argss: Sequence[Mapping[str, Any]]

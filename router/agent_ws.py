@@ -175,9 +175,7 @@ class Session:
         self.state = State.OPEN
         self.connected = False  # the Service knows this desktop (heartbeats cover it)
         self.close_code: int | None = None
-        self.delivery = Delivery(
-            store, identity.id, identity.tier, service.engine.policy, self._write
-        )
+        self.delivery = Delivery(store, identity.id, self._visible, self._write)
         self._wake_event = asyncio.Event()
         self._write_lock = asyncio.Lock()  # one batch of outbox frames at a time
         self._closed = asyncio.Event()
@@ -335,6 +333,12 @@ class Session:
         async with self._write_lock:
             frames, _ = await self.delivery.since()
             await self.delivery.deliver(frames)
+
+    async def _visible(self, customer: str) -> bool:
+        try:
+            return await self.service.visible(self.identity, customer)
+        except ServiceError:
+            return False
 
     async def _write(self, frame: Mapping[str, Any]) -> None:
         data = encode_frame(self.codec, frame)

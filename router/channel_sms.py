@@ -44,9 +44,9 @@ from channels.sms import (
     read_status,
     signature_ok,
 )
-from router.errors import error_body
+from router.errors import Overloaded, error_body
 from router.protocol import BadEvent, validate_event
-from router.service import Overloaded, Service
+from router.service import Service
 from router.settings import Settings
 from router.store import ANNOTATE_WINDOW
 

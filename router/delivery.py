@@ -3,11 +3,11 @@
 `Delivery` knows what was written last (`last_sent`), takes the frames a wake carries, and
 says what to write next: the carried frames when they follow `last_sent` without a gap, else
 what `Store.since` replays. Just before a frame is written it applies the **send-time tier
-filter**: a frame with customer content passes only while the customer's client group (as the
-store knows it now, `Store.client_group`) allows the agent's tier; one that fails becomes
-`withheld`, so the sequence has no silent gap and nothing of the customer leaks. The socket
-handler (`router.agent_ws.Session`) owns the socket, the lock and the closing; this module
-owns no socket and no task.
+filter**: a frame with customer content passes only while the customer's client group, as the
+store knows it now, allows the agent's tier (`Service.visible`, which asks
+`Store.client_group`); one that fails becomes `withheld`, so the sequence has no silent gap
+and nothing of the customer leaks. The socket handler (`router.agent_ws.Session`) owns the
+socket, the lock and the closing; this module owns no socket and no task.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from typing import Any, Final
 
 import structlog
 
-from queues.policy import Policy
 from router.store import Store
 
 log = structlog.get_logger("omniroute.delivery")
@@ -59,11 +58,11 @@ class Delivery:
         self,
         store: Store,
         agent: str,
-        tier: str,
-        policy: Policy,
+        visible: Callable[[str], Awaitable[bool]],
         write: Callable[[Mapping[str, Any]], Awaitable[None]],
     ) -> None:
-        self.store, self.agent, self.tier, self.policy = store, agent, tier, policy
+        self.store, self.agent = store, agent
+        self._visible = visible  # may this agent see this customer now (`Service.visible`)
         self._write = write
         self.last_sent = 0
         self._woken: list[tuple[int, Mapping[str, Any]]] = []  # frames the wakes carried
@@ -135,5 +134,4 @@ class Delivery:
         if customer is None:
             log.warning("delivery.unattributed", agent=self.agent, type=frame.get("type"))
             return False
-        group = await self.store.client_group(customer)
-        return group is None or self.policy.allowed(group, self.tier)
+        return await self._visible(customer)

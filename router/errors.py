@@ -41,3 +41,16 @@ def http_status(code: str) -> int:
 def error_body(code: str, message: str, field: str | None = None) -> dict[str, object]:
     """The contract's error shape: {"error": {"code", "message", "field"}}."""
     return {"error": {"code": code, "message": message, "field": field}}
+
+
+class Overloaded(Exception):
+    """Raised when ingest is refused because routing is too far behind (`[events]
+    max_backlog_s`): nothing was stored; the adapter should retry after `retry_after_s`."""
+
+    def __init__(self, behind_s: float, limit_s: float, retry_after_s: int = 1) -> None:
+        super().__init__(
+            f"routing is {behind_s:.1f} s behind (the bound is {limit_s:g} s); retry later"
+        )
+        self.behind_s = behind_s
+        self.limit_s = limit_s
+        self.retry_after_s = retry_after_s

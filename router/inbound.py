@@ -15,14 +15,29 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from queues.base import Effect, Enqueue, Offer, TaskEnded
-from queues.errors import Conflict, RoutingError
+from queues.errors import RoutingError
 from router.frames import Frame, View, message_frame
-from router.store import Conversation, Customer, InboundEvent, Interaction, LogEntry, StoreError
+from router.store import (
+    HELD_STATES,
+    Applied,
+    Conversation,
+    Customer,
+    InboundEvent,
+    Interaction,
+    LogEntry,
+    StoreError,
+)
 
 if TYPE_CHECKING:
     from router.service import Service
 
 log = structlog.get_logger("omniroute.inbound")
+
+
+def _item(task_id: str, customer: Customer, channel: str, last_agent: str | None) -> Enqueue:
+    """A task to put in line; its priority attributes are the profile and the channel."""
+    attrs: dict[str, Any] = {**customer.profile, "channel": channel}
+    return Enqueue(task_id, customer.id, channel, customer.client_group, attrs, last_agent)
 
 
 class Inbound:
@@ -65,9 +80,16 @@ class Inbound:
         return not (event.channel == "voice" and event.meta.get("call_id"))
 
     async def _route_run(self, run: Sequence[LogEntry]) -> None:
-        applied = await self.service.store.apply_many(
-            run, self.service.now_ms(), self.service.history_limit
-        )
+        svc = self.service
+        applied = await svc.store.apply_many(run, svc.now_ms(), svc.history_limit)
+        await self._route_applied(run, applied, ack=[entry.entry_id for entry in run])
+
+    async def _route_applied(
+        self, run: Sequence[LogEntry], applied: Sequence[Applied | StoreError], ack: list[str]
+    ) -> None:
+        """Route entries the store has applied: a message to a held conversation goes to its
+        holder; anything else for an open conversation joins one `enqueue_many`; one push
+        carries every frame and state and acknowledges `ack`."""
         frames: list[tuple[str, Frame]] = []
         views: dict[str, View] = {}
         waiting: dict[str, Enqueue] = {}
@@ -79,7 +101,7 @@ class Inbound:
                 continue
             conv, customer, interaction, history = result
             views[conv.id] = (conv, customer, history)  # the last one has the whole batch
-            held = conv.agent if conv.state in ("offered", "assigned", "wrapup") else None
+            held = conv.agent if conv.state in HELD_STATES else None
             if event.type == "message" and held:
                 if interaction is not None:
                     frames.append((held, message_frame(conv, customer, interaction)))
@@ -87,29 +109,22 @@ class Inbound:
             if event.type == "message" and interaction is not None:
                 # Should its task be in line or held already (another node is offering it
                 # right now, its push not yet made), the message goes to that holder.
-                frame = message_frame(conv, customer, interaction)
-                racing.setdefault(conv.id, []).append(frame)
+                racing.setdefault(conv.id, []).append(message_frame(conv, customer, interaction))
             if conv.state != "closed" and conv.id not in waiting:
-                attrs: dict[str, Any] = {**customer.profile, "channel": event.channel}
-                waiting[conv.id] = Enqueue(
-                    conv.id, customer.id, event.channel, customer.client_group, attrs,
-                    conv.last_agent,
-                )  # fmt: skip
+                waiting[conv.id] = _item(conv.id, customer, event.channel, conv.last_agent)
         states: list[tuple[str, str, str | None]] = []
         effects: list[Effect] = []
         to_holder: list[tuple[str, Frame]] = []
         if waiting:
             items = list(waiting.values())
-            for item, decided in zip(
-                items, await self.service.engine.enqueue_many(items), strict=True
-            ):
+            decisions = await self.service.engine.enqueue_many(items)
+            for item, decided in zip(items, decisions, strict=True):
                 if isinstance(decided, RoutingError):  # Conflict: in line or held already
                     to_holder.extend((item.task, f) for f in racing.get(item.task, []))
                     continue
                 effects.extend(decided)
             more_frames, states = await self.service._shape(effects, views=views)
             frames.extend(more_frames)
-        ack = [entry.entry_id for entry in run]
         await self.service.store.push(frames, states, ack=ack, to_holder=to_holder)
         await self.service._run_hooks(effects)
         # one line per batch, not per event: at a thousand events a second that is most of
@@ -118,15 +133,12 @@ class Inbound:
         log.info("events.routed", events=[e.event.id for e in run], offers=offers)
 
     async def process(self, entry: LogEntry) -> None:
-        """Route one inbound event: sticky to its agent, or into the queue.
-
-        The common paths cost three round trips on Redis: apply (returning the history an
-        offer needs), then either one push of the `message` frame to the holder the store
-        knows, or the engine's enqueue and one push of its frames and conversation states.
-        """
-        conv, customer, interaction, history = await self.service.store.apply_inbound_view(
-            entry, self.service.now_ms(), self.service.history_limit
-        )
+        """Route one inbound event (a call step, or an entry on its own); the caller
+        acknowledges it. Call steps first ask the engine about the call's task; the rest goes
+        the batched path's way, as a batch of one."""
+        svc = self.service
+        result = await svc.store.apply_inbound_view(entry, svc.now_ms(), svc.history_limit)
+        conv, customer, interaction, _history = result
         event = entry.event
         call_id = event.meta.get("call_id") if event.channel == "voice" else None
         if (
@@ -135,39 +147,24 @@ class Inbound:
             and await self._route_call(conv, customer, event, call_id, interaction)
         ):
             return
-        held = conv.agent if conv.state in ("offered", "assigned", "wrapup") else None
-        if event.type == "message" and held:
-            if interaction is not None:
-                await self.service.store.push([(held, message_frame(conv, customer, interaction))])
-        elif event.type == "call.ended":
-            task = await self.service.engine.task_view(conv.id)
+        if event.type == "call.ended":
+            task = await svc.engine.task_view(conv.id)
             if task is not None and task["state"] in ("queued", "reserved"):
-                await self.service.apply_effects(await self.service.engine.withdraw(conv.id))
-        elif conv.state != "closed":
-            try:
-                views: dict[str, View] = {conv.id: (conv, customer, history)}
-                await self._enqueue(conv.id, customer, event.channel, conv.last_agent, views)
-            except Conflict:  # in line already, or held while another node's offer is in flight
-                if event.type == "message" and interaction is not None:
-                    frame = message_frame(conv, customer, interaction)
-                    await self.service.store.push([], to_holder=[(conv.id, frame)])
-        log.info("event.routed", event_id=event.id, conversation=conv.id, state=conv.state)
+                await svc.apply_effects(await svc.engine.withdraw(conv.id))
+            return
+        await self._route_applied([entry], [result], ack=[])
 
     async def _enqueue(
-        self,
-        task_id: str,
-        customer: Customer,
-        channel: str,
-        last_agent: str | None,
-        views: dict[str, View] | None = None,
+        self, task_id: str, customer: Customer, channel: str, last_agent: str | None
     ) -> None:
-        """Put the task in line (priority attrs: the profile and the channel) and deliver what
-        the engine decided; raises the engine's Conflict when the task is in line already."""
-        attrs: dict[str, Any] = {**customer.profile, "channel": channel}
-        effects = await self.service.engine.enqueue(
-            task_id, customer.id, channel, customer.client_group, attrs, last_agent=last_agent
+        """Put one task in line and deliver what the engine decided; raises the engine's
+        Conflict when the task is in line already."""
+        [decided] = await self.service.engine.enqueue_many(
+            [_item(task_id, customer, channel, last_agent)]
         )
-        await self.service.apply_effects(effects, views=views)
+        if isinstance(decided, RoutingError):
+            raise decided
+        await self.service.apply_effects(decided)
 
     async def _route_call(
         self,

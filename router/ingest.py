@@ -23,7 +23,7 @@ import structlog
 from aiohttp import web
 
 from router.auth import SIGNATURE_HEADER, signature_ok
-from router.errors import error_body
+from router.errors import Overloaded, error_body
 from router.protocol import (
     JSON,
     MSGPACK,
@@ -33,7 +33,6 @@ from router.protocol import (
     codec_for,
     parse_events,
 )
-from router.service import Overloaded
 from router.store import InboundEvent, Ingested
 
 PATH: Final = "/v1/events"

@@ -37,6 +37,7 @@ from queues.base import QueueStats, RoutingEngine
 from router.auth import AuthError, subprotocol_token, verify_token
 from router.errors import CLOSE_DRAINING, CLOSE_RATE_LIMITED, error_body, http_status
 from router.identity import AgentIdentity
+from router.protocol import JSON
 
 log = structlog.get_logger("omniroute.ops")
 
@@ -425,7 +426,7 @@ class Ops:
             return web.json_response(body, status=503)
         # A browser that offered `bearer.<JWT>` needs a protocol chosen back, or it fails.
         ws = web.WebSocketResponse(
-            protocols=("omniroute.v1.json",),
+            protocols=(JSON.subprotocol,),
             heartbeat=30.0,
             max_msg_size=4096,
             timeout=CLOSE_WAIT_S,

@@ -25,6 +25,7 @@ from queues.base import (
 )
 from queues.errors import RoutingError
 from queues.policy import CHANNELS, GROUPS
+from router.errors import Overloaded
 from router.frames import (
     Frame,
     View,
@@ -60,19 +61,6 @@ class ServiceError(Exception):
         self.code = code
         self.message = message
         self.details = dict(details or {})
-
-
-class Overloaded(Exception):
-    """Raised when ingest is refused because routing is too far behind (`[events]
-    max_backlog_s`): nothing was stored; the adapter should retry after `retry_after_s`."""
-
-    def __init__(self, behind_s: float, limit_s: float, retry_after_s: int = 1) -> None:
-        super().__init__(
-            f"routing is {behind_s:.1f} s behind (the bound is {limit_s:g} s); retry later"
-        )
-        self.behind_s = behind_s
-        self.limit_s = limit_s
-        self.retry_after_s = retry_after_s
 
 
 class Service:
@@ -340,14 +328,6 @@ class Service:
             if isinstance(result, RoutingError):
                 effects = await self.engine.login(identity.id, identity.tier, identity.capacity)
                 await self.apply_effects(effects)
-
-    async def heartbeat(self, identity: AgentIdentity) -> None:
-        """Keep the agent's presence alive; log it in again if its presence had expired."""
-        try:
-            await self.engine.heartbeat(identity.id)
-        except RoutingError:
-            effects = await self.engine.login(identity.id, identity.tier, identity.capacity)
-            await self.apply_effects(effects)
 
     # -- agent requests --------------------------------------------------------------------------
 

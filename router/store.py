@@ -47,6 +47,7 @@ PROFILE_FIELDS = (
 )
 EDITABLE_FIELDS = ("first_name", "residence_city", "job", "vcard")
 CONVERSATION_STATES = ("queued", "offered", "assigned", "wrapup", "closed")
+HELD_STATES = ("offered", "assigned", "wrapup")  # the states in which a conversation has a holder
 ANNOTATE_WINDOW = 200
 
 
@@ -151,6 +152,11 @@ class Conversation:
     last_agent: str | None = None  # the agent of the customer's previous conversation
 
 
+Applied = tuple[Conversation, Customer, Interaction | None, list[Interaction]]
+"""What applying a log entry gives: the conversation, the customer, the interaction appended
+(the one appended the first time, for an entry applied before) and the history after it."""
+
+
 class StoreError(Exception):
     """Raised when the store refuses an operation; nothing was changed."""
 
@@ -207,10 +213,10 @@ class Store(ABC):
 
     async def apply_many(
         self, entries: Sequence[LogEntry], now_ms: int, history_limit: int
-    ) -> list[tuple[Conversation, Customer, Interaction | None, list[Interaction]] | StoreError]:
+    ) -> list[Applied | StoreError]:
         """`apply_inbound_view` for each entry, in order (one round trip on Redis); an entry
         the store refuses gives its StoreError in its place, the others are applied."""
-        out: list[tuple[Conversation, Customer, Interaction | None, list[Interaction]] | StoreError]
+        out: list[Applied | StoreError]
         out = []
         for entry in entries:
             try:
@@ -245,9 +251,7 @@ class Store(ABC):
         interaction appended — for an event applied before (a reclaimed log entry), the one
         appended the first time, so nothing is ever appended twice."""
 
-    async def apply_inbound_view(
-        self, entry: LogEntry, now_ms: int, history_limit: int
-    ) -> tuple[Conversation, Customer, Interaction | None, list[Interaction]]:
+    async def apply_inbound_view(self, entry: LogEntry, now_ms: int, history_limit: int) -> Applied:
         """`apply_inbound`, plus the customer's last `history_limit` interactions after it
         (one round trip on Redis: what an offer made right away needs)."""
         conv, customer, interaction = await self.apply_inbound(entry, now_ms)

@@ -60,6 +60,7 @@ from router.store import (
     ANNOTATE_WINDOW,
     CONVERSATION_STATES,
     EDITABLE_FIELDS,
+    HELD_STATES,
     PROFILE_FIELDS,
     Conversation,
     Customer,
@@ -77,7 +78,6 @@ from router.store import (
 )
 
 GROUPS = ("normal", "SIC", "CSC")
-HELD = ("offered", "assigned", "wrapup")  # states in which a conversation has a holder
 CHANNELS = ("chat", "sms", "email", "voice")
 EVENT_TYPES = ("message", "call.offered", "call.answered", "call.ended")
 THREAD_S = 180 * 86_400
@@ -605,7 +605,6 @@ class MemoryStore(Store):
             if conv is not None and (conv.state != "closed" or state == "closed"):
                 await self.set_state(conversation_id, state, agent)
         await self.ack_log(ack)
-        seqs: list[int] = []
         woken: dict[str, Frames] = {}
 
         def deliver(agent: str, frame: Mapping[str, Any]) -> int:
@@ -622,12 +621,12 @@ class MemoryStore(Store):
         seqs = [deliver(agent, frame) for agent, frame in frames]
         for conversation_id, _state, _agent in states:  # frames that waited for a holder
             conv = self._conversations.get(conversation_id)
-            if conv is not None and conv.state in HELD and conv.agent:
+            if conv is not None and conv.state in HELD_STATES and conv.agent:
                 for waited in self._waiting.pop(conversation_id, []):
                     deliver(conv.agent, waited)
         for conversation_id, held in to_holder:
             conv = self._conversations.get(conversation_id)
-            if conv is not None and conv.state in HELD and conv.agent:
+            if conv is not None and conv.state in HELD_STATES and conv.agent:
                 deliver(conv.agent, held)
             elif conv is not None and conv.state == "queued":
                 self._waiting.setdefault(conversation_id, []).append(dict(held))

@@ -68,6 +68,7 @@ from queues.pipeline import GroupCommit, Script, ScriptPipeline
 from queues.redis import connect
 from router.store import (
     ANNOTATE_WINDOW,
+    Applied,
     Conversation,
     Customer,
     InboundEvent,
@@ -331,8 +332,9 @@ class RedisStore(Store):
         redis = await self._redis()
         async with redis.pipeline(transaction=False) as pipe:
             pipe.xinfo_groups(self._log)
+            pipe.xlen(self._log)
             pipe.time()
-            groups, (now_s, now_us) = await pipe.execute()
+            groups, length, (now_s, now_us) = await pipe.execute()
         group = next((g for g in groups if _text(g.get("name", b"")) == GROUP), None)
         if group is None:
             return 0, 0.0
@@ -341,8 +343,7 @@ class RedisStore(Store):
         if not unread:
             return 0, 0.0
         oldest_ms = int(_text(unread[0][0]).split("-", 1)[0])
-        lag = group.get("lag")
-        count = int(lag) if isinstance(lag, int) else 1
+        count = int(length) - int(group.get("pending", 0))  # acked entries are deleted
         return count, max(0.0, now_s + now_us / 1e6 - oldest_ms / 1000)
 
     async def ack_log(self, entry_ids: Sequence[str]) -> None:
@@ -362,15 +363,13 @@ class RedisStore(Store):
         conv, customer, interaction, _ = await self.apply_inbound_view(entry, now_ms, 0)
         return conv, customer, interaction
 
-    async def apply_inbound_view(
-        self, entry: LogEntry, now_ms: int, history_limit: int
-    ) -> tuple[Conversation, Customer, Interaction | None, list[Interaction]]:
+    async def apply_inbound_view(self, entry: LogEntry, now_ms: int, history_limit: int) -> Applied:
         result = await self._eval("apply", self._apply_args(entry, now_ms, history_limit))
         return self._applied(result)
 
     async def apply_many(
         self, entries: Sequence[LogEntry], now_ms: int, history_limit: int
-    ) -> list[tuple[Conversation, Customer, Interaction | None, list[Interaction]] | StoreError]:
+    ) -> list[Applied | StoreError]:
         """One pipeline of `apply` script calls: one round trip for the whole batch."""
         if not entries:
             return []
@@ -385,9 +384,7 @@ class RedisStore(Store):
             for e in entries
         ]
         replies = await self._pipeline.many(calls)
-        out: list[
-            tuple[Conversation, Customer, Interaction | None, list[Interaction]] | StoreError
-        ] = []
+        out: list[Applied | StoreError] = []
         for raw in replies:
             if isinstance(raw, Exception):
                 raise raw
@@ -426,9 +423,7 @@ class RedisStore(Store):
             "hl": max(0, history_limit),
         }
 
-    def _applied(
-        self, result: Any
-    ) -> tuple[Conversation, Customer, Interaction | None, list[Interaction]]:
+    def _applied(self, result: Any) -> Applied:
         conv, cust, ix, history = result
         tail = [_interaction(rec) for rec in history]
         return _conversation(conv), self._seen(_customer(cust)), _interaction(ix), tail
@@ -436,12 +431,17 @@ class RedisStore(Store):
     def _seen(self, customer: Customer) -> Customer:
         """Every customer record a reply carries refreshes the client-group cache."""
         if self._groups_live:
-            cached = self._groups.get(customer.id)
-            if cached is None or cached[0] < customer.version:
-                if cached is None and len(self._groups) >= GROUP_CACHE:
-                    self._groups.pop(next(iter(self._groups)))  # the oldest entry
-                self._groups[customer.id] = (customer.version, customer.client_group)
+            self._remember_group(customer.id, customer.version, customer.client_group)
         return customer
+
+    def _remember_group(self, customer: str, version: int, group: str) -> None:
+        """Keep the group of the higher version (a reply that raced a change never undoes
+        it); at `GROUP_CACHE` customers the oldest entry makes room."""
+        cached = self._groups.get(customer)
+        if cached is None or cached[0] < version:
+            if cached is None and len(self._groups) >= GROUP_CACHE:
+                self._groups.pop(next(iter(self._groups)))
+            self._groups[customer] = (version, group)
 
     async def client_group(self, customer_id: str) -> str | None:
         if self._groups_live:
@@ -639,11 +639,7 @@ class RedisStore(Store):
 
     def _group_changed(self, data: bytes) -> None:
         customer, version, group = msgpack.unpackb(data, raw=False)
-        cached = self._groups.get(customer)
-        if cached is None or cached[0] < version:
-            if cached is None and len(self._groups) >= GROUP_CACHE:
-                self._groups.pop(next(iter(self._groups)))
-            self._groups[customer] = (int(version), str(group))
+        self._remember_group(str(customer), int(version), str(group))
 
     async def _wake_all(self) -> None:
         for agent, wakes in list(self._wakes.items()):
