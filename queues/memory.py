@@ -673,8 +673,9 @@ class MemoryEngine(RoutingEngine):
             "tasks": sorted(a.tasks),
         }
 
-    @staticmethod
-    def _task_view(t: _Task) -> dict[str, Any]:
+    def _task_view(self, t: _Task) -> dict[str, Any]:
+        res = self._res.get(t.res) if t.state == "reserved" else None
+        until = {"res_until": res.deadline} if res is not None else {}  # ms, while reserved
         return {
             "id": t.id,
             "customer": t.customer,
@@ -689,4 +690,5 @@ class MemoryEngine(RoutingEngine):
             "last": t.last,
             "held_for": t.held_for,
             "excluded": sorted(t.excluded),
+            **until,
         }

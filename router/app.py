@@ -84,6 +84,7 @@ def create_app(
         release_after_s=settings.agent.release_after_s,
         history_limit=settings.agent.history_limit,
         max_backlog_s=settings.events.max_backlog_s,
+        lease_s=settings.events.lease_s,
     )
     metrics = Metrics()
     service.metrics = metrics

@@ -94,6 +94,7 @@ class Inbound:
         views: dict[str, View] = {}
         waiting: dict[str, Enqueue] = {}
         racing: dict[str, list[Frame]] = {}
+        again: set[str] = set()  # conversations of entries read before (a dead node's)
         for entry, result in zip(run, applied, strict=True):
             event = entry.event
             if isinstance(result, StoreError):  # refused for good: retrying cannot help
@@ -101,6 +102,8 @@ class Inbound:
                 continue
             conv, customer, interaction, history = result
             views[conv.id] = (conv, customer, history)  # the last one has the whole batch
+            if entry.reclaimed:
+                again.add(conv.id)
             held = conv.agent if conv.state in HELD_STATES else None
             if event.type == "message" and held:
                 if interaction is not None:
@@ -118,19 +121,52 @@ class Inbound:
         if waiting:
             items = list(waiting.values())
             decisions = await self.service.engine.enqueue_many(items)
+            unsent: list[str] = []
             for item, decided in zip(items, decisions, strict=True):
                 if isinstance(decided, RoutingError):  # Conflict: in line or held already
                     to_holder.extend((item.task, f) for f in racing.get(item.task, []))
+                    if item.task in again:
+                        unsent.append(item.task)
                     continue
                 effects.extend(decided)
+            effects.extend(await self._offers_never_sent(unsent, views))
             more_frames, states = await self.service._shape(effects, views=views)
             frames.extend(more_frames)
-        await self.service.store.push(frames, states, ack=ack, to_holder=to_holder)
+        consumer = self.service.node if ack else None  # fenced: see router.liveness
+        await self.service.store.push(
+            frames, states, ack=ack, to_holder=to_holder, consumer=consumer
+        )
         await self.service._run_hooks(effects)
         # one line per batch, not per event: at a thousand events a second that is most of
         # the logging cost; the ids are all there for a grep
         offers = sum(isinstance(e, Offer) for e in effects)
         log.info("events.routed", events=[e.event.id for e in run], offers=offers)
+
+    async def _offers_never_sent(self, tasks: Sequence[str], views: dict[str, View]) -> list[Offer]:
+        """Offers a dead node made and never pushed, for conversations of entries taken over
+        from it: the engine holds the reservation, the store never recorded the offer (the
+        conversation is still `queued`). Offered now, under the same reservation, they reach
+        the agent at once instead of after the reservation times out."""
+        out: list[Offer] = []
+        engine, liveness = self.service.engine, self.service.liveness
+        # A live node pushes its offer milliseconds after it reserved; the dead node was
+        # silent for a whole lease before it was taken over. So only a reservation made half
+        # a lease before the takeover can be the dead node's own.
+        before_ms = liveness.took_over_ms - liveness.lease_ms // 2
+        timeout_ms = round(engine.policy.reservation_timeout_s * 1000)
+        for task_id in tasks:
+            conv = views[task_id][0] if task_id in views else None
+            if conv is None or conv.state != "queued":
+                continue  # the offer was recorded: it was pushed
+            task = await engine.task_view(task_id)
+            if task is None or task["state"] != "reserved" or not task.get("res_until"):
+                continue
+            if int(task["res_until"]) - timeout_ms > before_ms:
+                continue  # reserved since the takeover: a live node's offer, on its way
+            until_s = float(task["res_until"]) / 1000
+            out.append(Offer(task["res"], task_id, task["agent"], task["channel"], until_s))
+            log.info("offer.resent", task=task_id, reservation=task["res"], agent=task["agent"])
+        return out
 
     async def process(self, entry: LogEntry) -> None:
         """Route one inbound event (a call step, or an entry on its own); the caller

@@ -35,10 +35,12 @@ from router.frames import (
 )
 from router.identity import AgentIdentity as AgentIdentity  # re-exported: the socket modules
 from router.inbound import Inbound
+from router.liveness import Liveness
 from router.store import (
     EDITABLE_FIELDS,
     Conversation,
     Customer,
+    Fenced,
     InboundEvent,
     Ingested,
     Interaction,
@@ -77,6 +79,7 @@ class Service:
         release_after_s: float = 120.0,
         history_limit: int = 50,
         max_backlog_s: float = 0.0,
+        lease_s: float = 2.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.engine = engine
@@ -99,6 +102,7 @@ class Service:
         self._consumer: asyncio.Task[None] | None = None
         self.metrics: Any = None  # router.ops.Metrics when served; counts offers
         self.inbound = Inbound(self)
+        self.liveness = Liveness(self, lease_s)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -108,6 +112,7 @@ class Service:
         await self.engine.start()
         try:
             await self.store.start()
+            await self.liveness.beat()  # leased before the consumer reads anything
         except Exception as exc:
             log.warning("store.unavailable", node=self.node, error=type(exc).__name__)
 
@@ -115,7 +120,11 @@ class Service:
         """Start the loops of a node: the log consumer, the engine ticker and (with a bound on
         the backlog) the backlog sampler."""
         self._consumer = asyncio.create_task(self.run_consumer())
-        loops = [self._consumer, asyncio.create_task(self.run_ticker())]
+        loops = [
+            self._consumer,
+            asyncio.create_task(self.run_ticker()),
+            asyncio.create_task(self.liveness.run(self._stopping)),
+        ]
         if self.max_backlog_s:
             loops.append(asyncio.create_task(self.run_backlog()))
         for task in loops:
@@ -169,8 +178,10 @@ class Service:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), interval_s)
 
-    async def run_consumer(self, batch: int = 100, block_ms: int = 1000) -> None:
-        """Consume the log until stopped: process each entry, acknowledge it after."""
+    async def run_consumer(self, batch: int = 100, block_ms: int = 500) -> None:
+        """Consume the log until stopped: process each entry, acknowledge it after. A blocking
+        read waits at most `block_ms`, so entries taken over from a dead node (read first) wait
+        no longer than that."""
         while not self._stopping.is_set():
             try:
                 entries = await self.store.read_log(self.node, batch, block_ms)
@@ -179,8 +190,12 @@ class Service:
                     await self.process_batch(entries)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # keep consuming; unacked entries are reclaimed later
+            except Fenced as exc:  # presumed dead meanwhile: what is still ours comes again
+                log.warning("consumer.fenced", node=self.node, reason=str(exc))
+                self.store.reread(self.node)
+            except Exception as exc:  # keep consuming; what it still holds is retried
                 log.error("consumer.failed", node=self.node, error=type(exc).__name__)
+                self.store.reread(self.node)
                 await asyncio.sleep(0.5)
                 with contextlib.suppress(Exception):
                     await self.store.start()  # idempotent; re-creates a lost consumer group
@@ -265,6 +280,11 @@ class Service:
 
     # -- agent sessions --------------------------------------------------------------------------
 
+    @property
+    def desktops(self) -> dict[str, int]:
+        """Agent → desktops connected to this node."""
+        return dict(self._sessions)
+
     async def connect(self, identity: AgentIdentity) -> None:
         """A desktop connected: log the agent in (away) and cancel a pending disconnect."""
         pending = self._away.pop(identity.id, None)
@@ -276,6 +296,7 @@ class Service:
             raise ServiceError(exc.code, exc.message) from exc
         self._sessions[identity.id] = self._sessions.get(identity.id, 0) + 1
         self.identities[identity.id] = identity
+        await self.store.desktop(identity.id, self.node, 0, count=self._sessions[identity.id])
         await self.apply_effects(effects)
         log.info("agent.connected", agent=identity.id, tier=identity.tier, node=self.node)
 
@@ -284,9 +305,18 @@ class Service:
         left = self._sessions.get(identity.id, 1) - 1
         if left > 0:
             self._sessions[identity.id] = left
+            with contextlib.suppress(Exception):  # the count is refreshed on a fence
+                await self.store.desktop(identity.id, self.node, 0, count=left)
             return
         self._sessions.pop(identity.id, None)
         self.identities.pop(identity.id, None)
+        try:
+            elsewhere = await self.store.desktop(identity.id, self.node, 0, count=0)
+        except Exception:
+            elsewhere = 0  # the store is down: the grace decides, as on one node
+        if elsewhere:  # a desktop on another node keeps the agent online
+            log.info("agent.disconnected", agent=identity.id, node=self.node, elsewhere=elsewhere)
+            return
         if not self._stopping.is_set() and identity.id not in self._away:
             self._away[identity.id] = asyncio.create_task(self._absent(identity.id))
         log.info("agent.disconnected", agent=identity.id, node=self.node)
@@ -297,6 +327,8 @@ class Service:
         try:
             if grace_s is None:
                 await asyncio.sleep(grace)
+                if await self.store.desktop(agent, self.node, 0) > 0:
+                    return  # connected on another node meanwhile: it stays online
                 await self.apply_effects(await self.engine.logout(agent))
             await asyncio.sleep(max(0.0, self.release_after_s - grace))
             view = await self.engine.agent_view(agent)

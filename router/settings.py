@@ -50,6 +50,7 @@ class EventSettings:
     claim_idle_s: float = 30.0
     dedupe_s: float = 86_400.0
     max_backlog_s: float = 10.0
+    lease_s: float = 2.0  # a node silent this long is taken for dead (router.liveness)
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,7 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "claim_idle_s": _seconds(positive=True),
         "dedupe_s": _Key("float", "a number >= 86400 (24 h)", lambda v: v >= 86_400),
         "max_backlog_s": _seconds(),
+        "lease_s": _Key("float", "a number of seconds from 0.5 to 60", lambda v: 0.5 <= v <= 60),
     },
     "agent": {
         "offline_grace_s": _seconds(),
@@ -558,6 +560,7 @@ def _build(
             claim_idle_s=get("events", "claim_idle_s"),
             dedupe_s=get("events", "dedupe_s"),
             max_backlog_s=get("events", "max_backlog_s"),
+            lease_s=get("events", "lease_s"),
         ),
         agent=AgentSettings(
             offline_grace_s=get("agent", "offline_grace_s"),

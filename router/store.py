@@ -11,9 +11,15 @@ Guarantees every backend gives:
   to the durable log — or a duplicate that changes nothing and reports the original's
   conversation. With Redis the log is a Stream: once `ingest` returns, the events survive the
   death of any router node.
-* The log is consumed through one consumer group: each entry goes to one consumer; entries a
-  consumer took and never acknowledged for `claim_idle_ms` are handed to another (`read_log`
-  reclaims them first), so a node killed mid-work delays events but never loses them.
+* The log is consumed through one consumer group: each entry goes to one consumer. Nodes hold
+  a lease they renew (`beat`); the first live node to see a lease lapse takes the dead node's
+  unacknowledged entries over (`read_log` hands them out first), forgets its desktops and
+  names the agents connected nowhere else. Entries any consumer has held unacknowledged for
+  `claim_idle_ms` are reclaimed as well (a node alive but stuck). A node killed mid-work
+  delays events by about a lease, never loses them.
+* Fencing: a push that finishes log entries (`ack` with `consumer`) is refused `Fenced`, with
+  nothing changed, unless every one of them is still held by that consumer — a node that was
+  presumed dead and taken over never delivers what its successor delivers.
 * `apply_inbound` is idempotent per event id: re-applying a reclaimed entry appends nothing twice.
 * Customer edits are versioned: `update_customer` with a stale version raises `StaleVersion`
   carrying the current customer; nothing is overwritten silently.
@@ -89,6 +95,7 @@ class LogEntry:
     event: InboundEvent
     conversation: str
     customer: str
+    reclaimed: bool = False  # read before: taken over from a dead node or retried
 
 
 @dataclass(frozen=True)
@@ -159,6 +166,22 @@ Applied = tuple[Conversation, Customer, Interaction | None, list[Interaction]]
 
 class StoreError(Exception):
     """Raised when the store refuses an operation; nothing was changed."""
+
+
+class Fenced(StoreError):
+    """Raised by a push whose log entries this consumer no longer holds: another node took
+    them over while this one was presumed dead. Nothing was changed."""
+
+
+@dataclass(frozen=True)
+class Beat:
+    """What one `beat` found."""
+
+    fenced: bool = False  # this node's lease had lapsed: it was presumed dead, maybe taken over
+    clash: bool = False  # another process holds this node's name
+    claimed: int = 0  # log entries taken over from dead nodes (read_log hands them out first)
+    dead: tuple[str, ...] = ()  # nodes found dead
+    orphans: tuple[str, ...] = ()  # agents whose every desktop was on a dead node
 
 
 class StaleVersion(StoreError):
@@ -238,6 +261,24 @@ class Store(ABC):
     @abstractmethod
     async def ack_log(self, entry_ids: Sequence[str]) -> None:
         """Mark entries processed; they are never handed out again."""
+
+    @abstractmethod
+    def reread(self, consumer: str) -> None:
+        """Make the consumer's next `read_log` hand out the entries it still holds first (its
+        batch failed or was fenced: they are retried at once, not after `claim_idle_ms`)."""
+
+    # -- nodes: leases, takeover, desktops ------------------------------------------------------
+
+    @abstractmethod
+    async def beat(self, node: str, token: str, ttl_ms: int, first: bool = False) -> Beat:
+        """Renew this node's lease for `ttl_ms` (`token` is this process's own), then take over
+        every node whose lease lapsed: its unacknowledged log entries become this node's, its
+        desktops are forgotten. `first`: the process's first beat (no lease to have lost)."""
+
+    @abstractmethod
+    async def desktop(self, agent: str, node: str, change: int, count: int | None = None) -> int:
+        """Count the agent's desktops on `node` (+1 connected, -1 closed, 0 to ask; `count`
+        sets it); returns on how many other live nodes the agent has a desktop."""
 
     # -- customers, conversations, history -----------------------------------------------------
 
@@ -321,6 +362,7 @@ class Store(ABC):
         states: Sequence[tuple[str, str, str | None]] = (),
         ack: Sequence[str] = (),
         to_holder: Sequence[tuple[str, Mapping[str, Any]]] = (),
+        consumer: str | None = None,
     ) -> list[int]:
         """Append frames (agent, frame without seq) to their agents' outboxes; return the seqs
         given, and wake every listener of those agents (on any node) with the frames.
@@ -328,7 +370,8 @@ class Store(ABC):
         `states` — (conversation, state, agent) changes these frames announce — are applied
         first, in the same atomic step (one round trip on Redis); a change to a closed or
         unknown conversation is skipped, so a late effect never reopens one. `ack` — log
-        entries these frames finish — are acknowledged in that same step (`ack_log`).
+        entries these frames finish — are acknowledged in that same step (`ack_log`); with
+        `consumer`, only if that consumer still holds every one of them, else `Fenced`.
 
         `to_holder` — (conversation, frame) — go to the conversation's holder as the store
         knows it at this step: at once when it is offered, assigned or in wrap-up; while it is

@@ -62,8 +62,10 @@ from router.store import (
     EDITABLE_FIELDS,
     HELD_STATES,
     PROFILE_FIELDS,
+    Beat,
     Conversation,
     Customer,
+    Fenced,
     Frames,
     InboundEvent,
     Ingested,
@@ -308,6 +310,9 @@ class MemoryStore(Store):
         self._accepted_ms: dict[str, int] = {}  # entry → when it was accepted, oldest first
         self._new: deque[str] = deque()
         self._pending: dict[str, tuple[str, int]] = {}
+        self._own: set[str] = set()  # consumers that read their own pending entries first
+        self._leases: dict[str, tuple[str, int]] = {}  # node → (token, expires ms)
+        self._desks: dict[str, dict[str, int]] = {}  # agent → node → desktops
         self._waiting: dict[str, list[dict[str, Any]]] = {}  # to_holder frames, by conversation
         self._arrived: asyncio.Event | None = None
         self._outboxes: dict[str, deque[tuple[int, dict[str, Any]]]] = {}
@@ -405,13 +410,22 @@ class MemoryStore(Store):
     def _take(self, consumer: str, count: int) -> list[LogEntry]:
         now_ms = int(self._clock() * 1000)
         out: list[LogEntry] = []
-        for entry_id, (_, since_ms) in list(self._pending.items()):
+        if consumer in self._own:
+            self._own.discard(consumer)
+            for entry_id, (holder, _since) in list(self._pending.items()):
+                if holder == consumer and len(out) < count:
+                    self._pending[entry_id] = (consumer, now_ms)
+                    out.append(replace(self._entries[entry_id], reclaimed=True))
+            if len(out) >= count:
+                self._own.add(consumer)  # more may be left
+                return out
+        for entry_id, (_holder, since_ms) in list(self._pending.items()):
             if len(out) >= count:
                 return out
             if now_ms - since_ms >= self.claim_idle_ms:
                 del self._pending[entry_id]
                 self._pending[entry_id] = (consumer, now_ms)
-                out.append(self._entries[entry_id])
+                out.append(replace(self._entries[entry_id], reclaimed=True))
         while self._new and len(out) < count:
             entry_id = self._new.popleft()
             if entry_id in self._entries:  # acknowledged before anyone read it
@@ -432,6 +446,62 @@ class MemoryStore(Store):
             self._pending.pop(entry_id, None)
             self._entries.pop(entry_id, None)
             self._accepted_ms.pop(entry_id, None)
+
+    def reread(self, consumer: str) -> None:
+        self._own.add(consumer)
+
+    # -- nodes: leases, takeover, desktops ------------------------------------------------------
+
+    def _alive(self, node: str, me: str, now_ms: int) -> bool:
+        lease = self._leases.get(node)
+        return node == me or (lease is not None and lease[1] > now_ms)
+
+    async def beat(self, node: str, token: str, ttl_ms: int, first: bool = False) -> Beat:
+        now_ms = int(self._clock() * 1000)
+        held = self._leases.get(node)
+        held_token = held[0] if held is not None and held[1] > now_ms else None
+        self._leases[node] = (token, now_ms + ttl_ms)
+        holders = {holder for holder, _since in self._pending.values()}
+        dead = sorted(
+            {n for n in self._leases if not self._alive(n, node, now_ms)}
+            | {h for h in holders if not self._alive(h, node, now_ms)}
+        )
+        claimed = 0
+        for entry_id, (holder, _since) in list(self._pending.items()):
+            if holder in dead:
+                self._pending[entry_id] = (node, now_ms)
+                claimed += 1
+        if claimed or first:  # first: a restart under the same name rereads its leftovers
+            self._own.add(node)
+        orphans: list[str] = []
+        for agent, desks in self._desks.items():
+            if any(n in dead for n in desks):
+                for n in dead:
+                    desks.pop(n, None)
+                if not any(self._alive(n, node, now_ms) for n in desks):
+                    orphans.append(agent)
+        for n in dead:
+            self._leases.pop(n, None)
+        return Beat(
+            fenced=not first and held_token != token,
+            clash=held_token is not None and held_token != token,
+            claimed=claimed,
+            dead=tuple(dead),
+            orphans=tuple(orphans),
+        )
+
+    async def desktop(self, agent: str, node: str, change: int, count: int | None = None) -> int:
+        now_ms = int(self._clock() * 1000)
+        desks = self._desks.setdefault(agent, {})
+        n = count if count is not None else desks.get(node, 0) + change
+        if n > 0:
+            desks[node] = n
+        else:
+            desks.pop(node, None)
+        others = sum(1 for other in desks if other != node and self._alive(other, node, now_ms))
+        if not desks:
+            del self._desks[agent]
+        return others
 
     # -- customers, conversations, history -------------------------------------------------------
 
@@ -599,7 +669,13 @@ class MemoryStore(Store):
         states: Sequence[tuple[str, str, str | None]] = (),
         ack: Sequence[str] = (),
         to_holder: Sequence[tuple[str, Mapping[str, Any]]] = (),
+        consumer: str | None = None,
     ) -> list[int]:
+        if consumer is not None:
+            for entry_id in ack:
+                holder = self._pending.get(entry_id)
+                if holder is None or holder[0] != consumer:
+                    raise Fenced(f"log entry {entry_id} is no longer held by {consumer}")
         for conversation_id, state, agent in states:
             conv = self._conversations.get(conversation_id)
             if conv is not None and (conv.state != "closed" or state == "closed"):

@@ -69,8 +69,10 @@ from queues.redis import connect
 from router.store import (
     ANNOTATE_WINDOW,
     Applied,
+    Beat,
     Conversation,
     Customer,
+    Fenced,
     InboundEvent,
     Ingested,
     Interaction,
@@ -109,9 +111,12 @@ SCRIPTS = (
     "link",
     "annotate",
     "view",
+    "nodes",
+    "desk",
 )
 GROUP = "router"
 PURGE_BATCH = 500
+CLAIM_MAX = 1000  # log entries one beat claims per dead consumer (the next beat takes more)
 CONFIRM_S = 5.0
 GROUP_CACHE = 100_000  # customers whose client group a node keeps in memory
 _GLOB_SPECIAL = "\\*?[]"
@@ -173,6 +178,7 @@ class RedisStore(Store):
         self._scripts: dict[str, Script] = {}
         self._pipeline: ScriptPipeline | None = None
         self._group_ready = False
+        self._own: set[str] = set()  # consumers whose next read starts with their own pending
         self._subscribing = asyncio.Lock()
         self._blocking: aioredis.Redis[bytes] | None = None
         self._pubsub: PubSub | None = None
@@ -307,23 +313,56 @@ class RedisStore(Store):
 
     async def read_log(self, consumer: str, count: int, block_ms: int) -> list[LogEntry]:
         await self._redis()
-        args = _pack({"c": consumer, "n": count, "idle": self.claim_idle_ms})
+        own = consumer in self._own
+        self._own.discard(consumer)  # until a takeover, a fence or a failure says otherwise
+        args = _pack({"c": consumer, "n": count, "idle": self.claim_idle_ms, "own": int(own)})
         try:
             read = self._scripts["read"].script
-            raw = await read(keys=[self._anchor], args=[self._prefix, args])
+            reclaimed, raw = await read(keys=[self._anchor], args=[self._prefix, args])
         except aioredis.ResponseError as exc:
+            self._own.add(consumer)
             if "NOGROUP" in str(exc):  # Redis lost the group (restart without persistence)
                 self._group_ready = False
             raise
-        entries = [(entry_id, _pairs(fields)) for entry_id, fields in raw]
+        except BaseException:
+            self._own.add(consumer)  # what the script read is this consumer's now
+            raise
+        if own and int(reclaimed) >= count:
+            self._own.add(consumer)  # its own pending may hold more
+        entries = [(entry_id, _pairs(fields), i < reclaimed) for i, (entry_id, fields) in
+                   enumerate(raw)]  # fmt: skip
         if not entries and block_ms > 0:
             assert self._blocking is not None
             reply = await self._blocking.xreadgroup(
                 GROUP, consumer, {self._log: ">"}, count=count, block=block_ms
             )
             for _stream, items in reply or ():
-                entries.extend((entry_id, dict(fields)) for entry_id, fields in items)
-        return [_entry(entry_id, fields) for entry_id, fields in entries if fields]
+                entries.extend((entry_id, dict(fields), False) for entry_id, fields in items)
+        return [_entry(entry_id, fields, again) for entry_id, fields, again in entries if fields]
+
+    def reread(self, consumer: str) -> None:
+        self._own.add(consumer)
+
+    async def beat(self, node: str, token: str, ttl_ms: int, first: bool = False) -> Beat:
+        args = {"n": node, "tok": token, "ttl": ttl_ms, "max": CLAIM_MAX, "first": int(first)}
+        if first:
+            self._own.add(node)  # a restart under the same name: its leftovers come first
+        found = await self._eval("nodes", args)
+        if found["claimed"]:
+            self._own.add(node)
+        return Beat(
+            fenced=bool(found["fenced"]),
+            clash=bool(found["clash"]),
+            claimed=int(found["claimed"]),
+            dead=tuple(found["dead"] or ()),
+            orphans=tuple(found["orphans"] or ()),
+        )
+
+    async def desktop(self, agent: str, node: str, change: int, count: int | None = None) -> int:
+        args: dict[str, Any] = {"a": agent, "n": node, "d": change}
+        if count is not None:
+            args["set"] = count
+        return int(await self._eval("desk", args))
 
     async def backlog(self) -> tuple[int, float]:
         """Entries no consumer has read yet and how long the oldest of them has waited, by
@@ -516,6 +555,7 @@ class RedisStore(Store):
         states: Sequence[tuple[str, str, str | None]] = (),
         ack: Sequence[str] = (),
         to_holder: Sequence[tuple[str, Mapping[str, Any]]] = (),
+        consumer: str | None = None,
     ) -> list[int]:
         if not frames and not states and not ack and not to_holder:
             return []
@@ -531,6 +571,9 @@ class RedisStore(Store):
             "ack": list(ack),
             "h": held,
         }
+        if consumer is not None and ack:
+            order = sorted(ack, key=_stream_order)
+            args.update(c=consumer, lo=order[0], hi=order[-1])
         seqs = await self._eval("push", args)
         return [int(seq) for seq in seqs]
 
@@ -676,6 +719,8 @@ def _result(result: Any) -> Any:
             raise UnknownCustomer(msg)
         if code == "conversation":
             raise UnknownConversation(msg)
+        if code == "fenced":
+            raise Fenced(msg)
         raise StoreError(msg)
     return result
 
@@ -687,9 +732,14 @@ def _pairs(flat: Sequence[Any]) -> dict[bytes, Any]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-def _entry(entry_id: Any, fields: Mapping[bytes, Any]) -> LogEntry:
+def _entry(entry_id: Any, fields: Mapping[bytes, Any], reclaimed: bool = False) -> LogEntry:
     event = event_from_wire(msgpack.unpackb(fields[b"e"], raw=False))
-    return LogEntry(_text(entry_id), event, _text(fields[b"cv"]), _text(fields[b"cu"]))
+    return LogEntry(_text(entry_id), event, _text(fields[b"cv"]), _text(fields[b"cu"]), reclaimed)
+
+
+def _stream_order(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _customer(rec: Mapping[str, Any]) -> Customer:

@@ -1,15 +1,19 @@
-"""Shared fixtures: one redis-server per session, a fake clock, engines on both backends."""
+"""Shared fixtures: one redis-server per session, a fake clock, engines and stores on both
+backends."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
 
 import queues
 from queues.base import RoutingEngine
 from queues.policy import Policy
+from router.store import Store
+from router.store_memory import MemoryStore
 from tests.support import FakeClock, start_redis, stop_redis
 
 KINDS = ["memory", "redis"]
@@ -68,3 +72,42 @@ def kind(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 async def engine(kind: str, make_engine: EngineFactory) -> RoutingEngine:
     return await make_engine(kind)
+
+
+StoreFactory = Callable[..., Awaitable[Store]]
+
+
+@pytest.fixture(params=KINDS, ids=KINDS)
+async def make_store(
+    request: pytest.FixtureRequest, clock: FakeClock
+) -> AsyncIterator[StoreFactory]:
+    kind = str(request.param)
+    made: list[Store] = []
+    default_domain = f"t-{uuid.uuid4().hex}"
+
+    async def factory(domain: str | None = None, **options: Any) -> Store:
+        store: Store
+        if kind == "memory":
+            store = MemoryStore(domain or default_domain, clock=clock, **options)
+        else:
+            from router.store_redis import RedisStore
+
+            url = request.getfixturevalue("redis_url")
+            store = RedisStore(url, domain=domain or default_domain, clock=clock, **options)
+        await store.start()
+        made.append(store)
+        return store
+
+    yield factory
+    for store in reversed(made):
+        try:
+            purge = getattr(store, "purge", None)
+            if purge is not None:
+                await purge()
+        finally:
+            await store.close()
+
+
+@pytest.fixture
+async def store(make_store: StoreFactory) -> Store:
+    return await make_store()

@@ -1,15 +1,13 @@
-"""Test support: a fake clock and a throw-away redis-server on 127.0.0.1."""
+"""Test support: a fake clock, a served app, and (from `chaos.processes`) a free port and a
+throw-away redis-server on 127.0.0.1."""
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
-from pathlib import Path
-
-import redis
 from aiohttp import web
+
+from chaos.processes import free_port, start_redis, stop_redis
+
+__all__ = ["EPOCH", "FakeClock", "free_port", "serve_app", "start_redis", "stop_redis"]
 
 EPOCH = 1_800_000_000.0
 
@@ -26,87 +24,6 @@ class FakeClock:
     def advance(self, seconds: float) -> float:
         self.now += seconds
         return self.now
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _redis_binary() -> str:
-    if Path("/usr/bin/redis-server").is_file():
-        return "/usr/bin/redis-server"
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    raise RuntimeError(
-        "redis-server not found: the Redis engine tests need it "
-        "(install it with `apt-get install -y redis-server`)"
-    )
-
-
-def start_redis(tmpdir: str | Path, timeout: float = 10.0) -> tuple[subprocess.Popen[bytes], str]:
-    """Launch redis-server on 127.0.0.1 and a free port; return (process, url) once it answers."""
-    binary = _redis_binary()
-    port = free_port()
-    workdir = Path(tmpdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    log = workdir / "redis.log"
-    process = subprocess.Popen(
-        [
-            binary,
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-            "--dir",
-            str(workdir),
-            "--logfile",
-            str(log),
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            text = log.read_text(errors="replace") if log.exists() else ""
-            raise RuntimeError(f"redis-server exited with {process.returncode}: {text[-2000:]}")
-        try:
-            client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
-            try:
-                if client.ping():
-                    return process, url
-            finally:
-                client.close()
-        except redis.exceptions.ConnectionError:
-            pass
-        if time.monotonic() > deadline:
-            stop_redis(process)
-            raise RuntimeError(f"redis-server did not answer PING on {url} within {timeout} s")
-        time.sleep(0.05)
-
-
-def stop_redis(process: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
-    """Terminate the server; kill it when it does not stop in time."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=timeout)
 
 
 async def serve_app(app: web.Application) -> tuple[web.AppRunner, str]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -20,49 +18,11 @@ from router.store import (
     UnknownCustomer,
 )
 from router.store_memory import MemoryStore
+from tests.conftest import StoreFactory
 from tests.support import FakeClock
 
-KINDS = ["memory", "redis"]
 NOW = 1_800_000_000_000
 WAIT_S = 5.0
-
-StoreFactory = Callable[..., Awaitable[Store]]
-
-
-@pytest.fixture(params=KINDS, ids=KINDS)
-async def make_store(
-    request: pytest.FixtureRequest, clock: FakeClock
-) -> AsyncIterator[StoreFactory]:
-    kind = str(request.param)
-    made: list[Store] = []
-    default_domain = f"t-{uuid.uuid4().hex}"
-
-    async def factory(domain: str | None = None, **options: Any) -> Store:
-        store: Store
-        if kind == "memory":
-            store = MemoryStore(domain or default_domain, clock=clock, **options)
-        else:
-            from router.store_redis import RedisStore
-
-            url = request.getfixturevalue("redis_url")
-            store = RedisStore(url, domain=domain or default_domain, clock=clock, **options)
-        await store.start()
-        made.append(store)
-        return store
-
-    yield factory
-    for store in reversed(made):
-        try:
-            purge = getattr(store, "purge", None)
-            if purge is not None:
-                await purge()
-        finally:
-            await store.close()
-
-
-@pytest.fixture
-async def store(make_store: StoreFactory) -> Store:
-    return await make_store()
 
 
 def ev(event_id: str, sender: str = "anna@example.org", **fields: Any) -> InboundEvent:

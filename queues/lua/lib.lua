@@ -547,7 +547,8 @@ end
 
 local function task_view(t)
   return {id = t.id, customer = t.cust, channel = t.ch, group = t.grp, prio = t.prio,
-          enq_ms = t.enq, state = t.st, agent = t.ag, res = t.res, restrict = t.rs,
+          enq_ms = t.enq, state = t.st, agent = t.ag, res = t.res,
+          res_until = t.st == 'reserved' and t.dl or nil, restrict = t.rs,
           last = t.last, held_for = t.hf,
           excluded = sorted(call('SMEMBERS', key('excl', t.id)))}
 end

@@ -13,7 +13,23 @@
 -- it when the conversation is offered, assigned or in wrap-up; kept in pend:CONVERSATION while
 -- it is queued (its offer is being made on some node) and pushed, after that push's own
 -- frames, by the push that records it offered or assigned; dropped once it is closed.
+-- ARG.c (with ARG.lo, ARG.hi: the lowest and highest of ARG.ack): the consumer finishing
+-- those entries. Every one of them must still be pending for it, else nothing is done and the
+-- push is refused `fenced`: another node took them over (nodes.lua) and delivers their frames
+-- itself, so a node that was presumed dead never delivers twice.
 -- Returns msgpack [seq per frame of ARG.f].
+
+local ack = ARG.ack or {}
+if ARG.c and #ack > 0 then
+  local mine = {}
+  local rows = call('XPENDING', key('log'), 'router', ARG.lo, ARG.hi, 2 * #ack + 100, ARG.c)
+  for _, row in ipairs(rows) do mine[row[1]] = true end
+  for _, id in ipairs(ack) do
+    if not mine[id] then
+      return finish(refuse('fenced', 'log entry ' .. id .. ' is no longer held by ' .. ARG.c))
+    end
+  end
+end
 
 for _, change in ipairs(ARG.s or {}) do
   local v = conversation(change[1])
@@ -54,7 +70,6 @@ end
 for _, agent in ipairs(order) do
   call('PUBLISH', key('wake', agent), cmsgpack.pack(pushed[agent]))
 end
-local ack = ARG.ack or {}
 if #ack > 0 then
   call('XACK', key('log'), 'router', unpack(ack))
   call('XDEL', key('log'), unpack(ack))

@@ -39,6 +39,7 @@ async def test_an_offer_reserves_the_task(engine: RoutingEngine) -> None:
         "state": "reserved",
         "agent": "a1",
         "res": res,
+        "res_until": T0_MS + 20_000,  # the shipped 20 s reservation
         "restrict": "",
         "last": "",
         "held_for": "",

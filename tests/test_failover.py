@@ -1,0 +1,30 @@
+"""Failover in seconds, fencing, and one agent on many nodes: the fault scenarios of
+`chaos.scenarios`, run small, against real `omniroute serve` processes on a real Redis.
+
+Each scenario raises when a promise breaks (an event lost, assigned or delivered twice,
+re-offered later than 5 s after a kill); the figures are printed (`pytest -s`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from chaos import scenarios
+
+
+async def test_a_node_killed_under_load_is_taken_over_within_seconds(tmp_path: Path) -> None:
+    figures = await scenarios.node_kill(tmp_path, events=100)
+    print(f"\nnode kill -9: {figures}")
+    assert figures["lost"] == 0 and figures["doubled"] == 0, figures
+    assert figures["log_left"] == 0, figures
+
+
+async def test_a_paused_node_that_resumes_is_fenced(tmp_path: Path) -> None:
+    figures = await scenarios.node_pause(tmp_path)
+    print(f"\nSIGSTOP/SIGCONT: {figures}")
+    assert figures["doubled_assignments"] == 0 and figures["doubled_messages"] == 0, figures
+
+
+async def test_closing_one_of_two_desktops_keeps_the_agent_online(tmp_path: Path) -> None:
+    figures = await scenarios.two_desktops(tmp_path)
+    print(f"\ntwo desktops: {figures}")
