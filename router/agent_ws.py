@@ -50,6 +50,7 @@ from router.errors import (
     CLOSE_UNAUTHORIZED,
     error_body,
     http_status,
+    unreachable,
 )
 from router.protocol import JSON, MSGPACK, Codec, ProtocolError, decode_frame, encode_frame
 from router.service import AgentIdentity, Service, ServiceError
@@ -212,6 +213,7 @@ class Session:
                 "session": self.id,
                 "seq": head,
                 "recovered": recovered,
+                "held": await self.service.held(self.identity),
             }
             await self._write(welcome)
             log.info("agent_ws.open", agent=agent, session=self.id, since=self.since, seq=head)
@@ -351,10 +353,16 @@ class Session:
             self.service.metrics.sent("agent")
 
     async def _push(self, frame: Frame) -> None:
+        """Through the outbox (numbered, replayed after a reconnect); when the store cannot take
+        it (Redis is down), written straight to this socket without a `seq`, so the request
+        still gets its answer."""
         try:
             await self.store.push([(self.identity.id, frame)])
         except Exception as exc:
             log.warning("agent_ws.push_failed", agent=self.identity.id, error=type(exc).__name__)
+            with contextlib.suppress(Exception):
+                async with self._write_lock:
+                    await self._write(frame)
 
     async def _error(
         self, code: str, message: str, ref: Any, details: Mapping[str, Any] | None = None
@@ -413,7 +421,13 @@ class Session:
             await self._error(refused.code, refused.message, ref, refused.details)
         except (ConnectionError, asyncio.CancelledError):
             raise
-        except Exception as exc:  # a bug must cost one answer, never the socket
+        except Exception as exc:  # a bug or an outage must cost one answer, never the socket
+            if unreachable(exc):
+                log.warning(
+                    "agent_ws.unavailable", agent=self.identity.id, error=type(exc).__name__
+                )
+                await self._error("unavailable", "the store cannot be reached; retry", ref)
+                return
             log.error("agent_ws.handler_failed", agent=self.identity.id, error=type(exc).__name__)
             await self._error("internal", "internal error", ref)
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Final
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 # code → HTTP status
 HTTP_STATUS: Final[dict[str, int]] = {
     "invalid": 400,
@@ -54,3 +57,9 @@ class Overloaded(Exception):
         self.behind_s = behind_s
         self.limit_s = limit_s
         self.retry_after_s = retry_after_s
+
+
+def unreachable(exc: BaseException) -> bool:
+    """The store or the engine could not be reached (Redis down, a socket timed out): the
+    request may succeed on a retry, so it is answered `unavailable`, not `internal`."""
+    return isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError))

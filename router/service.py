@@ -18,6 +18,7 @@ import structlog
 
 from channels.base import ChannelPorts, ChannelRefused, OutboundMessage, OutboundPort
 from queues.base import (
+    Assigned,
     Effect,
     PresenceChanged,
     RoutingEngine,
@@ -388,17 +389,43 @@ class Service:
     ) -> None:
         """`offer.accept`. With `conversation` (the offer said which), the view the `assigned`
         frame carries is read while the engine decides, not after it."""
+        answer = (identity.id, ref, "assigned")
         if conversation is None:
             effects = await self._engine(self.engine.accept, reservation, identity.id)
-            await self.apply_effects(effects, (identity.id, ref, "assigned"))
+            await self.apply_effects(effects, answer)
             return
         deciding = self._engine(self.engine.accept, reservation, identity.id)
         reading = self.store.view(conversation, self.history_limit)
         decided, view = await asyncio.gather(deciding, reading, return_exceptions=True)
+        views = {} if isinstance(view, BaseException) else {conversation: view}
+        if isinstance(decided, ServiceError) and await self._held_by(identity, conversation):
+            # accepted before: this is a retry whose first answer was lost (the node died
+            # between the engine's decision and the push) — answer it again
+            log.info("offer.accept_repeated", agent=identity.id, conversation=conversation)
+            task = await self.engine.task_view(conversation)
+            channel = task["channel"] if task else "chat"
+            decided = [Assigned(conversation, identity.id, channel)]
         if isinstance(decided, BaseException):
             raise decided
-        views = {} if isinstance(view, BaseException) else {conversation: view}
-        await self.apply_effects(decided, (identity.id, ref, "assigned"), views=views)
+        await self.apply_effects(decided, answer, views=views)
+
+    async def _held_by(
+        self, identity: AgentIdentity, task_id: str, state: str = "assigned"
+    ) -> bool:
+        task = await self.engine.task_view(task_id)
+        return task is not None and task["agent"] == identity.id and task["state"] == state
+
+    async def held(self, identity: AgentIdentity) -> list[dict[str, str]]:
+        """The work the engine has this agent hold — `welcome.held`, so a desktop that missed
+        an answer (its node died after the decision) still learns what is its."""
+        view = await self.engine.agent_view(identity.id)
+        out: list[dict[str, str]] = []
+        for task_id in view["tasks"] if view else ():
+            task = await self.engine.task_view(task_id)
+            mine = task is not None and task["agent"] == identity.id
+            if mine and task is not None and task["state"] in ("assigned", "wrapup"):
+                out.append({"conversation": task_id.split("~", 1)[0], "state": task["state"]})
+        return out
 
     async def reject(
         self, identity: AgentIdentity, reservation: str, reason: str | None = None, ref: Any = None
@@ -491,7 +518,14 @@ class Service:
         disposition: str | None = None,
         ref: Any = None,
     ) -> None:
-        effects = await self._engine(self.engine.complete, conversation, identity.id)
+        try:
+            effects = await self._engine(self.engine.complete, conversation, identity.id)
+        except ServiceError as exc:
+            if exc.code != "conflict" or not await self._held_by(identity, conversation, "wrapup"):
+                raise
+            # completed before: a retry whose answer was lost — say it again, state and all
+            log.info("conversation.complete_repeated", agent=identity.id, conversation=conversation)
+            effects = []
         wrapup = [] if any(isinstance(e, TaskEnded) for e in effects) else [
             (conversation, "wrapup", identity.id)
         ]  # fmt: skip
