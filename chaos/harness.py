@@ -171,18 +171,34 @@ def chat_event(event_id: str, customer: str, group: str | None) -> dict[str, Any
     return event
 
 
+def sign(payload: Mapping[str, Any]) -> tuple[bytes, str]:
+    """The body of an adapter post and its `X-Omniroute-Signature`."""
+    body = json.dumps(payload).encode()
+    return body, "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+
+
+async def post_raw(
+    http: aiohttp.ClientSession, node: Node, signed: tuple[bytes, str], timeout_s: float = 10.0
+) -> tuple[int, Any]:
+    """POST a body with a signature as given; (status, JSON answer or None)."""
+    body, signature = signed
+    headers = {"Content-Type": "application/json", "X-Omniroute-Signature": signature}
+    async with http.post(
+        f"{node.base}/v1/events", data=body, headers=headers, timeout=_timeout(timeout_s)
+    ) as response:
+        try:
+            answer = await response.json(content_type=None)
+        except (ValueError, aiohttp.ContentTypeError):
+            answer = None
+        return response.status, answer
+
+
 async def post_events(
     http: aiohttp.ClientSession, node: Node, events: Sequence[Mapping[str, Any]]
 ) -> list[str]:
     """POST a signed batch; it must be accepted whole. Returns the conversation ids."""
-    body = json.dumps({"events": list(events)}).encode()
-    digest = hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
-    headers = {"Content-Type": "application/json", "X-Omniroute-Signature": f"sha256={digest}"}
-    async with http.post(
-        f"{node.base}/v1/events", data=body, headers=headers, timeout=_timeout(10)
-    ) as response:
-        answer = await response.json()
-        assert response.status == 202, answer
+    status, answer = await post_raw(http, node, sign({"events": list(events)}))
+    assert status == 202, answer
     assert answer["accepted"] == len(events) and answer["duplicates"] == 0, answer
     conversations: list[str] = answer["conversations"]
     assert len(conversations) == len(events)

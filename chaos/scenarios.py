@@ -33,10 +33,13 @@ from chaos.harness import (
     log_backlog,
     missing,
     post_events,
+    post_raw,
+    sign,
     timers,
     wait_until,
 )
 from chaos.processes import start_redis, stop_redis
+from router.store_redis import RedisStore
 
 Figures = dict[str, float | int | str]
 
@@ -287,3 +290,169 @@ async def two_desktops(workdir: Path) -> Figures:
             await wait_until(lambda: conv in on_b.assigned, 10.0, lambda: f"{on_b.frames}")
     assert state != "offline", f"closing one of two desktops took the agent {state}"
     return {"state_after": state, "routed": 1}
+
+
+# -- Redis kill -9 with AOF ---------------------------------------------------------------------
+
+
+async def redis_kill(workdir: Path, seconds: float = 6.0, rate: float = 100.0) -> Figures:
+    """Steady ingest while Redis is killed with SIGKILL and restarted on its append-only file
+    (fsync every second) a second later. Every event answered 202 must be in Redis after the
+    restart; ingest answers 503 meanwhile, and the node recovers by itself."""
+    async with cluster(workdir, aof=True) as c:
+        node = await c.node("node-a")
+        assert c.http is not None
+        accepted: dict[str, str] = {}
+        statuses: Counter[int] = Counter()
+        refused_at: list[float] = []
+        port = int(c.redis_url.rsplit(":", 1)[1].split("/")[0])
+        started = time.monotonic()
+        killed = restarted = False
+        n = 0
+        while time.monotonic() - started < seconds:
+            ev = chat_event(f"r-{n}", f"r-cust-{n}", None)
+            n += 1
+            try:
+                status, answer = await post_raw(c.http, node, sign(ev), timeout_s=3.0)
+            except (aiohttp.ClientError, TimeoutError):
+                status, answer = 0, None
+            statuses[status] += 1
+            if status == 202 and answer:
+                accepted[ev["id"]] = answer["conversations"][0]
+            elif status != 202:
+                refused_at.append(time.monotonic())
+            elapsed = time.monotonic() - started
+            if not killed and elapsed > seconds / 3:
+                c.kill_redis()
+                killed, killed_at = True, time.monotonic()
+            if killed and not restarted and time.monotonic() - killed_at > 1.0:
+                await c.start_redis(port)
+                restarted = True
+            await asyncio.sleep(1 / rate)
+        # the node came back by itself: one more event is accepted, and the log drains
+        await post_events(c.http, node, [chat_event("r-last", "r-last", None)])
+        drained = await _until_drained(c.redis_url, 30.0)
+        store = RedisStore(c.redis_url)
+        await store.start()
+        try:
+            present = [await store.conversation(cv) for cv in accepted.values()]
+        finally:
+            await store.close()
+        lost = sum(1 for conv in present if conv is None)
+        window = (max(refused_at) - min(refused_at)) if refused_at else 0.0
+    figures: Figures = {
+        "posted": n,
+        "acked": len(accepted),
+        "acked_lost": lost,
+        "refused": n - len(accepted),
+        "refused_window_s": round(window, 2),
+        "drained_after_s": round(drained, 2),
+        "statuses": " ".join(f"{k}:{v}" for k, v in sorted(statuses.items())),
+    }
+    assert lost == 0, f"{lost} events answered 202 were not in Redis after its restart"
+    return figures
+
+
+async def _until_drained(redis_url: str, within: float) -> float:
+    """Seconds until the log holds nothing unread or unacknowledged."""
+    started = time.monotonic()
+    while await log_backlog(redis_url) != (0, 0):
+        if time.monotonic() - started > within:
+            raise AssertionError(f"the log still holds {await log_backlog(redis_url)}")
+        await asyncio.sleep(0.1)
+    return time.monotonic() - started
+
+
+# -- signatures -----------------------------------------------------------------------------------
+
+
+def _mutations(body: bytes, signature: str, count: int) -> list[tuple[bytes, str]]:
+    """Deterministic near misses: one hex digit changed, truncated, other prefixes, a
+    signature over another body, the right signature over a changed body."""
+    digest = signature.removeprefix("sha256=")
+    out: list[tuple[bytes, str]] = []
+    i = 0
+    while len(out) < count:
+        pos, kind = i % len(digest), i % 6
+        flipped = digest[:pos] + ("0" if digest[pos] != "0" else "1") + digest[pos + 1 :]
+        if kind == 0:
+            out.append((body, "sha256=" + flipped))
+        elif kind == 1:
+            out.append((body, "sha256=" + digest[: pos or 1]))
+        elif kind == 2:
+            out.append((body, ("sha1=", "SHA256=", "", "sha256:")[i % 4] + digest))
+        elif kind == 3:
+            out.append((body + b" ", signature))
+        elif kind == 4:
+            out.append((body.replace(b"hello", b"hellO", 1), signature))
+        else:
+            out.append((body, "sha256=" + digest.upper()[: len(digest) - 1] + flipped[-1]))
+        i += 1
+    return out
+
+
+async def signatures(workdir: Path, count: int = 10_000, concurrency: int = 32) -> Figures:
+    """`count` posts with a near-miss signature or a body changed under a good one: none may
+    be accepted (the good post is, afterwards)."""
+    async with cluster(workdir) as c:
+        node = await c.node("node-a")
+        assert c.http is not None
+        body, signature = sign(chat_event("s-1", "s-cust", None))
+        tries = _mutations(body, signature, count)
+        statuses: Counter[int] = Counter()
+        gate = asyncio.Semaphore(concurrency)
+
+        async def attempt(signed: tuple[bytes, str]) -> None:
+            async with gate:
+                status, _answer = await post_raw(c.http, node, signed)  # type: ignore[arg-type]
+                statuses[status] += 1
+
+        started = time.monotonic()
+        await asyncio.gather(*(attempt(t) for t in tries))
+        took = time.monotonic() - started
+        good, _ = await post_raw(c.http, node, (body, signature))
+    figures: Figures = {
+        "mutated": count,
+        "accepted": statuses[202],
+        "statuses": " ".join(f"{k}:{v}" for k, v in sorted(statuses.items())),
+        "per_s": round(count / took),
+        "good_after": good,
+    }
+    assert statuses[202] == 0, f"{statuses[202]} mutated signatures were accepted"
+    assert good == 202, f"the good signature was answered {good}"
+    return figures
+
+
+# -- overload -------------------------------------------------------------------------------------
+
+
+async def overload(
+    workdir: Path, rate: float = 1000.0, seconds: float = 60.0, agents: int = 300
+) -> Figures:
+    """An open-loop load above what one node on Redis routes (about 460/s on the benchmark's
+    machine), through the benchmark's own load generator and desktops. With `[events]
+    max_backlog_s` (10 s) ingest refuses what it cannot route in time: what was accepted is
+    routed within the bound, and nothing accepted is lost."""
+    from bench import runs  # the benchmark's load generator and desktops: one way to measure
+
+    async with cluster(workdir) as c:
+        cfg = runs.Config(
+            redis_url=c.redis_url, workdir=workdir, run_id=f"chaos-{int(time.time())}",
+            nodes=1, agents=agents, rates=[rate], seconds=seconds, accept_ms=50.0,
+            hold_ms=1000.0, capacity=20, followup_every=4, idle_counts=[], profile_rate=0.0,
+        )  # fmt: skip
+        fig = await runs.routing_run(cfg, "redis", rate)
+    p99_s = fig["latency"]["p99_ms"] / 1000 if fig["latency"].get("p99_ms") is not None else 0
+    figures: Figures = {
+        "offered_per_s": rate,
+        "seconds": seconds,
+        "accepted": fig["accepted"],
+        "refused_503": int(fig["post_failures"].get("503", 0)),
+        "other_failures": sum(v for k, v in fig["post_failures"].items() if k != "503"),
+        "lost": fig["undelivered"],
+        "routed_per_s": round(fig["routed_per_s"]),
+        "p50_s": round(fig["latency"].get("p50_ms", 0) / 1000, 2),
+        "p99_s": round(p99_s, 2),
+    }
+    assert figures["lost"] == 0, f"{figures['lost']} accepted events never reached a desktop"
+    return figures

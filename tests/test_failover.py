@@ -28,3 +28,15 @@ async def test_a_paused_node_that_resumes_is_fenced(tmp_path: Path) -> None:
 async def test_closing_one_of_two_desktops_keeps_the_agent_online(tmp_path: Path) -> None:
     figures = await scenarios.two_desktops(tmp_path)
     print(f"\ntwo desktops: {figures}")
+
+
+async def test_redis_killed_and_restarted_on_its_aof_loses_no_acked_event(tmp_path: Path) -> None:
+    figures = await scenarios.redis_kill(tmp_path, seconds=4.0)
+    print(f"\nRedis kill -9: {figures}")
+    assert figures["acked_lost"] == 0 and int(figures["refused"]) > 0, figures
+
+
+async def test_no_mutated_signature_is_accepted(tmp_path: Path) -> None:
+    figures = await scenarios.signatures(tmp_path, count=1000)
+    print(f"\nsignatures: {figures}")
+    assert figures["accepted"] == 0, figures
