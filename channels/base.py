@@ -55,12 +55,31 @@ class ChannelRefused(Exception):
         self.code = code
 
 
+@dataclass(frozen=True)
+class Delivered:
+    """What became of one reply on its channel: `sent` (the provider took it) or `failed`
+    with a reason (a provider code, `unreachable`, `no_number`, …)."""
+
+    status: str
+    error: str | None = None
+
+
 class OutboundPort(ABC):
     """Carries agent replies out on one or more channels."""
 
     @abstractmethod
     async def send(self, message: OutboundMessage) -> None:
         """Hand the message to the channel; raise on a refusal the agent should hear about."""
+
+    def check(self, message: OutboundMessage) -> None:  # noqa: B027 - most ports take anything
+        """Raise `ChannelRefused` when this reply cannot be carried at all (checked before it
+        is stored, so the agent's `error` leaves nothing behind)."""
+
+    async def deliver(self, message: OutboundMessage) -> Delivered:
+        """Send the message now, retries included, and say what became of it (the durable
+        job loop, `router.replies`, awaits this). Ports without their own do `send`."""
+        await self.send(message)
+        return Delivered("sent")
 
 
 class RecordingPort(OutboundPort):
@@ -96,5 +115,14 @@ class ChannelPorts(OutboundPort):
     def register(self, channel: str, port: OutboundPort) -> None:
         self.ports[channel] = port
 
+    def _port(self, message: OutboundMessage) -> OutboundPort:
+        return self.ports.get(message.channel, self.default)
+
     async def send(self, message: OutboundMessage) -> None:
-        await self.ports.get(message.channel, self.default).send(message)
+        await self._port(message).send(message)
+
+    def check(self, message: OutboundMessage) -> None:
+        self._port(message).check(message)
+
+    async def deliver(self, message: OutboundMessage) -> Delivered:
+        return await self._port(message).deliver(message)

@@ -47,7 +47,7 @@ import aiosmtplib
 import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from channels.base import ChannelRefused, OutboundMessage, OutboundPort
+from channels.base import ChannelRefused, Delivered, OutboundMessage, OutboundPort
 
 log = structlog.get_logger("omniroute.channels.email")
 
@@ -654,7 +654,10 @@ def build_reply(message: OutboundMessage, sender: str, recipient: str) -> EmailM
     parent = meta.get("message_id")
     mail["Subject"] = reply_subject(meta.get("subject"), bool(meta))
     mail["Date"] = formatdate(usegmt=True)
-    mail["Message-ID"] = f"<{uuid.uuid4().hex}.{message.interaction}@{sender.split('@', 1)[1]}>"
+    # one reply, one Message-ID, whichever node sends it and however often: a repeat is the
+    # same message to the receiving side
+    stable = uuid.uuid5(uuid.NAMESPACE_URL, f"{sender}/{message.customer}/{message.interaction}")
+    mail["Message-ID"] = f"<{stable.hex}.{message.interaction}@{sender.split('@', 1)[1]}>"
     refs = [r for r in meta.get("references") or () if isinstance(r, str) and _MSG_ID.fullmatch(r)]
     if isinstance(parent, str) and _MSG_ID.fullmatch(parent):
         mail["In-Reply-To"] = parent
@@ -679,9 +682,10 @@ class EmailPort(OutboundPort):
     backoff_s: float = 1.0  # doubled after each temporary failure
     timeout_s: float = 30.0
     send_mail: Send = aiosmtplib.send
-    _pending: set[asyncio.Task[None]] = field(default_factory=set)
+    _pending: set[asyncio.Task[Delivered]] = field(default_factory=set)
 
-    async def send(self, message: OutboundMessage) -> None:
+    def _ends(self, message: OutboundMessage) -> tuple[str, str]:
+        """(sender, recipient), or EmailRefused."""
         recipient = recipient_of(message)
         sender = email_address(self.from_address) or email_address(
             next(iter(message.reply_meta.get("to") or ()), None)
@@ -689,7 +693,24 @@ class EmailPort(OutboundPort):
         if recipient is None or sender is None:
             what = "an email address for the customer" if recipient is None else "a sender"
             log.warning("email.unsendable", interaction=message.interaction, missing=what)
-            raise EmailRefused(f"no {what}: the reply was stored but cannot be emailed")
+            raise EmailRefused(f"no {what}: this reply cannot be emailed")
+        return sender, recipient
+
+    def check(self, message: OutboundMessage) -> None:
+        self._ends(message)
+
+    async def deliver(self, message: OutboundMessage) -> Delivered:
+        mail, sender, recipient = await self._prepare(message)
+        return await self._deliver(message, mail, sender, recipient)
+
+    async def send(self, message: OutboundMessage) -> None:
+        mail, sender, recipient = await self._prepare(message)
+        task = asyncio.create_task(self._deliver(message, mail, sender, recipient))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _prepare(self, message: OutboundMessage) -> tuple[EmailMessage, str, str]:
+        sender, recipient = self._ends(message)
         mail = build_reply(message, sender, recipient)
         meta = {
             "message_id": mail["Message-ID"],
@@ -700,13 +721,11 @@ class EmailPort(OutboundPort):
         # Known before it leaves: a reply to it threads back, however fast it comes.
         if not await self.annotate(message.customer, message.interaction, meta):
             log.warning("email.annotate_missed", interaction=message.interaction)
-        task = asyncio.create_task(self._deliver(message, mail, sender, recipient))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        return mail, sender, recipient
 
     async def _deliver(
         self, message: OutboundMessage, mail: EmailMessage, sender: str, recipient: str
-    ) -> None:
+    ) -> Delivered:
         delay = self.backoff_s
         status, code = "failed", None
         for attempt in range(1, self.attempts + 1):
@@ -742,6 +761,7 @@ class EmailPort(OutboundPort):
                 extra["smtp_code"] = code
             await self.annotate(message.customer, message.interaction, extra)
         log.info("email.outbound", interaction=message.interaction, status=status)
+        return Delivered(status, None if status == "sent" else f"smtp_{code or 'unreachable'}")
 
     async def close(self, drain_s: float = 5.0) -> None:
         """Let sends in flight finish (bounded), then cancel the rest."""

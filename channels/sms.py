@@ -33,7 +33,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import phonenumbers
 import structlog
 
-from channels.base import OutboundMessage, OutboundPort
+from channels.base import Delivered, OutboundMessage, OutboundPort
 
 log = structlog.get_logger("omniroute.channels.sms")
 
@@ -342,29 +342,26 @@ class SmsPort(OutboundPort):
         self.pending: set[asyncio.Task[None]] = set()
 
     async def send(self, message: OutboundMessage) -> None:
-        task = asyncio.create_task(self.deliver(message))
+        task = asyncio.create_task(self._deliver_logged(message))
         self.pending.add(task)
         task.add_done_callback(self.pending.discard)
 
-    async def deliver(self, message: OutboundMessage) -> None:
-        """Send one reply with bounded retries; annotate the outcome. Never raises."""
+    async def deliver(self, message: OutboundMessage) -> Delivered:
+        """Send one reply with bounded retries; annotate the outcome and return it. A broken
+        store is raised (the durable job is tried again); everything else is an outcome."""
+        to = recipient(message)
+        if to is None:
+            return await self._failed(message, "no_number", attempts=0)
+        if len(message.body) > MAX_SMS_CHARS:
+            return await self._failed(message, "too_long", attempts=0)
+        return await self._post(message, to)
+
+    async def _deliver_logged(self, message: OutboundMessage) -> None:
         try:
-            to = recipient(message)
-            if to is None:
-                await self._failed(message, "no_number", attempts=0)
-            elif len(message.body) > MAX_SMS_CHARS:
-                await self._failed(message, "too_long", attempts=0)
-            else:
-                await self._post(message, to)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a broken store or transport must not kill the loop
-            log.error(
-                "sms.deliver_crashed",
-                conversation=message.conversation,
-                interaction=message.interaction,
-                error=type(exc).__name__,
-            )
+            await self.deliver(message)
+        except Exception as exc:  # a broken store must not kill a background send
+            log.error("sms.deliver_crashed", interaction=message.interaction,
+                      error=type(exc).__name__)  # fmt: skip
 
     def form(self, message: OutboundMessage, to: str) -> dict[str, str]:
         form = {"To": to, "From": self.from_number, "Body": message.body}
@@ -374,7 +371,7 @@ class SmsPort(OutboundPort):
             form["StatusCallback"] = f"{self.status_url}?{query}"
         return form
 
-    async def _post(self, message: OutboundMessage, to: str) -> None:
+    async def _post(self, message: OutboundMessage, to: str) -> Delivered:
         form = self.form(message, to)
         error = "unreachable"
         for attempt in range(1, self.backoff.tries + 1):
@@ -386,14 +383,14 @@ class SmsPort(OutboundPort):
             else:
                 if 200 <= reply.status < 300:
                     await self._sent(message, reply, attempt)
-                    return
+                    return Delivered("sent")
                 error = _error_of(reply)
                 if not retryable(reply.status):
                     break
                 retry_after = reply.retry_after
             if attempt < self.backoff.tries:
                 await asyncio.sleep(self.backoff.delay(attempt, self.rng, retry_after))
-        await self._failed(message, error, attempts=attempt)
+        return await self._failed(message, error, attempts=attempt)
 
     async def _sent(self, message: OutboundMessage, reply: HttpReply, attempts: int) -> None:
         sid = _sid_of(reply.body)
@@ -407,7 +404,7 @@ class SmsPort(OutboundPort):
             attempts=attempts,
         )
 
-    async def _failed(self, message: OutboundMessage, error: str, attempts: int) -> None:
+    async def _failed(self, message: OutboundMessage, error: str, attempts: int) -> Delivered:
         meta = {"sms_status": "failed", "sms_sid": None, "sms_error": error}
         await self.annotate(message.customer, message.interaction, meta)
         log.warning(
@@ -417,6 +414,7 @@ class SmsPort(OutboundPort):
             error=error,
             attempts=attempts,
         )
+        return Delivered("failed", error)
 
     async def close(self, grace_s: float = 2.0) -> None:
         """Let deliveries in flight finish for up to `grace_s`, then cancel the rest."""

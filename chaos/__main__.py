@@ -43,6 +43,11 @@ SCENARIOS: dict[str, tuple[str, str, Run]] = {
         "the agent stays online",
         lambda d, q: scenarios.two_desktops(d),
     ),
+    "reply": (
+        "SMS reply acked, its node killed -9 mid-send",
+        "sent exactly once by a survivor; the agent told `sent`",
+        lambda d, q: scenarios.reply_kill(d),
+    ),
     "redis": (
         "Redis kill -9 with AOF (everysec), restart after 1 s",
         "0 acked lost; 503 while down; recovers by itself",

@@ -21,6 +21,7 @@ refusal is one `sms.refused` log line with a reason and the field — never a nu
 from __future__ import annotations
 
 import base64
+import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final, ParamSpec, TypeVar
 
@@ -28,6 +29,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
+from channels.base import Delivered
 from channels.sms import (
     EMPTY_TWIML,
     SIGNATURE_HEADER,
@@ -48,10 +50,18 @@ from router.errors import Overloaded, error_body
 from router.protocol import BadEvent, validate_event
 from router.service import Service
 from router.settings import Settings
-from router.store import ANNOTATE_WINDOW
+from router.store import ANNOTATE_WINDOW, Interaction
 
 WEBHOOK_PATH: Final = "/v1/channels/sms/twilio"
 STATUS_PATH: Final = "/v1/channels/sms/twilio/status"
+# Twilio's status → the `message.status` an agent is told (the others say nothing new)
+WIRE_STATUS: Final = {
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "delivered",
+    "failed": "failed",
+    "undelivered": "failed",
+}
 MAX_FORM_BYTES: Final = 128 * 1024  # a 1,600-character body percent-encoded is ~15 KiB
 MAX_REPLY_BYTES: Final = 64 * 1024  # of Twilio's API answer: only its `sid` is read
 FORM_TYPE: Final = "application/x-www-form-urlencoded"
@@ -164,11 +174,11 @@ class SmsWebhooks:
     async def _annotate(self, customer: str, interaction: str, meta: Mapping[str, Any]) -> None:
         status, sid = meta["sms_status"], meta["sms_sid"]
         try:
-            current = await self._current(customer, interaction)
-            if current is None:
+            item = await self._current(customer, interaction)
+            if item is None:
                 log.warning("sms.status_unknown", customer=customer, interaction=interaction)
                 return
-            if not moves_forward(current.get("sms_status"), status):
+            if not moves_forward(item.meta.get("sms_status"), status):
                 log.info("sms.status_stale", interaction=interaction, sid=sid, status=status)
                 return
             found = await self.service.store.annotate(customer, interaction, meta)
@@ -177,14 +187,22 @@ class SmsWebhooks:
             raise Refused("unavailable", "the status could not be stored; retry") from None
         if found:
             log.info("sms.status", interaction=interaction, sid=sid, status=status)
+            told = WIRE_STATUS.get(status)
+            if told is not None:  # the agent who sent it hears what became of it
+                outcome = Delivered(told, meta.get("sms_error") if told == "failed" else None)
+                agent = str(item.meta.get("agent", ""))
+                with contextlib.suppress(Exception):  # stored: a lost frame is only a frame
+                    await self.service.replies.status(
+                        item.conversation, customer, interaction, agent, outcome
+                    )
         else:
             log.warning("sms.status_unknown", customer=customer, interaction=interaction)
 
-    async def _current(self, customer: str, interaction: str) -> Mapping[str, Any] | None:
-        """The interaction's meta, if it is among those `annotate` can reach."""
+    async def _current(self, customer: str, interaction: str) -> Interaction | None:
+        """The interaction, if it is among those `annotate` can reach."""
         for item in await self.service.store.history(customer, ANNOTATE_WINDOW):
             if item.id == interaction:
-                return item.meta
+                return item
         return None
 
     def _refuse(self, endpoint: str, refused: Refused) -> web.Response:

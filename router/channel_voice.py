@@ -81,6 +81,9 @@ class VoiceEvents(IngestHandler):
 class VoicePort(OutboundPort):
     """The outbound port of channel `voice`: there is no text to send on a call."""
 
+    def check(self, message: OutboundMessage) -> None:
+        raise ChannelRefused("a call carries no text: reply on chat, sms or email", "invalid")
+
     async def send(self, message: OutboundMessage) -> None:
         log.warning("voice.reply_refused", conversation=message.conversation, agent=message.agent)
         raise ChannelRefused("a call carries no text: reply on chat, sms or email", "invalid")

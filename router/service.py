@@ -37,6 +37,7 @@ from router.frames import (
 from router.identity import AgentIdentity as AgentIdentity  # re-exported: the socket modules
 from router.inbound import Inbound
 from router.liveness import Liveness
+from router.replies import Replies
 from router.store import (
     EDITABLE_FIELDS,
     Conversation,
@@ -104,6 +105,7 @@ class Service:
         self.metrics: Any = None  # router.ops.Metrics when served; counts offers
         self.inbound = Inbound(self)
         self.liveness = Liveness(self, lease_s)
+        self.replies = Replies(self)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -125,6 +127,7 @@ class Service:
             self._consumer,
             asyncio.create_task(self.run_ticker()),
             asyncio.create_task(self.liveness.run(self._stopping)),
+            asyncio.create_task(self.replies.run(self._stopping)),
         ]
         if self.max_backlog_s:
             loops.append(asyncio.create_task(self.run_backlog()))
@@ -468,14 +471,15 @@ class Service:
             raise ServiceError("invalid", f"channel must be one of {', '.join(CHANNELS)}")
         if channel == "voice":
             raise ServiceError("invalid", "a reply cannot be sent on a call", {"field": "channel"})
+        try:  # a reply its channel cannot carry at all is refused before anything is stored
+            self.outbound.check(await self.outbound_message(conv, channel, body, "", identity.id))
+        except ChannelRefused as exc:
+            raise ServiceError(exc.code, exc.message) from exc
+        # the reply and the job that sends it, in one step, before the agent hears `ack`:
+        # whichever node is alive sends it (router.replies)
         interaction = await self.store.add_outbound(
-            conversation, channel, body, identity.id, self.now_ms()
+            conversation, channel, body, identity.id, self.now_ms(), send=True
         )
-        try:
-            await self.outbound.send(await self._outbound_message(conv, channel, body, interaction))
-        except ChannelRefused as exc:  # stored, but the channel cannot carry it: say so
-            await self.store.annotate(conv.customer, interaction.id, {"status": "refused"})
-            raise ServiceError(exc.code, exc.message, {"interaction": interaction.id}) from exc
         frame = {
             "type": "ack",
             "ref": ref,
@@ -487,8 +491,8 @@ class Service:
         log.info("message.sent", agent=identity.id, conversation=conversation, channel=channel)
         return interaction
 
-    async def _outbound_message(
-        self, conv: Conversation, channel: str, body: str, interaction: Interaction
+    async def outbound_message(
+        self, conv: Conversation, channel: str, body: str, interaction: str, agent: str
     ) -> OutboundMessage:
         """What a channel port needs to reply: addresses and the customer's last inbound meta."""
         customer = await self.store.customer(conv.customer)
@@ -504,8 +508,8 @@ class Service:
             customer=conv.customer,
             channel=channel,
             body=body,
-            interaction=interaction.id,
-            agent=str(interaction.meta.get("agent", "")),
+            interaction=interaction,
+            agent=agent,
             addresses=customer.addresses if customer else (),
             reply_meta=reply_meta,
             site=customer.site if customer else None,

@@ -174,12 +174,22 @@ class Fenced(StoreError):
 
 
 @dataclass(frozen=True)
+class Job:
+    """One piece of outgoing work (an agent's reply to send, a command for the PBX), durable
+    from before the agent is told until a node has done it (`router.replies`)."""
+
+    job_id: str
+    fields: Mapping[str, Any]
+    reclaimed: bool = False  # read before: taken over from a dead node or retried
+
+
+@dataclass(frozen=True)
 class Beat:
     """What one `beat` found."""
 
     fenced: bool = False  # this node's lease had lapsed: it was presumed dead, maybe taken over
     clash: bool = False  # another process holds this node's name
-    claimed: int = 0  # log entries taken over from dead nodes (read_log hands them out first)
+    claimed: int = 0  # log entries and jobs taken over from dead nodes (read first)
     dead: tuple[str, ...] = ()  # nodes found dead
     orphans: tuple[str, ...] = ()  # agents whose every desktop was on a dead node
 
@@ -272,8 +282,9 @@ class Store(ABC):
     @abstractmethod
     async def beat(self, node: str, token: str, ttl_ms: int, first: bool = False) -> Beat:
         """Renew this node's lease for `ttl_ms` (`token` is this process's own), then take over
-        every node whose lease lapsed: its unacknowledged log entries become this node's, its
-        desktops are forgotten. `first`: the process's first beat (no lease to have lost)."""
+        every node whose lease lapsed: its unacknowledged log entries and jobs become this
+        node's, its desktops are forgotten. `first`: the process's first beat (no lease to
+        have lost)."""
 
     @abstractmethod
     async def desktop(self, agent: str, node: str, change: int, count: int | None = None) -> int:
@@ -332,9 +343,32 @@ class Store(ABC):
 
     @abstractmethod
     async def add_outbound(
-        self, conversation_id: str, channel: str, body: str, agent: str, now_ms: int
+        self,
+        conversation_id: str,
+        channel: str,
+        body: str,
+        agent: str,
+        now_ms: int,
+        send: bool = False,
     ) -> Interaction:
-        """Store an agent's reply in history and count `messages_out`."""
+        """Store an agent's reply in history and count `messages_out`; with `send`, in the same
+        atomic step, the job that sends it (`read_jobs`): a reply the agent was told about is
+        sent by whichever node is alive."""
+
+    # -- outgoing jobs: replies to send, PBX commands -------------------------------------------
+
+    @abstractmethod
+    async def add_job(self, fields: Mapping[str, Any]) -> str:
+        """Queue one job (a map of strings, numbers, lists); returns its id."""
+
+    @abstractmethod
+    async def read_jobs(self, consumer: str, count: int, block_ms: int) -> list[Job]:
+        """Jobs for this consumer: its own unfinished ones and those taken over from dead
+        nodes first (see `beat`), then new ones; like `read_log`, each job goes to one node."""
+
+    @abstractmethod
+    async def ack_jobs(self, job_ids: Sequence[str]) -> None:
+        """Mark jobs done; they are never handed out again."""
 
     @abstractmethod
     async def link(self, customer_id: str, addresses: Sequence[str]) -> None:

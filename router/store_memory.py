@@ -45,6 +45,7 @@ would ask about:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import itertools
 import time
@@ -70,6 +71,7 @@ from router.store import (
     InboundEvent,
     Ingested,
     Interaction,
+    Job,
     LogEntry,
     StaleVersion,
     Store,
@@ -300,7 +302,7 @@ class MemoryStore(Store):
         if outbox_keep is not None:
             self.outbox_keep = outbox_keep
         self.thread_s = THREAD_S
-        self._ids = {name: itertools.count(1) for name in ("cu", "cv", "ix", "log")}
+        self._ids = {name: itertools.count(1) for name in ("cu", "cv", "ix", "log", "job")}
         self._customers: dict[str, _Cust] = {}
         self._conversations: dict[str, _Conv] = {}
         self._addresses: dict[str, str] = {}
@@ -311,6 +313,10 @@ class MemoryStore(Store):
         self._new: deque[str] = deque()
         self._pending: dict[str, tuple[str, int]] = {}
         self._own: set[str] = set()  # consumers that read their own pending entries first
+        self._jobs: dict[str, Job] = {}  # outgoing jobs not yet done, oldest first
+        self._job_holder: dict[str, tuple[str, int]] = {}  # job → (consumer, since ms)
+        self._own_jobs: set[str] = set()
+        self._job_arrived: asyncio.Event | None = None
         self._leases: dict[str, tuple[str, int]] = {}  # node → (token, expires ms)
         self._desks: dict[str, dict[str, int]] = {}  # agent → node → desktops
         self._waiting: dict[str, list[dict[str, Any]]] = {}  # to_holder frames, by conversation
@@ -450,6 +456,49 @@ class MemoryStore(Store):
     def reread(self, consumer: str) -> None:
         self._own.add(consumer)
 
+    # -- outgoing jobs ---------------------------------------------------------------------------
+
+    async def add_job(self, fields: Mapping[str, Any]) -> str:
+        job_id = f"{int(self._clock() * 1000)}-{self._next('job')}"
+        self._jobs[job_id] = Job(job_id, dict(fields))
+        if self._job_arrived is not None:
+            self._job_arrived.set()
+        return job_id
+
+    async def read_jobs(self, consumer: str, count: int, block_ms: int) -> list[Job]:
+        out = self._take_jobs(consumer, count)
+        if out or block_ms <= 0:
+            return out
+        if self._job_arrived is None:
+            self._job_arrived = asyncio.Event()
+        self._job_arrived.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._job_arrived.wait(), block_ms / 1000)
+        return self._take_jobs(consumer, count)
+
+    def _take_jobs(self, consumer: str, count: int) -> list[Job]:
+        now_ms = int(self._clock() * 1000)
+        own = consumer in self._own_jobs
+        self._own_jobs.discard(consumer)
+        out: list[Job] = []
+        for job_id, job in self._jobs.items():
+            if len(out) >= count:
+                break
+            held = self._job_holder.get(job_id)
+            if held is None:
+                out.append(job)
+            elif (own and held[0] == consumer) or now_ms - held[1] >= self.claim_idle_ms:
+                out.append(replace(job, reclaimed=True))
+            else:
+                continue
+            self._job_holder[job_id] = (consumer, now_ms)
+        return out
+
+    async def ack_jobs(self, job_ids: Sequence[str]) -> None:
+        for job_id in job_ids:
+            self._jobs.pop(job_id, None)
+            self._job_holder.pop(job_id, None)
+
     # -- nodes: leases, takeover, desktops ------------------------------------------------------
 
     def _alive(self, node: str, me: str, now_ms: int) -> bool:
@@ -462,6 +511,7 @@ class MemoryStore(Store):
         held_token = held[0] if held is not None and held[1] > now_ms else None
         self._leases[node] = (token, now_ms + ttl_ms)
         holders = {holder for holder, _since in self._pending.values()}
+        holders |= {holder for holder, _since in self._job_holder.values()}
         dead = sorted(
             {n for n in self._leases if not self._alive(n, node, now_ms)}
             | {h for h in holders if not self._alive(h, node, now_ms)}
@@ -471,8 +521,13 @@ class MemoryStore(Store):
             if holder in dead:
                 self._pending[entry_id] = (node, now_ms)
                 claimed += 1
+        for job_id, (holder, _since) in list(self._job_holder.items()):
+            if holder in dead:
+                self._job_holder[job_id] = (node, now_ms)
+                claimed += 1
         if claimed or first:  # first: a restart under the same name rereads its leftovers
             self._own.add(node)
+            self._own_jobs.add(node)
         orphans: list[str] = []
         for agent, desks in self._desks.items():
             if any(n in dead for n in desks):
@@ -600,7 +655,13 @@ class MemoryStore(Store):
         return cust.view()
 
     async def add_outbound(
-        self, conversation_id: str, channel: str, body: str, agent: str, now_ms: int
+        self,
+        conversation_id: str,
+        channel: str,
+        body: str,
+        agent: str,
+        now_ms: int,
+        send: bool = False,
     ) -> Interaction:
         conv = self._conv(conversation_id)
         cust = self._cust(conv.customer)
@@ -615,6 +676,9 @@ class MemoryStore(Store):
         )
         cust.history.append(ix)
         cust.messages_out += 1
+        if send:
+            job = {"kind": "reply", "cv": conv.id, "cu": cust.id, "ch": channel, "ix": ix.id}
+            await self.add_job({**job, "ag": agent, "body": body})
         return ix
 
     async def link(self, customer_id: str, addresses: Sequence[str]) -> None:

@@ -14,6 +14,9 @@ Cluster; ids always come last in a key so no id can forge another key):
 | `ev:EVENT` | string | dedupe: {cv, cu, ix, pos} for `dedupe_s` (pos = history index) |
 | `mid:MESSAGE-ID` | string | email dedupe and threading: {cv, cu} for `thread_s` (180 days) |
 | `log` | stream | the durable event log, consumer group `router` |
+| `out` | stream | outgoing jobs (replies to send, PBX commands), consumer group `send` |
+| `node:NODE` / `nodes` | string / set | a node's lease (its token, PX `lease_s`) / nodes seen |
+| `desk:AGENT` / `desks:NODE` | hash / set | desktops per node of an agent / agents per node |
 | `oseq:AGENT` / `obox:AGENT` | string / stream | outbox head / frames, entry id `SEQ-0` |
 | `wake:AGENT` | channel | PUBLISH of the frames of every push: msgpack [[seq, frame], …] |
 | `groups` | channel | PUBLISH of every client-group change: msgpack [customer, version, group] |
@@ -76,6 +79,7 @@ from router.store import (
     InboundEvent,
     Ingested,
     Interaction,
+    Job,
     LogEntry,
     StaleVersion,
     Store,
@@ -115,6 +119,7 @@ SCRIPTS = (
     "desk",
 )
 GROUP = "router"
+SEND_GROUP = "send"  # the consumer group of the outgoing jobs (stream `out`)
 PURGE_BATCH = 500
 CLAIM_MAX = 1000  # log entries one beat claims per dead consumer (the next beat takes more)
 CONFIRM_S = 5.0
@@ -178,7 +183,7 @@ class RedisStore(Store):
         self._scripts: dict[str, Script] = {}
         self._pipeline: ScriptPipeline | None = None
         self._group_ready = False
-        self._own: set[str] = set()  # consumers whose next read starts with their own pending
+        self._own: set[tuple[str, str]] = set()  # (stream, consumer): next read starts with own
         self._subscribing = asyncio.Lock()
         self._blocking: aioredis.Redis[bytes] | None = None
         self._pubsub: PubSub | None = None
@@ -216,11 +221,12 @@ class RedisStore(Store):
             self._pipeline = ScriptPipeline(client)
         if not self._group_ready:
             # Retried by every start() until it succeeds: Redis may be down when a node boots.
-            try:
-                await self._client.xgroup_create(self._log, GROUP, id="0", mkstream=True)
-            except aioredis.ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+            for stream, group in ((self._log, GROUP), (self._key("out"), SEND_GROUP)):
+                try:
+                    await self._client.xgroup_create(stream, group, id="0", mkstream=True)
+                except aioredis.ResponseError as exc:
+                    if "BUSYGROUP" not in str(exc):
+                        raise
             self._group_ready = True
 
     async def close(self) -> None:
@@ -311,45 +317,75 @@ class RedisStore(Store):
             for ev, (conv, cust, dup) in zip(events, result, strict=True)
         ]
 
-    async def read_log(self, consumer: str, count: int, block_ms: int) -> list[LogEntry]:
+    async def _read(
+        self, stream: str, consumer: str, count: int, block_ms: int
+    ) -> list[tuple[Any, dict[bytes, Any], bool]]:
+        """read.lua on `stream` ('log' or 'out'), then one blocking read when it found nothing:
+        [(id, fields, read before)], deleted entries left out."""
         await self._redis()
-        own = consumer in self._own
-        self._own.discard(consumer)  # until a takeover, a fence or a failure says otherwise
-        args = _pack({"c": consumer, "n": count, "idle": self.claim_idle_ms, "own": int(own)})
+        mark = (stream, consumer)
+        own = mark in self._own
+        self._own.discard(mark)  # until a takeover, a fence or a failure says otherwise
+        args = {"c": consumer, "n": count, "idle": self.claim_idle_ms, "own": int(own)}
+        args["s"] = stream
         try:
             read = self._scripts["read"].script
-            reclaimed, raw = await read(keys=[self._anchor], args=[self._prefix, args])
+            reclaimed, raw = await read(keys=[self._anchor], args=[self._prefix, _pack(args)])
         except aioredis.ResponseError as exc:
-            self._own.add(consumer)
+            self._own.add(mark)
             if "NOGROUP" in str(exc):  # Redis lost the group (restart without persistence)
                 self._group_ready = False
             raise
         except BaseException:
-            self._own.add(consumer)  # what the script read is this consumer's now
+            self._own.add(mark)  # what the script read is this consumer's now
             raise
         if own and int(reclaimed) >= count:
-            self._own.add(consumer)  # its own pending may hold more
+            self._own.add(mark)  # its own pending may hold more
         entries = [(entry_id, _pairs(fields), i < reclaimed) for i, (entry_id, fields) in
                    enumerate(raw)]  # fmt: skip
         if not entries and block_ms > 0:
             assert self._blocking is not None
+            group = GROUP if stream == "log" else SEND_GROUP
             reply = await self._blocking.xreadgroup(
-                GROUP, consumer, {self._log: ">"}, count=count, block=block_ms
+                group, consumer, {self._key(stream): ">"}, count=count, block=block_ms
             )
             for _stream, items in reply or ():
                 entries.extend((entry_id, dict(fields), False) for entry_id, fields in items)
-        return [_entry(entry_id, fields, again) for entry_id, fields, again in entries if fields]
+        return [(entry_id, fields, again) for entry_id, fields, again in entries if fields]
+
+    async def read_log(self, consumer: str, count: int, block_ms: int) -> list[LogEntry]:
+        read = await self._read("log", consumer, count, block_ms)
+        return [_entry(entry_id, fields, again) for entry_id, fields, again in read]
 
     def reread(self, consumer: str) -> None:
-        self._own.add(consumer)
+        self._own.add(("log", consumer))
+
+    async def add_job(self, fields: Mapping[str, Any]) -> str:
+        redis = await self._redis()
+        job_id = await redis.xadd(self._key("out"), {"j": msgpack.packb(dict(fields))})
+        return _text(job_id)
+
+    async def read_jobs(self, consumer: str, count: int, block_ms: int) -> list[Job]:
+        read = await self._read("out", consumer, count, block_ms)
+        return [
+            Job(_text(job_id), msgpack.unpackb(fields[b"j"], raw=False), again)
+            for job_id, fields, again in read
+        ]
+
+    async def ack_jobs(self, job_ids: Sequence[str]) -> None:
+        if not job_ids:
+            return
+        redis = await self._redis()
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self._key("out"), SEND_GROUP, *job_ids)
+            pipe.xdel(self._key("out"), *job_ids)
+            await pipe.execute()
 
     async def beat(self, node: str, token: str, ttl_ms: int, first: bool = False) -> Beat:
         args = {"n": node, "tok": token, "ttl": ttl_ms, "max": CLAIM_MAX, "first": int(first)}
-        if first:
-            self._own.add(node)  # a restart under the same name: its leftovers come first
         found = await self._eval("nodes", args)
-        if found["claimed"]:
-            self._own.add(node)
+        if first or found["claimed"]:  # first: a restart under the same name rereads its own
+            self._own.update({("log", node), ("out", node)})
         return Beat(
             fenced=bool(found["fenced"]),
             clash=bool(found["clash"]),
@@ -523,10 +559,17 @@ class RedisStore(Store):
         return await self._edit_customer({"cu": customer_id, "v": -1, "f": {}, "grp": group})
 
     async def add_outbound(
-        self, conversation_id: str, channel: str, body: str, agent: str, now_ms: int
+        self,
+        conversation_id: str,
+        channel: str,
+        body: str,
+        agent: str,
+        now_ms: int,
+        send: bool = False,
     ) -> Interaction:
-        args = {"cv": conversation_id, "ch": channel, "body": body, "agent": agent}
-        return _interaction(await self._eval("outbound", {**args, "at": iso(now_ms)}))
+        args: dict[str, Any] = {"cv": conversation_id, "ch": channel, "body": body}
+        args.update(agent=agent, at=iso(now_ms), send=int(send))
+        return _interaction(await self._eval("outbound", args))
 
     async def link(self, customer_id: str, addresses: Sequence[str]) -> None:
         await self._eval("link", {"cu": customer_id, "addr": list(addresses)})

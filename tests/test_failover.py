@@ -40,3 +40,9 @@ async def test_no_mutated_signature_is_accepted(tmp_path: Path) -> None:
     figures = await scenarios.signatures(tmp_path, count=1000)
     print(f"\nsignatures: {figures}")
     assert figures["accepted"] == 0, figures
+
+
+async def test_a_reply_acked_by_a_node_that_dies_is_sent_once_by_another(tmp_path: Path) -> None:
+    figures = await scenarios.reply_kill(tmp_path)
+    print(f"\nreply in flight, node kill -9: {figures}")
+    assert figures["sent_by_survivor"] == 1 and figures["agent_told"] == "sent", figures

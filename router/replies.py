@@ -1,0 +1,129 @@
+"""Replies: the outgoing jobs of a node — agents' replies to send, commands for the PBX.
+
+An agent's reply is stored with the job that sends it in one atomic step
+(`Store.add_outbound(send=True)`) before the agent's `ack`; this loop, on whichever node is
+alive, takes the job (`Store.read_jobs`: a dead node's jobs are taken over with its lease),
+hands the reply to its channel's port, tells the agent what became of it (`message.status`:
+`sent`, or `failed` with the reason) and only then marks the job done. A job whose reply an
+earlier node already handed over (the interaction says `sent`, or carries the provider's id)
+is marked done without sending again: the only window for a second send is a node dying
+between the provider's answer and that note, which Twilio's API (no idempotency key) cannot
+close. An email carries a Message-ID made from the interaction id, so a repeat is one message
+to the receiving side. Later statuses come from the provider's callbacks
+(`router.channel_sms`).
+
+Other job kinds (`connect` for the PBX) are registered by their adapters (`handle`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from channels.base import ChannelRefused, Delivered
+from router.store import ANNOTATE_WINDOW, Job
+
+if TYPE_CHECKING:
+    from router.service import Service
+
+log = structlog.get_logger("omniroute.replies")
+
+Handler = Callable[[Mapping[str, Any]], Awaitable[None]]
+DONE_STATUSES = ("sent", "delivered", "failed")  # an interaction's `status` once handed over
+BATCH = 20
+
+
+class Replies:
+    """See the module docstring; one per `Service`."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.handlers: dict[str, Handler] = {}
+        self._work: set[asyncio.Task[None]] = set()
+
+    def handle(self, kind: str, handler: Handler) -> None:
+        """Run `handler(fields)` for jobs of `kind`; it raises to have the job tried again."""
+        self.handlers[kind] = handler
+
+    async def run(self, stopping: asyncio.Event, block_ms: int = 500) -> None:
+        """Do jobs until `stopping` is set; a failed read (the store is down) is retried."""
+        svc = self.service
+        while not stopping.is_set():
+            try:
+                jobs = await svc.store.read_jobs(svc.node, BATCH, block_ms)
+                await asyncio.gather(*(self._do(job) for job in jobs))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("replies.read_failed", node=svc.node, error=type(exc).__name__)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), 0.5)
+
+    async def _do(self, job: Job) -> None:
+        kind = str(job.fields.get("kind", ""))
+        try:
+            if kind == "reply":
+                await self._reply(job.fields)
+            elif kind in self.handlers:
+                await self.handlers[kind](job.fields)
+            else:
+                log.error("replies.unknown_kind", job=job.job_id, kind=kind[:40])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # left unacknowledged: tried again after claim_idle_s
+            log.error("replies.job_failed", job=job.job_id, kind=kind, error=type(exc).__name__)
+            return
+        await self.service.store.ack_jobs([job.job_id])
+
+    async def _reply(self, job: Mapping[str, Any]) -> None:
+        svc = self.service
+        customer, interaction_id = str(job["cu"]), str(job["ix"])
+        earlier = next(
+            (
+                i
+                for i in await svc.store.history(customer, ANNOTATE_WINDOW)
+                if i.id == interaction_id
+            ),
+            None,
+        )
+        if earlier is not None and _handed_over(earlier.meta):
+            log.info("reply.already_sent", interaction=interaction_id)
+            return
+        conv = await svc.store.conversation(str(job["cv"]))
+        if conv is None:
+            return
+        message = await svc.outbound_message(
+            conv, str(job["ch"]), str(job["body"]), interaction_id, str(job["ag"])
+        )
+        try:
+            outcome = await svc.outbound.deliver(message)
+        except ChannelRefused as exc:
+            outcome = Delivered("failed", exc.code)
+        await self.status(conv.id, customer, interaction_id, str(job["ag"]), outcome)
+
+    async def status(
+        self, conversation: str, customer: str, interaction: str, agent: str, outcome: Delivered
+    ) -> None:
+        """Tell the agent what became of a reply (`message.status`)."""
+        frame: dict[str, Any] = {
+            "type": "message.status",
+            "conversation": conversation,
+            "customer": customer,  # the send-time tier filter judges by it
+            "interaction": interaction,
+            "status": outcome.status,
+        }
+        if outcome.error:
+            frame["error"] = outcome.error
+        if agent:
+            await self.service.store.push([(agent, frame)])
+
+
+def _handed_over(meta: Mapping[str, Any]) -> bool:
+    """The reply's interaction says a node handed it to the provider already."""
+    if meta.get("sms_sid") or meta.get("sms_status") == "failed":
+        return True
+    return meta.get("status") in DONE_STATUSES
