@@ -33,7 +33,6 @@ from channels.base import OutboundMessage
 from channels.sms import (
     EMPTY_TWIML,
     Backoff,
-    SmsPort,
     compute_signature,
     form_pairs,
     recipient,
