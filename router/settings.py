@@ -95,6 +95,16 @@ class VoiceSettings:
 
 
 @dataclass(frozen=True)
+class ConnectionSettings:
+    """`[connections]`: how long and how many (slowloris, descriptor exhaustion); see
+    `router/connections.py` and docs/operations.md, "Connections"."""
+
+    idle_timeout_s: float = 10.0  # no complete request head this long after opening/answering
+    body_timeout_s: float = 10.0  # a request body must have arrived this long after its head
+    max_connections: int = 0  # open connections per process; 0 = from the open-files limit
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the server reads at start. Secrets are left out of `repr`."""
 
@@ -109,6 +119,7 @@ class Settings:
     voice: VoiceSettings
     agent: AgentSettings = field(default_factory=AgentSettings)
     events: EventSettings = field(default_factory=EventSettings)
+    connections: ConnectionSettings = field(default_factory=ConnectionSettings)
     visitor_secret: str = field(default="", repr=False)  # OMNIROUTE_VISITOR_SECRET
     dispositions: tuple[str, ...] = ("solved",)  # [wrapup] dispositions, offered at Complete
     source: str | None = None  # the user's file, if one was read
@@ -261,6 +272,14 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
     },
     "voice": {"pbx_url": _http_url(empty_ok=True)},
 }
+# -- edges: connection limits, and Redis Sentinel URLs (`queues.clients`) --------------------
+_SCHEMA["connections"] = {
+    "idle_timeout_s": _seconds(positive=True),
+    "body_timeout_s": _seconds(positive=True),
+    "max_connections": _integer(0),
+}
+# -- end of edges ----------------------------------------------------------------------------
+
 # What an unknown key in a section is, for the message.
 _NOUN = {"eligibility": "client group", **{f"levels.{g}": "tier" for g in GROUPS}}
 _RULE_KEYS = ("field", "op", "value", "points")
@@ -563,6 +582,9 @@ def _build(
             offline_grace_s=get("agent", "offline_grace_s"),
             release_after_s=get("agent", "release_after_s"),
             history_limit=get("agent", "history_limit"),
+        ),
+        connections=ConnectionSettings(
+            **{k: get("connections", k) for k in _SCHEMA["connections"]}
         ),
         redis=RedisSettings(url=get("redis", "url")),
         jwt_secret=get("jwt", "secret"),
