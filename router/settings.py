@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from queues.clients import is_sentinel, parse_sentinel_url
 from queues.policy import CHANNELS, GROUPS, OPERATORS, PRIORITY_BOUND, TIERS, Policy, PriorityRule
 
 ENV_PREFIX = "OMNIROUTE_"
@@ -182,6 +183,12 @@ def _http_url(empty_ok: bool, bare: bool = False) -> _Key:
 def _redis_url_ok(v: str) -> bool:
     if v in ("", "memory"):
         return True
+    if is_sentinel(v):  # edges: Redis Sentinel, `queues.clients`
+        try:
+            parse_sentinel_url(v)
+        except ValueError:
+            return False
+        return True
     if not v.startswith(("redis://", "rediss://", "unix://")):
         return False
     try:
@@ -223,7 +230,12 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "history_limit": _integer(0, 10_000),
     },
     "redis": {
-        "url": _Key("str", "empty, 'memory', redis://…, rediss://… or unix://…", _redis_url_ok),
+        "url": _Key(
+            "str",
+            "empty, 'memory', redis://…, rediss://…, unix://… or "
+            "redis+sentinel://host:port[,host:port…]/SERVICE[/DB]",
+            _redis_url_ok,
+        ),
     },
     "jwt": {"secret": _TEXT},
     "webhook": {"secret": _TEXT},
