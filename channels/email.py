@@ -36,10 +36,10 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from email import policy
+from email import errors, policy
 from email.message import EmailMessage
 from email.parser import BytesParser
-from email.utils import formatdate, getaddresses, parseaddr
+from email.utils import formatdate
 from html.parser import HTMLParser
 from typing import Any
 
@@ -83,6 +83,41 @@ def email_address(value: str | None) -> str | None:
     if len(address) > 320 or not _ADDRESS.fullmatch(address):
         return None
     return address
+
+
+# An SMTPUTF8 address (raw UTF-8 in the local part) is an address, not an ambiguity.
+_TOLERATED = (errors.NonASCIILocalPartDefect, errors.UndecodableBytesDefect)
+
+
+def mailboxes(message: EmailMessage, name: str) -> list[str] | None:
+    """The addresses of an address header (From, Reply-To, To, Cc), each taken from its
+    address part — the display name, quoted or RFC 2047-encoded, is never read — lowercased;
+    None when the header is missing, repeated, or did not parse cleanly (any defect: an
+    unquoted `@` in a display name, or an encoded word inside the address, makes it
+    ambiguous; raw UTF-8 in the local part is fine)."""
+    try:
+        values = message.get_all(name) or []
+        if len(values) != 1 or any(type(d) not in _TOLERATED for d in values[0].defects):
+            return None
+        found = [email_address(_raw_utf8(a.addr_spec)) for a in values[0].addresses]
+    except Exception:  # a header the parser could not make an address header of
+        return None
+    return None if None in found else [a for a in found if a is not None]
+
+
+def _raw_utf8(text: str) -> str | None:
+    """Raw UTF-8 header bytes come out of the parser as surrogate escapes: read them back."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8")
+    except UnicodeError:
+        return None
+
+
+def mailbox(message: EmailMessage, name: str) -> str | None:
+    """The one address of `name` (see `mailboxes`); None for none or several: a reply goes
+    to one address, and choosing among several the sender listed is not ours to guess."""
+    found = mailboxes(message, name)
+    return found[0] if found is not None and len(found) == 1 else None
 
 
 def message_ids(value: str | None) -> list[str]:
@@ -504,15 +539,12 @@ def _parse(
 ) -> Mail | None:
     """Runs in the worker thread; gives up (ParseTimeout) after `deadline` (time.monotonic)."""
     parsed = parse_mail(raw, max_parts=max_parts, deadline=deadline)
-    sender = email_address(parseaddr(parsed.header("From") or "")[1])
+    sender = mailbox(parsed.message, "From")
     if sender is None:
         return None
     if sender in addresses:
         raise OwnAddress
-    named = {
-        email_address(address)
-        for _name, address in getaddresses([parsed.header("To") or "", parsed.header("Cc") or ""])
-    }
+    named = {*(mailboxes(parsed.message, "To") or ()), *(mailboxes(parsed.message, "Cc") or ())}
     to = tuple(sorted({*recipients, *(a for a in named if a in addresses)}))
     message_id = next(iter(message_ids(parsed.header("Message-ID"))), None)
     key = message_id.encode() if message_id else parsed.fingerprint
@@ -526,7 +558,7 @@ def _parse(
         message_id=message_id,
         in_reply_to=next(iter(message_ids(parsed.header("In-Reply-To"))), None),
         references=tuple(message_ids(parsed.header("References"))[-100:]),
-        reply_to=email_address(parseaddr(parsed.header("Reply-To") or "")[1]),
+        reply_to=mailbox(parsed.message, "Reply-To"),
         auto_submitted=auto if auto and auto.lower() != "no" else None,
         attachments=tuple(Attachment(**a) for a in parsed.attachments),
         parts=parsed.parts,

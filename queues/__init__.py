@@ -24,7 +24,9 @@ def create_engine(
         from queues.memory import MemoryEngine
 
         return MemoryEngine(policy, clock=clock, domain=domain)
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    if url.startswith(
+        ("redis://", "rediss://", "unix://", "redis+sentinel://", "rediss+sentinel://")
+    ):
         from queues.redis import RedisEngine
 
         engine: RoutingEngine = RedisEngine(policy, url, clock=clock, domain=domain)

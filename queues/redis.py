@@ -30,6 +30,7 @@ from typing import Any
 import msgpack
 import redis.asyncio as aioredis
 
+from queues import clients
 from queues.base import RawEffect, RoutingEngine
 from queues.errors import Invalid, RoutingError, from_code
 from queues.pipeline import Function, ScriptPipeline
@@ -80,18 +81,16 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + ch if ch in _GLOB_SPECIAL else ch for ch in text)
 
 
-POOL_SIZE = 64  # connections per client; more callers wait for one instead of failing
-POOL_WAIT_S = 10.0
+POOL_SIZE = clients.POOL_SIZE  # connections per client; more callers wait for one
+POOL_WAIT_S = clients.POOL_WAIT_S
 
 
 def connect(url: str) -> aioredis.Redis[bytes]:
     """A client whose pool makes callers wait for a free connection when all are busy (the
     default pool raises MaxConnectionsError: hundreds of desktops heartbeating at once would
-    see refusals under load)."""
-    pool: aioredis.BlockingConnectionPool[Any] = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=POOL_SIZE, timeout=POOL_WAIT_S, decode_responses=False
-    )
-    return aioredis.Redis(connection_pool=pool)
+    see refusals under load); a `redis+sentinel://` URL follows the primary
+    (`queues.clients`)."""
+    return clients.connect(url, max_connections=POOL_SIZE, timeout=POOL_WAIT_S)
 
 
 class RedisEngine(RoutingEngine):

@@ -22,11 +22,19 @@ from aiohttp import web
 from channels.base import OutboundPort
 from queues.base import RoutingEngine
 from router import agent_ws
+from router.body import HANDLER_ARGS
 from router.channel_chat import ChatSocket, add_chat
 from router.channel_chat import Limits as ChatLimits
 from router.channel_email import add_email
 from router.channel_sms import add_sms
 from router.channel_voice import add_voice
+from router.connections import (
+    BurstLog,
+    ConnectionGuard,
+    GuardedSite,
+    connection_cap,
+    quiet_accept_errors,
+)
 from router.ingest import ingest_routes
 from router.logs import AccessLogger
 from router.ops import Metrics, add_ops_routes
@@ -88,7 +96,7 @@ def create_app(
     )
     metrics = Metrics()
     service.metrics = metrics
-    app = web.Application(client_max_size=settings.server.max_body_bytes)
+    app = web.Application(client_max_size=settings.server.max_body_bytes, handler_args=HANDLER_ARGS)
     app[SETTINGS_KEY] = settings
     app[ENGINE_KEY] = engine
     app[SERVICE_KEY] = service
@@ -99,6 +107,7 @@ def create_app(
             settings.webhook_secret,
             settings.server.max_body_bytes,
             on_result=metrics.ingested,
+            body_timeout_s=settings.connections.body_timeout_s,
         )
     )
     # Registers its drain on shutdown: desktops get 4000 before the service below is closed.
@@ -157,16 +166,54 @@ def serve(
 ) -> None:
     """Run until SIGINT or SIGTERM, then run the cleanup steps (engine close) and return.
     `reuse_port`: one of several workers on the same port (SO_REUSEPORT; the kernel spreads
-    the connections over them)."""
-    web.run_app(
+    the connections over them). Connections go through a `ConnectionGuard` (head deadline,
+    cap; `[connections]`), which is why this is aiohttp's `run_app` spelled out."""
+    limits = app[SETTINGS_KEY].connections
+    cap = connection_cap(limits.max_connections)
+    if limits.max_connections and cap < limits.max_connections:
+        log.warning("connections.cap_lowered", configured=limits.max_connections, cap=cap)
+    guard = ConnectionGuard(cap, limits.idle_timeout_s)
+    app.middlewares.insert(0, guard.middleware)  # outermost: marks the head as arrived
+    runner = web.AppRunner(
         app,
-        host=host,
-        port=port,
-        loop=loop,
-        reuse_port=reuse_port or None,
-        print=None,  # our first log line already says where we listen
+        handle_signals=True,  # SIGINT/SIGTERM raise GracefulExit in the loop
         access_log=logging.getLogger("aiohttp.access"),
-        access_log_class=AccessLogger,  # method, path without query (tokens!), status, duration
+        access_log_class=AccessLogger,  # method, route template, status, duration
         shutdown_timeout=10.0,
-        handle_signals=True,
+        keepalive_timeout=limits.idle_timeout_s,  # idle between requests
     )
+
+    accept_failed: list[BurstLog] = []
+
+    async def run() -> None:
+        accept_failed.append(quiet_accept_errors(asyncio.get_running_loop()))
+        await runner.setup()
+        await GuardedSite(runner, host, port, guard, reuse_port=reuse_port).start()
+        log.info("connections.limits", cap=cap, head_timeout_s=limits.idle_timeout_s)
+        await asyncio.Event().wait()  # until a signal
+
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(run())
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass
+    finally:
+        guard.flush()
+        for burst in accept_failed:
+            burst.flush()
+        try:
+            loop.run_until_complete(runner.cleanup())
+        finally:
+            _cancel_all(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+            asyncio.set_event_loop(None)
+
+
+def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what is still running after cleanup and let it finish its `finally` blocks."""
+    tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))

@@ -2,7 +2,10 @@
 
 `POST /v1/channels/sms/twilio` takes Twilio's inbound message webhook; the checks run
 least-trusting first, so nothing unsigned is looked at: body size (413) → an auth token, a
-public URL and an `X-Twilio-Signature` at all (403) → form content type (415) → the signature
+public URL and an `X-Twilio-Signature` at all (403) → form content type, and no
+`Content-Encoding` (415: Twilio signs the URL and the decoded form, never compresses it, so a
+compressed body is not Twilio's and is never inflated) → the body within 128 KiB and
+`[connections] body_timeout_s` (413, 408) → the signature
 over `[server] public_url` + the path and query as requested, and the form (403) → the fields
 (400: an invalid number, no text) → the store (200 with empty TwiML, 503 when it fails). The
 event id is `sms:<MessageSid>`, so Twilio's retries are deduplicated by the store.
@@ -46,6 +49,7 @@ from channels.sms import (
     read_status,
     signature_ok,
 )
+from router.body import BodyRefused, codings, read_raw
 from router.errors import Overloaded, error_body
 from router.protocol import BadEvent, validate_event
 from router.service import Service
@@ -74,6 +78,8 @@ REASONS: Final[Mapping[str, tuple[int, str]]] = {
     "no_signature": (403, "forbidden"),
     "bad_signature": (403, "forbidden"),
     "unsupported_media_type": (415, "invalid"),
+    "unsupported_encoding": (415, "invalid"),
+    "timeout": (408, "timeout"),
     "invalid": (400, "invalid"),
     "unavailable": (503, "unavailable"),
     "overloaded": (503, "overloaded"),
@@ -99,9 +105,15 @@ class SmsWebhooks:
     """The two webhook handlers; see the module docstring for the order of checks."""
 
     def __init__(
-        self, service: Service, auth_token: str, public_url: str, default_region: str
+        self,
+        service: Service,
+        auth_token: str,
+        public_url: str,
+        default_region: str,
+        body_timeout_s: float = 10.0,
     ) -> None:
         self.service = service
+        self.body_timeout_s = body_timeout_s
         self.auth_token = auth_token
         self.public_url = public_url.rstrip("/")
         self.default_region = default_region
@@ -141,7 +153,12 @@ class SmsWebhooks:
             raise Refused("no_signature", f"{SIGNATURE_HEADER} is required")
         if request.content_type != FORM_TYPE:
             raise Refused("unsupported_media_type", f"the body must be {FORM_TYPE}")
-        body = await _read(request, MAX_FORM_BYTES)
+        if codings(request.headers.get("Content-Encoding")):
+            raise Refused("unsupported_encoding", "Twilio's webhooks are not compressed")
+        try:
+            body = await read_raw(request, MAX_FORM_BYTES, self.body_timeout_s)
+        except BodyRefused as exc:
+            raise Refused(exc.reason, exc.message) from None
         pairs = _checked(form_pairs, body)
         if not signature_ok(self.auth_token, self.public_url + request.raw_path, pairs, signature):
             raise Refused("bad_signature", f"{SIGNATURE_HEADER} does not match")
@@ -221,7 +238,7 @@ class SmsWebhooks:
         response = web.json_response(
             error_body(code, refused.message, refused.field), status=status
         )
-        if refused.reason == "too_large":
+        if refused.reason in ("too_large", "timeout"):
             response.force_close()
         elif status == 503:
             response.headers["Retry-After"] = "1"
@@ -234,16 +251,6 @@ def _checked(parse: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return parse(*args, **kwargs)
     except SmsRefused as exc:
         raise Refused(exc.reason, exc.message, exc.field) from None
-
-
-async def _read(request: web.Request, limit: int) -> bytes:
-    """The raw body, refusing as soon as it exceeds `limit` (chunked bodies included)."""
-    body = bytearray()
-    while chunk := await request.content.read(limit + 1 - len(body)):
-        body += chunk
-        if len(body) > limit:
-            raise Refused("too_large", f"the body exceeds {limit} bytes")
-    return bytes(body)
 
 
 class HttpTransport:
@@ -298,7 +305,13 @@ def add_sms(app: web.Application, service: Service, settings: Settings) -> None:
     """
     sms = settings.sms
     public_url = settings.server.public_url.rstrip("/")
-    webhooks = SmsWebhooks(service, sms.auth_token, public_url, sms.default_region)
+    webhooks = SmsWebhooks(
+        service,
+        sms.auth_token,
+        public_url,
+        sms.default_region,
+        settings.connections.body_timeout_s,
+    )
     app.add_routes(
         [web.post(WEBHOOK_PATH, webhooks.inbound), web.post(STATUS_PATH, webhooks.status)]
     )

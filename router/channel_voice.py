@@ -31,7 +31,7 @@ from aiohttp import web
 from channels.base import ChannelRefused, OutboundMessage, OutboundPort
 from channels.voice import MAX_BYTES, BadCall, PbxClient, PbxUnreachable, call_document
 from queues.base import Assigned, Effect
-from router.ingest import Ingest, IngestHandler, Refused
+from router.ingest import BODY_TIMEOUT_S, Ingest, IngestHandler, Refused
 from router.protocol import JSON, BadEvent, DecodeError, validate_event
 from router.service import Service
 from router.settings import Settings
@@ -66,8 +66,12 @@ class VoiceEvents(IngestHandler):
         webhook_secret: str,
         default_region: str,
         on_result: Callable[[str, int], None] | None = None,
+        *,
+        body_timeout_s: float = BODY_TIMEOUT_S,
     ) -> None:
-        super().__init__(ingest, webhook_secret, MAX_BYTES, on_result)
+        super().__init__(
+            ingest, webhook_secret, MAX_BYTES, on_result, body_timeout_s=body_timeout_s
+        )
         self._region = default_region
 
     # IngestHandler._parse is a staticmethod there; an instance method here needs the region
@@ -195,7 +199,11 @@ def add_voice(app: web.Application, service: Service, settings: Settings) -> Non
             service.metrics.ingested(kind, n)
 
     events = VoiceEvents(
-        service.ingest, settings.webhook_secret, settings.sms.default_region, count
+        service.ingest,
+        settings.webhook_secret,
+        settings.sms.default_region,
+        count,
+        body_timeout_s=settings.connections.body_timeout_s,
     )
     app.router.add_post(PATH, events.handle)
     connector = VoiceConnector(service, settings.voice.pbx_url, settings.webhook_secret)

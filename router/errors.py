@@ -17,6 +17,7 @@ HTTP_STATUS: Final[dict[str, int]] = {
     "unauthorized": 401,
     "forbidden": 403,
     "not_found": 404,
+    "timeout": 408,  # a request body that did not arrive in time
     "conflict": 409,
     "expired": 410,
     "too_large": 413,

@@ -1,9 +1,12 @@
 """`POST /v1/events`: adapters push events; each is verified, validated, and stored or refused.
 
 The checks run cheapest-and-least-trusting first, so nothing from an unauthenticated sender
-is parsed: size (413, reading stops at the limit) → signature over the raw body (401) →
-content type (415) → validation of every event (400) → the store's atomic `ingest` (202, or
-503 when the store fails; a batch is stored whole or not at all).
+is parsed or decompressed: size and time (413, reading stops at the limit; 408 for a body
+that trickles in) → signature over the body as received, compressed or not (401) →
+`Content-Encoding` undone within the same limit (415 for an unknown coding, 400 for a broken
+stream, 413 for a bomb; `router.body`) → content type (415) → validation of every event (400)
+→ the store's atomic `ingest` (202, or 503 when the store fails; a batch is stored whole or
+not at all).
 
 Every refusal is one `ingest.refused` log event carrying a reason, the wire code, the field
 and the body's length — never the body, header values or the signature. `on_result(kind, n)`
@@ -23,6 +26,7 @@ import structlog
 from aiohttp import web
 
 from router.auth import SIGNATURE_HEADER, signature_ok
+from router.body import BodyRefused, decode, read_raw
 from router.errors import Overloaded, error_body
 from router.protocol import (
     JSON,
@@ -37,14 +41,18 @@ from router.store import InboundEvent, Ingested
 
 PATH: Final = "/v1/events"
 MAX_BYTES: Final = 1 << 20
+BODY_TIMEOUT_S: Final = 10.0  # `[connections] body_timeout_s`
 
 # reason → (HTTP status, wire code)
 REASONS: Final[Mapping[str, tuple[int, str]]] = {
     "too_large": (413, "too_large"),
+    "timeout": (408, "timeout"),
     "no_signature": (401, "unauthorized"),
     "bad_signature": (401, "unauthorized"),
     "no_secret": (401, "unauthorized"),  # the server has no webhook secret: refuse everything
     "unsupported_media_type": (415, "invalid"),
+    "unsupported_encoding": (415, "invalid"),
+    "bad_encoding": (400, "invalid"),
     "invalid": (400, "invalid"),
     "unavailable": (503, "unavailable"),
     "overloaded": (503, "overloaded"),
@@ -88,9 +96,12 @@ def ingest_routes(
     max_bytes: int = MAX_BYTES,
     *,
     on_result: OnResult | None = None,
+    body_timeout_s: float = BODY_TIMEOUT_S,
 ) -> list[web.RouteDef]:
     """The routes of adapter ingest, for `app.add_routes(...)`."""
-    handler = IngestHandler(ingest, webhook_secret, max_bytes, on_result)
+    handler = IngestHandler(
+        ingest, webhook_secret, max_bytes, on_result, body_timeout_s=body_timeout_s
+    )
     return [web.post(PATH, handler.handle)]
 
 
@@ -103,6 +114,8 @@ class IngestHandler:
         webhook_secret: str,
         max_bytes: int = MAX_BYTES,
         on_result: OnResult | None = None,
+        *,
+        body_timeout_s: float = BODY_TIMEOUT_S,
     ) -> None:
         if max_bytes < 1:
             raise ValueError("max_bytes must be at least 1")
@@ -110,13 +123,15 @@ class IngestHandler:
         self._secret = webhook_secret
         self._max_bytes = max_bytes
         self._on_result = on_result
+        self._body_timeout_s = body_timeout_s
 
     async def handle(self, request: web.Request) -> web.Response:
         size = request.content_length or 0
         try:
-            body = await self._read(request)
-            size = len(body)
-            self._verify(body, request.headers.get(SIGNATURE_HEADER))
+            raw = await self._read(request)
+            size = len(raw)
+            self._verify(raw, request.headers.get(SIGNATURE_HEADER))
+            body = self._decode(raw, request.headers.get("Content-Encoding"))
             events = self._parse(body, request.headers.get("Content-Type"))
             results = await self._store(events)
         except Refused as refused:
@@ -133,19 +148,18 @@ class IngestHandler:
         return _answer(request, 202, answer)
 
     async def _read(self, request: web.Request) -> bytes:
-        """The raw body, refusing (without reading on) as soon as it exceeds the limit."""
-        limit = self._max_bytes
-        message = f"the body exceeds {limit} bytes"
-        if request.content_length is not None and request.content_length > limit:
-            raise Refused("too_large", message)
-        body = bytearray()
-        while True:
-            chunk = await request.content.read(limit + 1 - len(body))
-            if not chunk:
-                return bytes(body)
-            body += chunk
-            if len(body) > limit:
-                raise Refused("too_large", message, size=len(body))
+        """The body as received, refusing (without reading on) past the size or time limit."""
+        try:
+            return await read_raw(request, self._max_bytes, self._body_timeout_s)
+        except BodyRefused as exc:
+            raise Refused(exc.reason, exc.message, size=exc.size) from None
+
+    def _decode(self, raw: bytes, encoding: str | None) -> bytes:
+        """The signed body with its Content-Encoding undone, within the same size limit."""
+        try:
+            return decode(raw, encoding, self._max_bytes)
+        except BodyRefused as exc:
+            raise Refused(exc.reason, exc.message, "Content-Encoding") from None
 
     def _verify(self, body: bytes, header: str | None) -> None:
         if not self._secret:
@@ -193,7 +207,7 @@ class IngestHandler:
             **extra,
         )
         response = _answer(request, status, error_body(code, refused.message, refused.field))
-        if refused.reason == "too_large":
+        if refused.reason in ("too_large", "timeout"):
             response.force_close()  # the rest of the body is discarded, never buffered
         elif refused.reason in ("unavailable", "overloaded"):
             response.headers["Retry-After"] = str(refused.retry_after)

@@ -6,14 +6,29 @@ addresses, numbers, profiles or secrets. Code must not pass them in the first pl
 `redact` is the second line: any key known to carry such content has its value replaced by
 `"[redacted]"`, however deep it sits in the event.
 
-Access logs never print query strings, because tokens travel in `?token=` (browsers cannot set
-headers on a WebSocket). `AccessLogger` logs method, path, status and duration only; a filter on
-the `aiohttp.access` logger also strips queries from aiohttp's own format, should it be used.
+Ids a client names are free text until omniroute has found them: a transfer's `to_agent`, a
+reservation, conversation or customer id in a refused frame may be anything a desktop typed —
+an address, a number. `digest_free_ids` (a processor) keeps a value of an id field
+(`ID_KEYS`) only when it has the shape of an id omniroute mints (`cv-12`, `cu-3`: two
+lower-case letters, a dash, then letters, digits and `_ . : -`, at most 80 characters; or a
+reservation's `R17`); any other value,
+and every `to_agent`, becomes `"h:" + 12 hex digits`, a keyed BLAKE2b digest (the key is
+random per process): lines of one process can be matched to each other, the value cannot be
+read back or guessed.
+
+Access logs never print the path as requested, nor the query string (tokens travel in
+`?token=`; browsers cannot set headers on a WebSocket). `AccessLogger` logs method, the matched
+route's template (`/v1/conversations/{id}/why`, never the id in it; `[unmatched]` for a path no
+route serves, which is where a scanner's or a client's typo of `/v1/customers/<address>` lands),
+status and duration; a filter on the `aiohttp.access` logger also strips queries from
+aiohttp's own format, should it be used.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import re
 import sys
 from collections.abc import Mapping, MutableMapping
@@ -67,6 +82,40 @@ _MAX_DEPTH = 6
 _QUERY = re.compile(r"\?[^\s\"']*")
 
 access_log = structlog.get_logger("omniroute.access")
+
+UNMATCHED = "[unmatched]"
+# Fields that hold an id a client named; see the module docstring.
+ID_KEYS = frozenset({"task", "conversation", "res", "reservation", "customer", "interaction"})
+FREE_KEYS = frozenset({"to_agent"})  # always a digest: typed by a person, never minted
+_MINTED = re.compile(r"[a-z]{2}-[A-Za-z0-9_.:-]{1,77}|R[0-9]{1,19}")  # cv-12, cu-3, R17
+_DIGEST_KEY = os.urandom(16)
+
+
+def digest(value: object) -> str:
+    """`h:` + 12 hex digits of a keyed BLAKE2b of `value` (the key is random per process)."""
+    text = str(value).encode("utf-8", "surrogatepass")
+    return "h:" + hashlib.blake2b(text, key=_DIGEST_KEY, digest_size=6).hexdigest()
+
+
+def digest_free_ids(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: id fields whose value is not a minted id become a digest."""
+    for key, value in list(event_dict.items()):
+        if value is None or (key not in FREE_KEYS and key not in ID_KEYS):
+            continue
+        if key in FREE_KEYS or not (isinstance(value, str) and _MINTED.fullmatch(value)):
+            event_dict[key] = digest(value)
+    return event_dict
+
+
+def route_template(request: BaseRequest) -> str:
+    """The template of the route that served `request`, or `UNMATCHED`."""
+    match_info = getattr(request, "match_info", None)  # a web.Request; a bare one has none
+    resource = match_info.route.resource if match_info is not None else None
+    if resource is None:
+        return UNMATCHED
+    return str(resource.canonical)[:MAX_PATH]
 
 
 def _sensitive(key: object) -> bool:
@@ -129,7 +178,7 @@ class AccessLogger(AbstractAccessLogger):
         (access_log.debug if quiet else access_log.info)(
             "http.request",
             method=request.method,
-            path=request.path[:MAX_PATH],
+            path=route_template(request),
             status=response.status,
             duration_ms=round(time * 1000, 2),
         )
@@ -164,6 +213,7 @@ def configure_logging(
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact,
+        digest_free_ids,
     ]
     structlog.configure(
         processors=[*shared, *tracebacks, renderer],

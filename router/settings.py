@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from queues.clients import is_sentinel, parse_sentinel_url
 from queues.policy import CHANNELS, GROUPS, OPERATORS, PRIORITY_BOUND, TIERS, Policy, PriorityRule
 
 ENV_PREFIX = "OMNIROUTE_"
@@ -96,6 +97,16 @@ class VoiceSettings:
 
 
 @dataclass(frozen=True)
+class ConnectionSettings:
+    """`[connections]`: how long and how many (slowloris, descriptor exhaustion); see
+    `router/connections.py` and docs/operations.md, "Connections"."""
+
+    idle_timeout_s: float = 10.0  # no complete request head this long after opening/answering
+    body_timeout_s: float = 10.0  # a request body must have arrived this long after its head
+    max_connections: int = 0  # open connections per process; 0 = from the open-files limit
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the server reads at start. Secrets are left out of `repr`."""
 
@@ -110,6 +121,7 @@ class Settings:
     voice: VoiceSettings
     agent: AgentSettings = field(default_factory=AgentSettings)
     events: EventSettings = field(default_factory=EventSettings)
+    connections: ConnectionSettings = field(default_factory=ConnectionSettings)
     visitor_secret: str = field(default="", repr=False)  # OMNIROUTE_VISITOR_SECRET
     dispositions: tuple[str, ...] = ("solved",)  # [wrapup] dispositions, offered at Complete
     source: str | None = None  # the user's file, if one was read
@@ -172,6 +184,12 @@ def _http_url(empty_ok: bool, bare: bool = False) -> _Key:
 def _redis_url_ok(v: str) -> bool:
     if v in ("", "memory"):
         return True
+    if is_sentinel(v):  # edges: Redis Sentinel, `queues.clients`
+        try:
+            parse_sentinel_url(v)
+        except ValueError:
+            return False
+        return True
     if not v.startswith(("redis://", "rediss://", "unix://")):
         return False
     try:
@@ -214,7 +232,12 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "history_limit": _integer(0, 10_000),
     },
     "redis": {
-        "url": _Key("str", "empty, 'memory', redis://…, rediss://… or unix://…", _redis_url_ok),
+        "url": _Key(
+            "str",
+            "empty, 'memory', redis://…, rediss://…, unix://… or "
+            "redis+sentinel://host:port[,host:port…]/SERVICE[/DB]",
+            _redis_url_ok,
+        ),
     },
     "jwt": {"secret": _TEXT},
     "webhook": {"secret": _TEXT},
@@ -263,6 +286,14 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
     },
     "voice": {"pbx_url": _http_url(empty_ok=True)},
 }
+# -- edges: connection limits, and Redis Sentinel URLs (`queues.clients`) --------------------
+_SCHEMA["connections"] = {
+    "idle_timeout_s": _seconds(positive=True),
+    "body_timeout_s": _seconds(positive=True),
+    "max_connections": _integer(0),
+}
+# -- end of edges ----------------------------------------------------------------------------
+
 # What an unknown key in a section is, for the message.
 _NOUN = {"eligibility": "client group", **{f"levels.{g}": "tier" for g in GROUPS}}
 _RULE_KEYS = ("field", "op", "value", "points")
@@ -566,6 +597,9 @@ def _build(
             offline_grace_s=get("agent", "offline_grace_s"),
             release_after_s=get("agent", "release_after_s"),
             history_limit=get("agent", "history_limit"),
+        ),
+        connections=ConnectionSettings(
+            **{k: get("connections", k) for k in _SCHEMA["connections"]}
         ),
         redis=RedisSettings(url=get("redis", "url")),
         jwt_secret=get("jwt", "secret"),

@@ -67,6 +67,7 @@ import redis.asyncio as aioredis
 import structlog
 from redis.asyncio.client import PubSub
 
+from queues.clients import companion
 from queues.pipeline import GroupCommit, Script, ScriptPipeline
 from queues.redis import connect
 from router.store import (
@@ -209,12 +210,8 @@ class RedisStore(Store):
             self._client = connect(self._url)
             self._owned = True
         if self._blocking is None:
-            kwargs = dict(self._client.connection_pool.connection_kwargs)
-            kwargs["socket_timeout"] = None  # a blocking read may wait longer than any timeout
-            pool = self._client.connection_pool.__class__(
-                connection_class=self._client.connection_pool.connection_class, **kwargs
-            )
-            self._blocking = aioredis.Redis(connection_pool=pool)
+            # a blocking read may wait longer than any timeout; same server or Sentinel service
+            self._blocking = companion(self._client, socket_timeout=None)
         if not self._scripts:
             client = self._client
             self._scripts = {name: Script(client, script_source(name)) for name in SCRIPTS}

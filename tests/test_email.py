@@ -249,7 +249,9 @@ async def test_multipart_with_attachment_keeps_metadata_only(room: Mailroom) -> 
 async def test_non_utf8_charsets_are_decoded(room: Mailroom, charset: str, cte: str) -> None:
     text = "Grüße aus Köln, schöne Straße" + (", Preis 5 €" if charset == "windows-1252" else "")
     message = EmailMessage(policy=SMTP_POLICY)
-    message["From"] = "jürgen@example.de"
+    message["From"] = (
+        "Jürgen <juergen@example.de>"  # an encoded word in the name, never the address
+    )
     message["To"] = SUPPORT[0]
     message["Subject"] = "=?iso-8859-1?q?Gr=FC=DFe?="
     message.set_content(text.encode(charset), "text", "plain", cte=cte)

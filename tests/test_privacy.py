@@ -21,6 +21,7 @@ import pytest
 import structlog
 
 from router.logs import ACCESS_LOGGER, configure_logging
+from router.web import ASSET_PREFIX
 from tests.test_e2e import (
     WAIT,
     Desk,
@@ -196,6 +197,12 @@ async def test_no_customer_content_in_logs(
         {"type": "customer.get", "customer": EMAIL},
         {"type": "offer.reject", "reservation": "rs-no-such-1", "reason": VCARD},
         {"type": "conversation.complete", "conversation": conv, "disposition": VCARD},
+        # free text where an id belongs: a transfer target, a reservation, a conversation
+        {"type": "conversation.transfer", "conversation": conv, "to_agent": EMAIL},
+        {"type": "conversation.transfer", "conversation": conv, "to_agent": PHONE_DIGITS},
+        {"type": "offer.accept", "reservation": EMAIL},
+        {"type": "wrapup.done", "conversation": PHONE_DIGITS},
+        {"type": "customer.classify", "customer": EMAIL, "group": "SIC"},
     ):
         answer = await c1.request(bad.pop("type"), **bad)
         assert answer["type"] in ("error", "ack", "presence"), answer
@@ -218,8 +225,15 @@ async def test_no_customer_content_in_logs(
     async with server.http.get(socket_url, headers={"Authorization": f"Bearer {BAD_TOKEN}"}) as r:
         assert r.status == 401
     ops = make_token("priv-ops", "SAM", "ops", name=NAME)
-    # (paths are logged: they name endpoints and ids, so an unknown one is an id here too)
-    for path in ("/v1/queues", "/v1/agents", "/v1/ops/stream", "/no-such-path"):
+    # (paths are logged as route templates: an id in a path, or an unknown path, is not)
+    for path in (
+        "/v1/queues",
+        "/v1/agents",
+        "/v1/ops/stream",
+        "/no-such-path",
+        f"/v1/customers/{EMAIL}",  # no such route: the path is a customer's address
+        f"{ASSET_PREFIX}{EMAIL}",  # a route, with free text where its name goes
+    ):
         async with server.http.get(f"{server.base}{path}?token={BAD_TOKEN}&q={EMAIL}") as resp:
             assert resp.status in (401, 404)
         headers = {"Authorization": f"Bearer {ops}"}
@@ -249,8 +263,15 @@ async def test_no_customer_content_in_logs(
     assert not leaks, f"customer content or secrets in the logs: {leaks}: {leaking[:5]}"
     # the capture works: identifiers are there
     # ids a client names are logged as ids (an unknown reservation, an unknown path)
-    for identifier in (*event_ids, conv, "priv-ccs", "rs-no-such-1", "/no-such-path"):
+    for identifier in (*event_ids, conv, "priv-ccs", "rs-no-such-1"):
         assert identifier in output, identifier
+    # paths are logged as the route's template; free text in an id field as a digest
+    paths = {line["path"] for line in lines if line["event"] == "http.request"}
+    assert {ASSET_PREFIX + "{name}", "[unmatched]", "/v1/queues"} <= paths, paths
+    assert not any(path.startswith("/no-such") for path in paths)
+    refusals = [line for line in lines if line["event"] == "routing.refused"]
+    targets = {line["to_agent"] for line in refusals if "to_agent" in line}
+    assert len(targets) == 2 and all(t.startswith("h:") for t in targets), targets
     events = {line["event"] for line in lines}
     assert {"events.routed", "ingest.refused", "message.sent", "http.request"} <= events
     assert any(line.get("status") == 413 for line in lines)
