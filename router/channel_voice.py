@@ -6,10 +6,12 @@ event shape (`channels.voice.parse_call_event`) as its parser: 413 above 64 KiB,
 `X-Omniroute-Signature`, 400 with the contract's error body, 202 `{"accepted", "duplicates",
 "conversations"}`.
 
-Outbound, `VoiceConnector.on_effect` is one of `Service.hooks`: when a voice task is
-`Assigned` (an agent accepted a call, or one was handed to it) it asks the PBX, in the
-background, to connect the call to the agent's endpoint (`channels.voice.PbxClient`: signed,
-bounded retries). The routing never waits for the PBX. One `aiohttp.ClientSession` is shared by
+Outbound, `VoiceConnector.on_effect` is one of `Service.hooks`, run before the agent is
+told: when a voice task is `Assigned` (an agent accepted a call, or one was handed to it) it
+writes the `connect` as a durable job (`router.replies`) and asks the PBX, in the background,
+to connect the call to the agent's endpoint (`channels.voice.PbxClient`: signed, bounded
+retries). Should the node die first, the node that takes its job over sends the command; the
+PBX can recognise a repeat by its `call_id`. The routing never waits for the PBX. One `aiohttp.ClientSession` is shared by
 every command; it lives from the app's startup to its cleanup, which lets commands in flight
 finish (bounded) before closing it.
 
@@ -22,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Final
+from typing import Any, Final
 
 import aiohttp
 import structlog
@@ -113,6 +115,7 @@ class VoiceConnector:
             self.client = PbxClient(pbx_url, webhook_secret, self._post, attempts, backoff_s)
         self._session: aiohttp.ClientSession | None = None
         self.pending: set[asyncio.Task[bool]] = set()  # connects in flight
+        self._jobs: dict[str, asyncio.Task[bool]] = {}  # their durable jobs, by job id
 
     async def run(self, app: web.Application) -> AsyncIterator[None]:
         """A cleanup context: the shared HTTP session from startup to cleanup."""
@@ -141,7 +144,9 @@ class VoiceConnector:
             await session.close()
 
     async def on_effect(self, effect: Effect) -> None:
-        """A `Service` hook: start a connect for a voice assignment, and return at once."""
+        """A `Service` hook (run before the agent is told): make the connect of a voice
+        assignment a durable job, then start it here at once. Should this node die before the
+        PBX answered, whichever node takes the job over sends it (`router.replies`)."""
         if not isinstance(effect, Assigned) or effect.channel != "voice":
             return
         if self.client is None:
@@ -150,12 +155,33 @@ class VoiceConnector:
         if self._session is None:
             log.warning("voice.connect_skipped", task=effect.task, reason="stopped")
             return
-        task = asyncio.create_task(self.connect(effect.task, effect.agent))
+        identity = self.service.identities.get(effect.agent)
+        endpoint = identity.endpoint if identity is not None else None
+        job = {"kind": "connect", "task": effect.task, "agent": effect.agent}
+        job_id = await self.service.store.add_job({**job, "endpoint": endpoint or ""})
+        task = asyncio.create_task(self.connect(effect.task, effect.agent, endpoint))
         self.pending.add(task)
+        self._jobs[job_id] = task
         task.add_done_callback(self.pending.discard)
 
-    async def connect(self, task: str, agent: str) -> bool:
-        """Look up the call and the agent's endpoint; send the command. True when delivered."""
+    async def run_job(self, job_id: str, fields: Mapping[str, Any]) -> None:
+        """The `connect` job: done by the task this node started for it, or — taken over
+        from a dead node — sent now. Given up (not retried) once the PBX client gave up: a
+        connect that late would ring nobody."""
+        started = self._jobs.pop(job_id, None)
+        if started is not None:
+            await started
+            return
+        if self.client is None or self._session is None:
+            raise PbxUnreachable("stopped")  # left for a node that can send it
+        endpoint = str(fields.get("endpoint") or "") or None
+        await self.connect(str(fields["task"]), str(fields["agent"]), endpoint, known=True)
+
+    async def connect(
+        self, task: str, agent: str, endpoint: str | None = None, known: bool = False
+    ) -> bool:
+        """Look up the call (and the agent's endpoint, unless `known` or given); send the
+        command. True when delivered."""
         if self.client is None:
             return False
         try:
@@ -166,11 +192,13 @@ class VoiceConnector:
         if not call_id:
             log.error("voice.connect_skipped", task=task, agent=agent, reason="no_call_id")
             return False
-        identity = self.service.identities.get(agent)
-        endpoint = identity.endpoint if identity is not None else None
+        if endpoint is None and not known:
+            identity = self.service.identities.get(agent)
+            endpoint = identity.endpoint if identity is not None else None
         if endpoint is None:
             # the PBX may know the agent's phone itself; it decides what to do without one
-            reason = "no_endpoint_claim" if identity is not None else "agent_not_on_this_node"
+            here = agent in self.service.identities
+            reason = "no_endpoint_claim" if here else "agent_not_on_this_node"
             log.warning("voice.endpoint_missing", task=task, agent=agent, reason=reason)
         return await self.client.connect(call_id, agent, endpoint)
 
@@ -209,5 +237,6 @@ def add_voice(app: web.Application, service: Service, settings: Settings) -> Non
     connector = VoiceConnector(service, settings.voice.pbx_url, settings.webhook_secret)
     service.outbound.register("voice", VoicePort())
     service.hooks.append(connector.on_effect)
+    service.replies.handle("connect", connector.run_job)
     app[VOICE_KEY] = connector
     app.cleanup_ctx.append(connector.run)

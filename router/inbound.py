@@ -132,11 +132,11 @@ class Inbound:
             effects.extend(await self._offers_never_sent(unsent, views))
             more_frames, states = await self.service._shape(effects, views=views)
             frames.extend(more_frames)
+        await self.service._run_hooks(effects)  # before the agents are told
         consumer = self.service.node if ack else None  # fenced: see router.liveness
         await self.service.store.push(
             frames, states, ack=ack, to_holder=to_holder, consumer=consumer
         )
-        await self.service._run_hooks(effects)
         # one line per batch, not per event: at a thousand events a second that is most of
         # the logging cost; the ids are all there for a grep
         offers = sum(isinstance(e, Offer) for e in effects)

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("omniroute.replies")
 
-Handler = Callable[[Mapping[str, Any]], Awaitable[None]]
+Handler = Callable[[str, Mapping[str, Any]], Awaitable[None]]
 DONE_STATUSES = ("sent", "delivered", "failed")  # an interaction's `status` once handed over
 BATCH = 20
 
@@ -46,7 +46,8 @@ class Replies:
         self._work: set[asyncio.Task[None]] = set()
 
     def handle(self, kind: str, handler: Handler) -> None:
-        """Run `handler(fields)` for jobs of `kind`; it raises to have the job tried again."""
+        """Run `handler(job_id, fields)` for jobs of `kind`; it raises to have the job tried
+        again (after `claim_idle_s`, or by the node that takes this one over)."""
         self.handlers[kind] = handler
 
     async def run(self, stopping: asyncio.Event, block_ms: int = 500) -> None:
@@ -69,7 +70,7 @@ class Replies:
             if kind == "reply":
                 await self._reply(job.fields)
             elif kind in self.handlers:
-                await self.handlers[kind](job.fields)
+                await self.handlers[kind](job.job_id, job.fields)
             else:
                 log.error("replies.unknown_kind", job=job.job_id, kind=kind[:40])
         except asyncio.CancelledError:

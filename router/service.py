@@ -250,9 +250,9 @@ class Service:
         """
         frames, shaped = await self._shape(effects, answer, views)
         states = [*states, *shaped]
+        await self._run_hooks(effects)  # before the agent is told: e.g. the PBX connect's job
         if frames or states:
             await self.store.push(frames, states)  # one round trip: frames and their states
-        await self._run_hooks(effects)
 
     async def _run_hooks(self, effects: Sequence[Effect]) -> None:
         for effect in effects:

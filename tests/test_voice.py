@@ -584,3 +584,19 @@ def test_e164_refuses(text: str, region: str) -> None:
 def test_parse_refuses_a_document_that_is_not_an_object() -> None:
     with pytest.raises(BadEvent):
         parse_call_event(b"[1, 2]", "DE")
+
+
+async def test_a_connect_job_left_by_a_dead_node_is_sent_by_this_one(
+    make_server: Factory, pbx: Pbx
+) -> None:
+    """A node wrote the connect's job and died before the PBX answered; this node took the job
+    over (leases: tests/test_store_nodes.py) and sends it, with the endpoint the job names."""
+    server = await make_server(pbx.url)
+    agent = await server.connect("x", endpoint=ENDPOINT_X)
+    conv = await server.send(call("call.offered", "call-9"))
+    await offered(agent, conv)
+    job = {"kind": "connect", "task": conv, "agent": "y", "endpoint": "sip:y@pbx.test"}
+    await server.service.store.add_job(job)
+    command = await pbx.next()
+    assert command == {"type": "connect", "call_id": "call-9", "agent": "y",
+                       "endpoint": "sip:y@pbx.test"}  # fmt: skip
