@@ -21,7 +21,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.match_bench import _free_port as free_port
+from chaos.processes import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 JWT_SECRET = "bench-jwt-secret-of-at-least-32-bytes-long"

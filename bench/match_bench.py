@@ -35,7 +35,6 @@ import platform
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -53,6 +52,7 @@ import redis.asyncio as aioredis
 
 import queues
 from bench.report import fmt
+from chaos.processes import start_redis, stop_redis
 from queues.base import Effect, Offer, RoutingEngine
 from queues.policy import CHANNELS, Policy
 
@@ -136,12 +136,6 @@ async def timed_loop(
 # -- the redis-server this run owns -------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class LocalRedis:
     """A throw-away redis-server on 127.0.0.1 (no RDB, no AOF) that `stop()` always ends."""
 
@@ -151,58 +145,17 @@ class LocalRedis:
         self.url = ""
 
     def start(self, timeout: float = 10.0) -> str:
-        binary = "/usr/bin/redis-server"
-        if not Path(binary).is_file():
-            binary = shutil.which("redis-server") or ""
-        if not binary:
-            raise SystemExit("redis-server not found; install it or pass --redis URL")
         self.workdir = tempfile.mkdtemp(prefix="match-bench-")
-        port = _free_port()
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-                "--dir",
-                self.workdir,
-                "--logfile",
-                str(Path(self.workdir) / "redis.log"),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.url = f"redis://127.0.0.1:{port}/0"
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise SystemExit(f"redis-server exited at start (code {self.process.returncode})")
-            try:
-                with redis.Redis(host="127.0.0.1", port=port, socket_timeout=0.5) as probe:
-                    probe.ping()
-                return self.url
-            except redis.exceptions.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("redis-server did not answer within 10 s") from None
-                time.sleep(0.05)
+        try:
+            self.process, self.url = start_redis(self.workdir, timeout)
+        except RuntimeError as exc:  # not installed, or it did not come up
+            raise SystemExit(f"{exc}; or pass --redis URL") from None
+        return self.url
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        if process is not None:
+            stop_redis(process, timeout=10)
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None

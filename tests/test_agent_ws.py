@@ -35,8 +35,9 @@ from router.agent_ws import (
 )
 from router.errors import CLOSE_DRAINING, CLOSE_RATE_LIMITED
 from router.service import Service
-from router.store import InboundEvent
+from router.store import InboundEvent, Store
 from router.store_memory import MemoryStore
+from router.store_redis import RedisStore
 from tests.support import FakeClock
 
 SECRET = "test-secret-" + "x" * 32
@@ -66,7 +67,7 @@ class Server:
     url: str
     app: web.Application
     service: Service
-    store: MemoryStore
+    store: Store
     http: aiohttp.ClientSession
 
     async def connect(
@@ -106,10 +107,13 @@ async def make_server() -> AsyncIterator[Factory]:
         outbox_keep: int | None = None,
         grace_s: float = 10.0,
         clock: Callable[[], float] = time.time,
+        redis_url: str = "",
     ) -> Server:
-        store = MemoryStore(f"t-{uuid.uuid4().hex}", outbox_keep=outbox_keep, clock=clock)
         domain = f"t-{uuid.uuid4().hex}"
-        engine = queues.create_engine(Policy(), "memory", domain=domain, clock=clock)
+        store: Store = MemoryStore(domain, outbox_keep=outbox_keep, clock=clock)
+        if redis_url:  # the Redis store and engine instead
+            store = RedisStore(redis_url, domain=domain, outbox_keep=outbox_keep, clock=clock)
+        engine = queues.create_engine(Policy(), redis_url or "memory", domain=domain, clock=clock)
         service = Service(engine, store, offline_grace_s=grace_s, clock=clock)
         await service.start()
         app = web.Application()

@@ -8,22 +8,12 @@ Real WebSockets against an in-process server (`tests/test_agent_ws.py`'s fixture
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import uuid
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-from aiohttp import web
-
-import queues
-from queues.policy import Policy
-from router.agent_ws import Limits, agent_ws_routes, close_all
-from router.service import Service
-from router.store_redis import RedisStore
 from tests import test_agent_ws as sockets
 from tests.support import start_redis, stop_redis
-from tests.test_agent_ws import SECRET, Factory, Server, chat, token, until
+from tests.test_agent_ws import Factory, Server, chat, until
 
 make_server = sockets.make_server  # the fixtures, shared
 server = sockets.server
@@ -84,35 +74,21 @@ async def test_welcome_lists_the_work_the_agent_holds(server: Server) -> None:
     assert welcome["held"] == [{"conversation": conversation, "state": "assigned"}]
 
 
-async def test_a_request_while_redis_is_down_gets_an_answer(tmp_path: Path) -> None:
+async def test_a_request_while_redis_is_down_gets_an_answer(
+    make_server: Factory, tmp_path: Path
+) -> None:
     """A node on a real Redis that is then stopped: the agent's request is answered
     `unavailable`, written past the outbox (which lives in the Redis that is down)."""
     process, url = await asyncio.to_thread(start_redis, tmp_path / "redis")
-    domain = f"t-{uuid.uuid4().hex}"
-    store = RedisStore(url, domain=domain)
-    engine = queues.create_engine(Policy(), url, domain=domain)
-    service = Service(engine, store)
-    await service.start()
-    app = web.Application()
-    app.add_routes(agent_ws_routes(service, store, SECRET, (), Limits()))
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
     try:
-        async with aiohttp.ClientSession() as http:
-            ws = await http.ws_connect(f"http://{host}:{port}/v1/agent/ws?token={token('c1')}")
-            await until(ws, "presence")
-            await asyncio.to_thread(stop_redis, process)
-            await ws.send_json({"type": "presence.set", "state": "available", "ref": "p"})
-            error = await until(ws, "error")
-            assert (error["code"], error["ref"]) == ("unavailable", "p")
-            assert "seq" not in error
-            await ws.close()
+        srv = await make_server(redis_url=url)
+        ws = await srv.connect("c1", "CCS")
+        await until(ws, "presence")
+        await asyncio.to_thread(stop_redis, process)
+        await ws.send_json({"type": "presence.set", "state": "available", "ref": "p"})
+        error = await until(ws, "error")
+        assert (error["code"], error["ref"]) == ("unavailable", "p")
+        assert "seq" not in error
+        await ws.close()
     finally:
         await asyncio.to_thread(stop_redis, process)
-        await close_all(runner.app)
-        await runner.cleanup()
-        with contextlib.suppress(Exception):
-            await service.close()
