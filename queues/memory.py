@@ -156,10 +156,10 @@ class MemoryEngine(RoutingEngine):
             }
         raise ValueError(f"unknown view {op!r}")
 
-    def next_due_ms(self) -> int | None:
-        """The earliest timer of any kind (level, reservation, wrap-up, …), or None: what a
-        simulation in virtual time (`replay`) ticks at next."""
-        heads = [d.order[0][0] for d in self._due.values() if d.order]
+    def next_due_ms(self, skip: tuple[str, ...] = ()) -> int | None:
+        """The earliest timer (level, reservation, wrap-up, …; not the kinds in `skip`), or
+        None: when a simulation in virtual time (`replay`) ticks next."""
+        heads = [d.order[0][0] for k, d in self._due.items() if d.order and k not in skip]
         return min(heads) if heads else None
 
     # -- derived values ------------------------------------------------------------------------
