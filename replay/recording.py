@@ -14,6 +14,7 @@ that was in force, then one `{"action": row}` per agent action and one
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -131,19 +132,28 @@ async def from_redis(url: str, domain: str, policy: Policy, exported_ms: int) ->
             rec.actions.append(list(msgpack.unpackb(raw, raw=False)))
         pattern = _glob(prefix) + "why:*"
         async for name in client.scan_iter(match=pattern, count=SCAN_BATCH):
-            for task, packed in (await client.hgetall(name)).items():
-                rec.traces[task.decode()] = normalised(msgpack.unpackb(packed, raw=False))
+            for task, stream in (await client.hgetall(name)).items():
+                rec.traces[task.decode()] = normalised(_rows(stream))
         for task_id in sorted(await client.smembers(prefix + "tasks")):
             blob = await client.get(prefix + "task:" + task_id.decode())
             if blob:
-                record = msgpack.unpackb(blob, raw=False)
-                rows = normalised(record.get("tr") or [])
+                # the trace inside is a binary msgpack stream held as a string: keep its bytes
+                record = msgpack.unpackb(blob, raw=False, unicode_errors="surrogateescape")
+                tr = record.get("tr") or b""
+                if isinstance(tr, str):
+                    tr = tr.encode("utf-8", "surrogateescape")
+                rows = normalised(_rows(tr))
                 rec.traces[f"{record['id']}@{record['enq']}"] = rows
     finally:
         await client.aclose()  # type: ignore[attr-defined]  # stubs predate aclose
     # one millisecond may hold several actions of an agent: a login comes before the rest
     rec.actions.sort(key=lambda row: (row[0], ACTION_ORDER.get(str(row[1]), 9), str(row[2])))
     return rec
+
+
+def _rows(stream: bytes) -> list[Row]:
+    """A trace as Redis keeps it: rows, one msgpack value after the other (lib.lua note())."""
+    return [list(row) for row in msgpack.Unpacker(io.BytesIO(stream), raw=False)]
 
 
 def _glob(text: str) -> str:

@@ -75,7 +75,8 @@ class Replay:
         self._held: dict[str, dict[str, int]] = {}  # agent → channel → tasks held
         self._held_since: dict[tuple[str, str], int] = {}
         self._channel: dict[str, str] = {}  # task → channel, for its holder's busy time
-        self._holder: dict[str, str] = {}
+        self._offers: dict[str, str] = {}  # live reservation → task
+        self._reserved: dict[str, str] = {}  # task → its live reservation
 
     def push(self, at: int, kind: str, payload: Any) -> None:
         self.seq += 1
@@ -124,8 +125,11 @@ class Replay:
                 )
             elif kind == "accept" or kind == "reject":
                 res, agent = payload
-                call = engine.accept if kind == "accept" else engine.reject
-                self.apply(await call(res, agent))
+                if res in self._offers:  # not revoked meanwhile (the customer left, …)
+                    if kind == "reject":
+                        self._reserved.pop(self._offers.pop(res), None)
+                    call = engine.accept if kind == "accept" else engine.reject
+                    self.apply(await call(res, agent))
             elif kind == "complete":
                 task, agent = payload
                 self.apply(await engine.complete(task, agent))
@@ -165,8 +169,11 @@ class Replay:
         for e in effects:
             if isinstance(e, Offer):
                 self._hold(e.agent, e.task, +1)
+                self._offers[e.reservation] = e.task
+                self._reserved[e.task] = e.reservation
                 self.respond(e)
             elif isinstance(e, Assigned):
+                self._offers.pop(self._reserved.pop(e.task, ""), None)
                 channel, _, _, _ = self.out.waits[e.task]
                 wait = self.now - self.convs[e.task].arrive_ms
                 self.out.waits[e.task] = (channel, wait, None, self.out.tier.get(e.agent, ""))
@@ -176,6 +183,9 @@ class Replay:
                 self.push(self.now + handle, "complete", (e.task, e.agent))
             elif isinstance(e, OfferRevoked | AssignmentRevoked):
                 self._hold(e.agent, e.task, -1)
+                if isinstance(e, OfferRevoked):
+                    self._offers.pop(e.reservation, None)
+                    self._reserved.pop(e.task, None)
             elif isinstance(e, TaskEnded):
                 if e.agent:
                     self._hold(e.agent, e.task, -1)

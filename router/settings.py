@@ -241,7 +241,7 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
     },
     "presence": {"ttl_s": _seconds(positive=True)},
     "service_level": {"threshold_s": _seconds(positive=True)},
-    "explain": {"decisions": _integer(2, 10_000), "retention_s": _seconds(positive=True)},
+    "explain": {"decisions": _integer(2, 1000), "retention_s": _seconds(positive=True)},
     "recording": {"retention_s": _seconds(positive=True)},
     "sms": {
         "auth_token": _TEXT,

@@ -201,16 +201,29 @@ end
 
 -- explain and replay (queues/trace.py) ----------------------------------------------------
 
--- one routing decision of t, in its record (no command of its own: the record is written anyway);
--- the first row (the arrival) and the latest why_n - 1 are kept
+-- one routing decision of t, in its record (no command of its own: the record is written
+-- anyway). t.tr is the rows as one msgpack stream (a string: appending costs one small pack,
+-- and reading or writing the record copies it rather than decoding it); t.trn counts them.
+-- The first row (the arrival) and the latest why_n - 1 are kept.
 local function note(t, kind, aid, detail)
-  local tr = t.tr
-  if tr == nil then
-    tr = {}
-    t.tr = tr
+  local row = cmsgpack.pack({NOW, kind, aid or '', detail or ''})
+  local n = (t.trn or 0) + 1
+  if n > math.max(2, POL.why_n) then
+    local rows = {cmsgpack.unpack(t.tr)}
+    table.remove(rows, 2)
+    for i, r in ipairs(rows) do rows[i] = cmsgpack.pack(r) end
+    t.tr = table.concat(rows) .. row
+    n = n - 1
+  else
+    t.tr = (t.tr or '') .. row
   end
-  tr[#tr + 1] = {NOW, kind, aid or '', detail or ''}
-  if #tr > math.max(2, POL.why_n) then table.remove(tr, 2) end
+  t.trn = n
+end
+
+-- the rows of a trace stream, as a list
+local function rows_of(stream)
+  if stream == nil or stream == '' then return {} end
+  return {cmsgpack.unpack(stream)}
 end
 
 -- one agent action for replay, scored by its time; older than rec_ms is dropped
@@ -512,7 +525,7 @@ local function delete_task(t)
   call('SREM', key('tasks'), t.id)
   -- its decisions outlive it by why_ms, under its conversation (the id before '~')
   local conv = string.match(t.id, '^([^~]*)')
-  call('HSET', key('why', conv), t.id .. '@' .. t.enq, cmsgpack.pack(t.tr or {}))
+  call('HSET', key('why', conv), t.id .. '@' .. t.enq, t.tr or '')
   call('PEXPIRE', key('why', conv), POL.why_ms)
   TK[t.id] = false
 end

@@ -82,12 +82,12 @@ for _, id in ipairs(sorted(call('SMEMBERS', key('cust', ARG.customer)))) do
   if string.match(id, '^([^~]*)') == conv then
     local t = task(id)
     if t then
-      live[#live + 1] = {view = task_view(t), trace = t.tr or {}}
+      live[#live + 1] = {view = task_view(t), trace = rows_of(t.tr)}
       if t.st == 'queued' then waits[#waits + 1] = waiting(t) end
     end
   end
 end
 local kept = {}
 local rows = call('HGETALL', key('why', conv))
-for i = 1, #rows, 2 do kept[rows[i]] = cmsgpack.unpack(rows[i + 1]) end
+for i = 1, #rows, 2 do kept[rows[i]] = rows_of(rows[i + 1]) end
 return cmsgpack.pack({live = live, kept = kept, waiting = waits})

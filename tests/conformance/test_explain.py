@@ -186,3 +186,39 @@ async def test_both_engines_record_the_same_story(
         "requeued",
         "offered",
     ]
+
+
+async def test_a_task_keeps_its_arrival_and_its_latest_decisions(
+    kind: str, make_engine: EngineFactory, clock: FakeClock
+) -> None:
+    engine = await make_engine(kind, Policy(explain_decisions=4))
+    for name in ("a1", "a2", "a3"):
+        await agent(engine, name, "CCS")
+    effects = await engine.enqueue("c1", "cu1", "chat")
+    for _ in range(2):  # a1 rejects, then a2
+        clock.advance(1)
+        effects = await engine.reject(res_of(effects, "c1"), offers(effects)[0].agent)
+    raw = await engine.why_raw("c1", "cu1")
+    rows = normalised(raw["live"][0]["trace"])
+    # enqueued, offered a1, rejected a1, offered a2, rejected a2, offered a3: four kept
+    assert [(r[1], r[2]) for r in rows] == [
+        ("enqueued", ""),
+        ("offered", "a2"),
+        ("rejected", "a2"),
+        ("offered", "a3"),
+    ]
+
+
+async def test_open_work_is_in_the_recording_too(
+    make_engine: EngineFactory, clock: FakeClock, redis_url: str
+) -> None:
+    from replay.recording import from_redis
+
+    engine = await make_engine("redis", Policy())
+    await agent(engine, "a1", "CCS")
+    await engine.enqueue("c1", "cu1", "chat", attrs={"top_up": True})
+    recording = await from_redis(redis_url, engine.domain, engine.policy, 0)
+    [(name, rows)] = recording.traces.items()
+    assert name == f"c1@{round(T0 * 1000)}"
+    assert [r[1] for r in rows] == ["enqueued", "offered"]
+    assert rows[0][3]["attrs"] == {"top_up": True}
