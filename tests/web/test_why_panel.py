@@ -56,6 +56,9 @@ async def test_an_agent_asks_about_its_conversation_and_not_about_others(
     await expect(panel.get_by_role("status")).to_contain_text("forbidden")
     await expect(decisions).to_have_count(0)
     # Chromium logs every refused request; this one refusal is the point of the test
-    expected = "console error: Failed to load resource: the server responded with a status of 403 (Forbidden)"
+    expected = (
+        "console error: Failed to load resource: the server responded with a status of "
+        "403 (Forbidden)"
+    )
     assert browser.problems.count(expected) == 1, browser.problems
     browser.problems.remove(expected)
