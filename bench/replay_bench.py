@@ -43,7 +43,9 @@ async def replay_speed(
         write(recording, path)
         size = path.stat().st_size
         started = time.perf_counter()
-        result = await compare_policies(read(path), new)
+        recording = read(path)
+        read_s = time.perf_counter() - started
+        result = await compare_policies(recording, new)
         replay_s = time.perf_counter() - started
     total = result["compare"]["total"]
     return {
@@ -51,6 +53,7 @@ async def replay_speed(
         "conversations": result["conversations"],
         "record_s": round(made_s, 2),
         "file_mb": round(size / 1e6, 2),
+        "read_s": round(read_s, 2),
         "replay_s": round(replay_s, 2),
         "per_policy_s": result["replay_s"],
         "goal_s": GOAL_S,

@@ -98,8 +98,8 @@ def read(path: str | Path) -> Recording:
             item = json.loads(line)
             if "action" in item:
                 rec.actions.append(list(item["action"]))
-            elif "task" in item:
-                rec.traces[str(item["task"])] = normalised(item["rows"])
+            elif "task" in item:  # written from normalised rows (write): taken as they are
+                rec.traces[str(item["task"])] = item["rows"]
             else:
                 raise RecordingError(f"{path}:{number}: neither an action nor a task")
     except (ValueError, KeyError, TypeError) as exc:

@@ -68,7 +68,7 @@ def _figures(
     return {
         "arrived": arrived,
         "answered": len(answered),
-        "abandoned": len(abandoned),
+        "abandoned": len(abandoned) if tier is None else None,  # nobody's, per tier
         "service_level": round(within / handled, 4) if handled else None,
         "asa_s": round(sum(answered) / len(answered) / 1000, 3) if answered else None,
         "longest_wait_s": round(max(answered + abandoned, default=0) / 1000, 3),
@@ -140,7 +140,7 @@ def write_png(side: Mapping[str, Any], path: str) -> str:
         import matplotlib.pyplot as plt
     except ImportError:
         return "PNG skipped: matplotlib is not installed (pip install -e '.[plot]')."
-    names = list(side["queues"])
+    names = [c for c in CHANNELS if c in side["queues"]]
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
     for ax, figure, label in (
         (axes[0], "service_level", "service level"),

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -117,3 +120,43 @@ async def test_a_recording_on_redis_replays_the_same(
     assert len(recording.traces) == 5
     assert [a[1] for a in recording.actions].count("login") == 3
     check_hand_computation(await compare_policies(recording, NEW))
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "router.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+async def test_export_and_replay_from_the_command_line(
+    make_engine: EngineFactory, clock: FakeClock, redis_url: str, tmp_path: Path
+) -> None:
+    engine = await make_engine("redis", OLD)
+    await record_day(engine, clock)
+    old_toml, new_toml = tmp_path / "old.toml", tmp_path / "new.toml"
+    old_toml.write_text("[service_level]\nthreshold_s = 40\n[presence]\nttl_s = 3600\n")
+    new_toml.write_text(old_toml.read_text() + "[levels.normal]\nPAM = 30\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIROUTE_")}
+    env["OMNIROUTE_ROUTING_DOMAIN"] = engine.domain
+    day = tmp_path / "day.jsonl"
+    done = run_cli(
+        "export", "--from", redis_url, "--out", str(day), "--config", str(old_toml), env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert "5 tasks" in done.stdout
+    out = tmp_path / "report.json"
+    done = run_cli(
+        "replay", "--from", str(day), "--policy", str(new_toml), "--json", str(out), env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert "| queue chat | 4 → 5 | 1 → 0 | 0.0 % → 100.0 % | 62.0 s → 32.0 s |" in done.stdout
+    check_hand_computation(json.loads(out.read_text()))
+    done = run_cli(
+        "replay", "--from", str(tmp_path / "missing.jsonl"), "--policy", str(new_toml), env=env
+    )
+    assert done.returncode == 2 and "missing.jsonl" in done.stderr
