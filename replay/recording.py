@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,30 +63,42 @@ def policy_from_dict(data: Mapping[str, Any]) -> Policy:
     return Policy(**values)
 
 
+def lines(recording: Recording) -> Iterator[str]:
+    """`recording` as JSON lines (module docstring), tasks in order of arrival."""
+    header = {
+        "format": FORMAT,
+        "domain": recording.domain,
+        "exported_ms": recording.exported_ms,
+        "policy": policy_to_dict(recording.policy),
+    }
+    yield json.dumps(header, separators=(",", ":")) + "\n"
+    for row in recording.actions:
+        yield json.dumps({"action": row}, separators=(",", ":")) + "\n"
+    for name, rows in sorted(recording.traces.items(), key=lambda kv: (_enq(kv[0]), kv[0])):
+        yield json.dumps({"task": name, "rows": rows}, separators=(",", ":")) + "\n"
+
+
 def write(recording: Recording, path: str | Path) -> None:
-    """Write `recording` as JSON lines (module docstring), tasks in order of arrival."""
+    """Write `recording` to a file as JSON lines."""
     with open(path, "w", encoding="utf-8") as out:
-        header = {
-            "format": FORMAT,
-            "domain": recording.domain,
-            "exported_ms": recording.exported_ms,
-            "policy": policy_to_dict(recording.policy),
-        }
-        out.write(json.dumps(header, separators=(",", ":")) + "\n")
-        for row in recording.actions:
-            out.write(json.dumps({"action": row}, separators=(",", ":")) + "\n")
-        for name, rows in sorted(recording.traces.items(), key=lambda kv: (_enq(kv[0]), kv[0])):
-            out.write(json.dumps({"task": name, "rows": rows}, separators=(",", ":")) + "\n")
+        out.writelines(lines(recording))
 
 
 def read(path: str | Path) -> Recording:
     """Read a file `write` made; RecordingError when it is not one."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise RecordingError(f"{path}: {exc.strerror or exc}") from None
+    return parse(text, str(path))
+
+
+def parse(text: str, source: str) -> Recording:
+    """A recording from the text of its JSON lines; RecordingError when it is not one."""
+    texts = text.splitlines()
+    path = source
     try:
-        header = json.loads(lines[0]) if lines else {}
+        header = json.loads(texts[0]) if texts else {}
         if header.get("format") != FORMAT:
             raise RecordingError(f"{path}: not an omniroute recording ({FORMAT})")
         rec = Recording(
@@ -94,7 +106,7 @@ def read(path: str | Path) -> Recording:
             domain=str(header.get("domain", "default")),
             exported_ms=int(header.get("exported_ms", 0)),
         )
-        for number, line in enumerate(lines[1:], start=2):
+        for number, line in enumerate(texts[1:], start=2):
             item = json.loads(line)
             if "action" in item:
                 rec.actions.append(list(item["action"]))

@@ -99,8 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a settings file and summarise it")
     check.add_argument("file", metavar="FILE")
 
-    export = commands.add_parser("export", help="write the Redis engine's recording to a file")
-    export.add_argument("--from", dest="source", required=True, metavar="REDIS_URL")
+    export = commands.add_parser("export", help="write a routing recording to a file")
+    export.add_argument(
+        "--from", dest="source", required=True, metavar="REDIS_URL|URL",
+        help="a Redis engine, or a node's http(s):// origin (GET /v1/recording)",
+    )  # fmt: skip
+    export.add_argument("--token", help="a token with role ops, for an http(s) source")
     export.add_argument("--out", required=True, metavar="FILE", help="JSON lines (docs/explain.md)")
     export.add_argument("--config", metavar="FILE", help=config_help + "; names the domain")
 
