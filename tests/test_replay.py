@@ -26,6 +26,7 @@ from queues.base import Offer, RoutingEngine
 from queues.policy import Policy
 from replay import compare_policies
 from replay.recording import from_engine, from_redis, read, write
+from replay.synthetic import recorded_day
 from tests.conftest import EngineFactory
 from tests.support import EPOCH, FakeClock
 
@@ -160,3 +161,12 @@ async def test_export_and_replay_from_the_command_line(
         "replay", "--from", str(tmp_path / "missing.jsonl"), "--policy", str(new_toml), env=env
     )
     assert done.returncode == 2 and "missing.jsonl" in done.stderr
+
+
+async def test_a_replay_in_two_processes_reports_the_same_as_in_one() -> None:
+    recording, _ = await recorded_day(agents=20, conversations=1500, seed=3)
+    reports = [await compare_policies(recording, NEW, parallel=p) for p in (False, True)]
+    for r in reports:
+        del r["replay_s"], r["parallel"]
+    assert reports[0] == reports[1]
+    assert reports[0]["conversations"] > 1000
