@@ -6,7 +6,8 @@ at each offered rate: routed events/s, post → desktop latency, Redis requests 
 per routed event, CPU per routed event and process. In the same run: the ceilings (raw
 redis-py script calls/s, raw aiohttp WebSocket frames/s to as many clients), the peer (the
 same flow on saq), node RSS with idle sockets, decision latency with few vs many waiting
-tasks (bench.match_bench), and the list of Redis requests of one routed event (MONITOR).
+tasks (bench.match_bench), the list of Redis requests of one routed event (MONITOR), and
+the replay of a recorded day of a 200-agent centre under two policies (bench.replay_bench).
 Everything is bounded in count and time and everything it starts is stopped at the end.
 Compare figures only within one run: the machine's 2 cores are shared. See
 docs/performance.md.
@@ -32,6 +33,7 @@ from bench import report, runs
 from bench.ceiling import redis_ceiling
 from bench.harness import loop_factory
 from bench.match_bench import _sigterm, machine_facts, owned_redis
+from bench.replay_bench import replay_speed
 
 STARTED = time.monotonic()
 
@@ -80,6 +82,8 @@ def options(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-ceiling", action="store_true")
     parser.add_argument("--skip-decision", action="store_true")
     parser.add_argument("--skip-monitor", action="store_true")
+    parser.add_argument("--skip-replay", action="store_true",
+                        help="skip replaying a recorded day (bench.replay_bench)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="seconds, tiny load (smoke run)")
     args = parser.parse_args(argv)
     args.engine_list = [e.strip() for e in args.engines.split(",") if e.strip()]
@@ -153,6 +157,11 @@ async def run(args: argparse.Namespace, url: str, started: bool, workdir: Path) 
     if not args.skip_monitor and "redis" in args.engine_list:
         say("- Redis requests of one routed event (MONITOR, tiny load) …")
         results["round_trips"] = await runs.round_trip_list(cfg, 10 if args.quick else 40)
+    results["replay"] = None
+    if not args.skip_replay:
+        size = (20, 2000) if args.quick else (200, 50_000)
+        say(f"- replay of a recorded day: {size[0]} agents, {size[1]} conversations …")
+        results["replay"] = await replay_speed(*size)
     report.add_ratios(results)
     results["goals"] = report.goals(results)
     return results

@@ -18,6 +18,7 @@ GOALS = (
     "idle_10k_under_150mb",
     "idle_10k_under_3pct_core",
     "decision_p99_100k_vs_1k_1.5x",
+    "replay_day_200_agents_60s",
 )
 # Every routing row carries these keys (the smoke test checks them).
 ROW_KEYS = (
@@ -152,6 +153,9 @@ def goals(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     if len(redis_rows) >= 2:
         flat = redis_rows[-1]["p99_ms"] / redis_rows[0]["p99_ms"]
     goal("decision_p99_100k_vs_1k_1.5x", flat, flat is not None and flat <= 1.5)
+    replayed = results.get("replay") or {}
+    day = replayed.get("replay_s") if replayed.get("agents", 0) >= 200 else None
+    goal("replay_day_200_agents_60s", day, day is not None and day <= 60)
     return out
 
 
@@ -240,6 +244,16 @@ def render(results: dict[str, Any]) -> str:
             f"{rt['agents']} agents; includes their accept/complete/wrap-up and heartbeats): "
             f"{fmt(rt['total_per_event'])} in all — "
             + ", ".join(f"{k} {fmt(v)}" for k, v in rt["per_event"].items())
+        )
+        lines.append("")
+    rp = results.get("replay") or {}
+    if rp:
+        lines.append(
+            f"Replay of a recorded day (bench.replay_bench): {fmt(rp['agents'])} agents, "
+            f"{fmt(rp['conversations'])} conversations, file {fmt(rp['file_mb'])} MB; read and "
+            f"replayed under two policies in {fmt(rp['replay_s'])} s (recorded "
+            f"{fmt(rp['per_policy_s']['recorded'])} s, new {fmt(rp['per_policy_s']['new'])} s; "
+            f"goal ≤ {fmt(rp['goal_s'])} s); making the day took {fmt(rp['record_s'])} s"
         )
         lines.append("")
     lines.append("Goals (single node, Redis engine, this machine):")

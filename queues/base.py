@@ -329,6 +329,7 @@ class RoutingEngine(ABC):
         _check_choice(item.group, GROUPS, "group")
         if item.last_agent is not None:
             _check_id(item.last_agent, "last_agent")
+        rules, fields = self.policy.priority_why(item.attrs or {})
         return {
             "task": item.task,
             "customer": item.customer,
@@ -336,6 +337,8 @@ class RoutingEngine(ABC):
             "group": item.group,
             "prio": self.policy.priority_of(item.attrs or {}),
             "last": item.last_agent or "",
+            "why": rules,  # recorded with the arrival (queues.trace): explain and replay
+            "attrs": fields,
         }
 
     async def enqueue(
@@ -459,6 +462,18 @@ class RoutingEngine(ABC):
         """One task's state: channel, group, priority, state, agent, reservation."""
         view: dict[str, Any] | None = await self._read("task", self._now_ms(None), {"task": task})
         return view
+
+    async def why_raw(
+        self, conversation: str, customer: str, now: float | None = None
+    ) -> dict[str, Any]:
+        """The routing decisions of the conversation's tasks (live and kept, `queues.trace`)
+        and, for each of them in line, what it waits for — raw; `queues.explain` reads it.
+        Only agents of tiers allowed for the task's client group are ever read out."""
+        _check_id(conversation, "conversation")
+        _check_id(customer, "customer")
+        args = {"conversation": conversation, "customer": customer}
+        result: dict[str, Any] = await self._read("why", self._now_ms(now), args)
+        return result
 
     async def dump(self) -> dict[str, Any]:
         """Every task and agent, normalised — for tests and debugging, not for hot paths."""

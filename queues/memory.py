@@ -19,6 +19,8 @@ from agent_state.base import free_capacity, shown_state
 from queues.base import RawEffect, RoutingEngine
 from queues.errors import Conflict, Expired, Forbidden, NotFound
 from queues.policy import CHANNELS, TIERS, Policy
+from queues.trace import Retained, Row, add_row
+from queues.why_memory import why_view
 
 STATS_KEYS = ("offered", "answered", "answered_sl", "answer_ms", "abandoned")
 DUE_KINDS = ("alive", "res", "wrap", "pref", "level")
@@ -58,6 +60,7 @@ class _Task:
     part: str = ""
     answered: bool = False
     excluded: set[str] = field(default_factory=set)
+    trace: list[Row] = field(default_factory=list)
 
 
 @dataclass
@@ -119,6 +122,7 @@ class MemoryEngine(RoutingEngine):
         self._stats = {c: dict.fromkeys(STATS_KEYS, 0) for c in CHANNELS}
         self._now = 0
         self._fx: list[RawEffect] = []
+        self._kept = Retained()  # finished tasks' decisions and agent actions (queues.trace)
 
     # -- backend hooks -----------------------------------------------------------------------
 
@@ -141,12 +145,22 @@ class MemoryEngine(RoutingEngine):
             return self._task_view(task) if task else None
         if op == "agents":
             return [self._agent_view(a) for _, a in sorted(self._agents.items())]
+        if op == "why":
+            return why_view(self, args["conversation"], args["customer"])
+        if op == "recording":
+            return {"actions": list(self._kept.actions), "traces": self._recorded_traces()}
         if op == "dump":
             return {
                 "tasks": {k: self._task_view(t) for k, t in sorted(self._tasks.items())},
                 "agents": {k: self._agent_view(a) for k, a in sorted(self._agents.items())},
             }
         raise ValueError(f"unknown view {op!r}")
+
+    def next_due_ms(self, skip: tuple[str, ...] = ()) -> int | None:
+        """The earliest timer (level, reservation, wrap-up, …; not the kinds in `skip`), or
+        None: when a simulation in virtual time (`replay`) ticks next."""
+        heads = [d.order[0][0] for k, d in self._due.items() if d.order and k not in skip]
+        return min(heads) if heads else None
 
     # -- derived values ------------------------------------------------------------------------
 
@@ -186,6 +200,22 @@ class MemoryEngine(RoutingEngine):
 
     def _rank(self, t: _Task) -> tuple[int, int, str]:
         return (t.enq - t.prio * int(self._wire["step_ms"]), t.enq, t.id)
+
+    def _note(self, t: _Task, kind: str, agent: str = "", detail: Any = "") -> None:
+        """One routing decision of `t` (queues.trace); lib.lua's note() mirrors it."""
+        add_row(t.trace, [self._now, kind, agent, detail], int(self._wire["why_n"]))
+
+    def _act(self, kind: str, agent: str, detail: str = "") -> None:
+        """One agent action for replay (queues.trace); lib.lua's act() mirrors it."""
+        self._kept.act([self._now, kind, agent, detail], int(self._wire["rec_ms"]))
+
+    def _recorded_traces(self) -> dict[str, list[Row]]:
+        out: dict[str, list[Row]] = {}
+        for rows in self._kept.traces.values():
+            out.update(rows)
+        for t in self._tasks.values():
+            out[f"{t.id}@{t.enq}"] = t.trace
+        return out
 
     # -- internal steps ------------------------------------------------------------------------
 
@@ -227,7 +257,8 @@ class MemoryEngine(RoutingEngine):
         self._due["level"].drop(t.id)
         self._due["pref"].drop(t.id)
 
-    def _offer(self, t: _Task, a: _Agent) -> None:
+    def _offer(self, t: _Task, a: _Agent, why: str) -> None:
+        self._note(t, "offered", a.id, f"{why}|{a.tier}")
         self._unline(t)
         self._res_seq += 1
         res = _Reservation(f"R{self._res_seq}", t.id, a.id, self._now + self._wire["res_ms"])
@@ -254,7 +285,10 @@ class MemoryEngine(RoutingEngine):
         self._touch(a)
         return a
 
-    def _hold(self, t: _Task, agent: _Agent) -> None:
+    def _hold(self, t: _Task, agent: _Agent, note: bool = True) -> None:
+        if note:
+            why = "busy" if self._routable(agent) else "away"
+            self._note(t, "held", agent.id, f"{why}|{t.pref_until}")
         self._unline(t)
         t.held_for = agent.id
         self._holds.setdefault(agent.id, SortedList()).add((t.enq, t.id))
@@ -271,7 +305,7 @@ class MemoryEngine(RoutingEngine):
                 and pref.id not in t.excluded
             ):
                 if self._routable(pref) and self._free(pref, t.channel) > 0:
-                    self._offer(t, pref)
+                    self._offer(t, pref, "last_agent")
                 else:
                     self._hold(t, pref)
                 return
@@ -285,7 +319,7 @@ class MemoryEngine(RoutingEngine):
                     best = (idle, agent_id)
                     break
         if best is not None:
-            self._offer(t, self._agents[best[1]])
+            self._offer(t, self._agents[best[1]], "longest_idle")
             return
         self._schedule_level(t)
 
@@ -300,11 +334,11 @@ class MemoryEngine(RoutingEngine):
         else:
             self._due["level"].drop(t.id)
 
-    def _best_task_for(self, a: _Agent) -> _Task | None:
+    def _best_task_for(self, a: _Agent) -> tuple[_Task, str] | None:
         for _enq, task_id in self._holds.get(a.id, ()):
             held = self._tasks[task_id]
             if self._free(a, held.channel) > 0 and self.policy.allowed(held.group, a.tier):
-                return held
+                return held, "last_agent"
         best: tuple[int, int, str] | None = None
         for channel in CHANNELS:
             if self._free(a, channel) <= 0:
@@ -328,18 +362,19 @@ class MemoryEngine(RoutingEngine):
                         if best is None or rank < best:
                             best = rank
                         break
-        return self._tasks[best[2]] if best else None
+        return (self._tasks[best[2]], "next_in_line") if best else None
 
     def _match_agent(self, a: _Agent) -> None:
         while self._routable(a):
-            task = self._best_task_for(a)
-            if task is None:
+            found = self._best_task_for(a)
+            if found is None:
                 return
-            self._offer(task, a)
+            self._offer(found[0], a, found[1])
 
     def _release_holds(self, a: _Agent) -> None:
         for _enq, task_id in list(self._holds.get(a.id, ())):
             t = self._tasks[task_id]
+            self._note(t, "requeued", a.id, "last_agent_left")
             self._unline(t)
             t.last = ""
             self._line(t)
@@ -359,6 +394,7 @@ class MemoryEngine(RoutingEngine):
             if t.state != "reserved":
                 continue
             self._fx.append(["offer.revoked", t.res, t.id, a.id, reason])
+            self._note(t, "requeued", a.id, reason)
             self._free_holder(t)
             self._line(t)
             self._match_task(t)
@@ -369,6 +405,7 @@ class MemoryEngine(RoutingEngine):
                     self._match_agent(other)
 
     def _finish(self, t: _Task) -> None:
+        self._note(t, "ended", t.agent, "completed")
         a = self._free_holder(t)
         self._delete(t)
         self._fx.append(["ended", t.id, a.id, "completed"])
@@ -378,6 +415,7 @@ class MemoryEngine(RoutingEngine):
         for kind in ("wrap", "pref", "level"):
             self._due[kind].drop(t.id)
         del self._tasks[t.id]
+        self._kept.keep(t.id, t.enq, t.trace, self._now, int(self._wire["why_ms"]))
         owned = self._customers[t.customer]
         owned.discard(t.id)
         if not owned:
@@ -450,6 +488,7 @@ class MemoryEngine(RoutingEngine):
             self._opens.clear()
         self._keep_alive(a)
         self._touch(a)
+        self._act("login", a.id, f"{tier}|" + ",".join(f"{c}={a.cap.get(c, 0)}" for c in CHANNELS))
 
     def _keep_alive(self, a: _Agent) -> None:
         a.exp = self._now + int(self._wire["ttl_ms"])
@@ -463,6 +502,7 @@ class MemoryEngine(RoutingEngine):
             a.idle = self._now
         a.chosen = state
         self._touch(a)
+        self._act("presence", a.id, state)
         if state == "available":
             self._match_agent(a)
 
@@ -470,7 +510,10 @@ class MemoryEngine(RoutingEngine):
         self._keep_alive(self._logged_in_agent(args["agent"]))
 
     def _op_logout(self, args: Mapping[str, Any]) -> None:
-        self._go_offline(self._agent(args["agent"]), "withdrawn")
+        a = self._agent(args["agent"])
+        if a.chosen != "offline":
+            self._act("logout", a.id)
+        self._go_offline(a, "withdrawn")
 
     def _op_enqueue(self, args: Mapping[str, Any]) -> None:
         task_id = args["task"]
@@ -489,6 +532,9 @@ class MemoryEngine(RoutingEngine):
         )
         self._tasks[task_id] = t
         self._customers.setdefault(t.customer, set()).add(task_id)
+        detail = {"ch": t.channel, "grp": t.group, "prio": t.prio}
+        detail.update(rules=list(args.get("why") or []), attrs=dict(args.get("attrs") or {}))
+        self._note(t, "enqueued", last, detail)
         self._requeue(t)
 
     def _op_accept(self, args: Mapping[str, Any]) -> None:
@@ -497,6 +543,7 @@ class MemoryEngine(RoutingEngine):
         del self._res[res.id]
         self._due["res"].drop(res.id)
         t.state, t.res = "assigned", ""
+        self._note(t, "assigned", res.agent)
         if not t.answered:
             t.answered = True
             stats = self._stats[t.channel]
@@ -510,6 +557,7 @@ class MemoryEngine(RoutingEngine):
     def _op_reject(self, args: Mapping[str, Any]) -> None:
         res = self._reservation(args["res"], args["agent"])
         t = self._tasks[res.task]
+        self._note(t, "rejected", res.agent)
         t.excluded.add(res.agent)
         a = self._free_holder(t)
         self._requeue(t)
@@ -517,6 +565,7 @@ class MemoryEngine(RoutingEngine):
 
     def _op_complete(self, args: Mapping[str, Any]) -> None:
         t = self._held_task(args["task"], args["agent"], "assigned")
+        self._note(t, "completed", t.agent)
         wrap = int(self._wire["wrap_ms"].get(t.channel, 0))
         if wrap <= 0:
             self._finish(t)
@@ -535,6 +584,7 @@ class MemoryEngine(RoutingEngine):
         if t.state in ("assigned", "wrapup"):
             raise Conflict(f"task {t.id} was answered; complete it instead", "task")
         holder: _Agent | None = None
+        self._note(t, "ended", t.agent, "abandoned")
         if t.state == "reserved":
             self._fx.append(["offer.revoked", t.res, t.id, t.agent, "withdrawn"])
             holder = self._free_holder(t)
@@ -561,12 +611,14 @@ class MemoryEngine(RoutingEngine):
         elif not self.policy.allowed(t.group, args["to_tier"]):
             raise Forbidden(f"tier {args['to_tier']} may not take {t.group} work", "to_tier")
         self._fx.append(["assignment.revoked", t.id, t.agent, "transferred"])
+        to = f"agent:{target.id}" if target is not None else f"tier:{args['to_tier']}"
+        self._note(t, "transferred", t.agent, to)
         source = self._free_holder(t)
         t.last = ""
         if target is not None:
             t.restrict = ""
             t.excluded.discard(target.id)
-            self._offer(t, target)
+            self._offer(t, target, "transfer")
         else:
             t.restrict = args["to_tier"]
             t.excluded.add(source.id)
@@ -576,6 +628,7 @@ class MemoryEngine(RoutingEngine):
     def _op_release(self, args: Mapping[str, Any]) -> None:
         t = self._held_task(args["task"], args["agent"], "assigned")
         self._fx.append(["assignment.revoked", t.id, t.agent, "released"])
+        self._note(t, "requeued", t.agent, "released")
         holder = self._free_holder(t)
         self._requeue(t)
         self._match_agent(holder)
@@ -586,6 +639,8 @@ class MemoryEngine(RoutingEngine):
         freed: list[_Agent] = []
         for task_id in sorted(self._customers.get(args["customer"], ())):
             t = self._tasks[task_id]
+            if t.group != group:
+                self._note(t, "reclassified", "", f"{t.group}>{group}")
             if t.state == "queued":
                 held = self._agents[t.held_for] if t.held_for else None
                 self._unline(t)
@@ -593,8 +648,10 @@ class MemoryEngine(RoutingEngine):
                 if t.restrict and not allowed(group, t.restrict):
                     t.restrict = ""
                 if held is not None and allowed(group, held.tier):
-                    self._hold(t, held)
+                    self._hold(t, held, note=False)
                     continue
+                if held is not None:
+                    self._note(t, "requeued", held.id, "reclassified")
                 t.last = "" if held is not None else t.last
                 self._requeue(t)
                 continue
@@ -607,6 +664,7 @@ class MemoryEngine(RoutingEngine):
                 self._fx.append(["offer.revoked", t.res, t.id, t.agent, "reclassified"])
             else:
                 self._fx.append(["assignment.revoked", t.id, t.agent, "reclassified"])
+            self._note(t, "requeued", t.agent, "reclassified")
             freed.append(self._free_holder(t))
             self._requeue(t)
         for a in freed:
@@ -615,6 +673,7 @@ class MemoryEngine(RoutingEngine):
     def _op_tick(self, args: Mapping[str, Any]) -> None:
         limit = int(args["limit"])
         for agent_id in self._due["alive"].due(self._now, limit):
+            self._act("expired", agent_id)
             self._go_offline(self._agents[agent_id], "withdrawn")
         for res_id in self._due["res"].due(self._now, limit):
             if res_id not in self._res:
@@ -622,6 +681,7 @@ class MemoryEngine(RoutingEngine):
             res = self._res[res_id]
             t, a = self._tasks[res.task], self._agents[res.agent]
             self._fx.append(["offer.revoked", res.id, t.id, a.id, "timeout"])
+            self._note(t, "timed_out", a.id)
             t.excluded.add(a.id)
             a.chosen = "away"
             self._free_holder(t)
@@ -632,6 +692,7 @@ class MemoryEngine(RoutingEngine):
         for task_id in self._due["pref"].due(self._now, limit):
             held = self._tasks.get(task_id)
             if held is not None and held.held_for:
+                self._note(held, "requeued", held.held_for, "preference_ended")
                 self._unline(held)
                 held.last = ""
                 self._requeue(held)

@@ -107,6 +107,9 @@ class Policy:
     priority_step_s: float = 30.0
     priority_rules: tuple[PriorityRule, ...] = field(default_factory=_default_rules)
     service_level_threshold_s: float = 20.0
+    explain_decisions: int = 64  # routing decisions kept per task (the first, then the latest)
+    explain_retention_s: float = 86_400.0  # how long a finished task's decisions are kept
+    recording_retention_s: float = 172_800.0  # how long agent actions are kept for replay
 
     def allowed(self, group: str, tier: str) -> bool:
         """The hard filter: may an agent of `tier` ever hold work of client group `group`?"""
@@ -116,6 +119,17 @@ class Policy:
         """Sum of the points of every matching rule, clamped to ±PRIORITY_BOUND."""
         total = sum(rule.points for rule in self.priority_rules if rule.matches(attrs))
         return max(-PRIORITY_BOUND, min(PRIORITY_BOUND, total))
+
+    def priority_why(self, attrs: Mapping[str, Any]) -> tuple[list[str], dict[str, Any]]:
+        """Which rules set the priority (`"top_up truthy True +2"`), and the values of the
+        fields the rules name (what replay needs to price the task under another policy)."""
+        rules = [
+            f"{r.field} {r.op} {r.value} {r.points:+d}"
+            for r in self.priority_rules
+            if r.matches(attrs)
+        ]
+        fields = {r.field: attrs[r.field] for r in self.priority_rules if r.field in attrs}
+        return rules, {k: v for k, v in fields.items() if isinstance(v, bool | int | float | str)}
 
     def capacity_for(self, override: Mapping[str, int] | None) -> dict[str, int]:
         """Per-channel capacity of one agent: the policy default, overridden per channel."""
@@ -138,6 +152,9 @@ class Policy:
             "last_ms": int(self.last_agent_s * 1000),
             "step_ms": int(self.priority_step_s * 1000),
             "sl_ms": int(self.service_level_threshold_s * 1000),
+            "why_n": int(self.explain_decisions),
+            "why_ms": int(self.explain_retention_s * 1000),
+            "rec_ms": int(self.recording_retention_s * 1000),
             "tiers": list(TIERS),
             "channels": list(CHANNELS),
         }

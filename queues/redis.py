@@ -52,7 +52,7 @@ OPS = (
     "release",
     "tick",
 )
-VIEWS = ("stats", "agent", "agents", "task", "dump")
+VIEWS = ("stats", "agent", "agents", "task", "dump", "why")
 PURGE_BATCH = 500
 _GLOB_SPECIAL = "\\*?[]"
 

@@ -38,10 +38,12 @@ from router.connections import (
 from router.ingest import ingest_routes
 from router.logs import AccessLogger
 from router.ops import Metrics, add_ops_routes
+from router.recording import add_recording_route
 from router.service import Service
 from router.settings import Settings
 from router.store import Store
 from router.web import add_web
+from router.why import add_why_routes
 
 log = structlog.get_logger("omniroute.app")
 
@@ -127,6 +129,8 @@ def create_app(
     app[CHAT_KEY] = add_chat(
         app, service, settings, limits=chat_limits, visitor_secret=settings.visitor_secret
     )
+    add_why_routes(app, service, settings.jwt_secret)  # explain: GET /v1/conversations/{id}/why
+    add_recording_route(app, engine, settings)  # replay: GET /v1/recording (omniroute export)
     add_web(app, settings)  # /desktop and /ops: the browser pages over the same endpoints
     add_voice(app, service, settings)
     add_email(app, service, settings)  # no [email] addresses: no listener

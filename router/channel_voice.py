@@ -11,9 +11,9 @@ told: when a voice task is `Assigned` (an agent accepted a call, or one was hand
 writes the `connect` as a durable job (`router.replies`) and asks the PBX, in the background,
 to connect the call to the agent's endpoint (`channels.voice.PbxClient`: signed, bounded
 retries). Should the node die first, the node that takes its job over sends the command; the
-PBX can recognise a repeat by its `call_id`. The routing never waits for the PBX. One `aiohttp.ClientSession` is shared by
-every command; it lives from the app's startup to its cleanup, which lets commands in flight
-finish (bounded) before closing it.
+PBX can recognise a repeat by its `call_id`. The routing never waits for the PBX. One
+`aiohttp.ClientSession` is shared by every command; it lives from the app's startup to its
+cleanup, which lets commands in flight finish (bounded) before closing it.
 
 Agents cannot type into a call: `VoicePort` refuses `message.send` on channel `voice` with an
 `invalid` error the agent sees, rather than recording a reply that would go nowhere.

@@ -1,4 +1,4 @@
-"""The `omniroute` command: serve | token | check-config.
+"""The `omniroute` command: serve | token | check-config | desktop | export | replay.
 
 A bad setting or argument ends the command with one line on stderr and exit code 2, never a
 traceback. Logs are structlog: JSON lines when stderr is not a terminal, readable when it is.
@@ -99,6 +99,24 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a settings file and summarise it")
     check.add_argument("file", metavar="FILE")
 
+    export = commands.add_parser("export", help="write a routing recording to a file")
+    export.add_argument(
+        "--from", dest="source", required=True, metavar="REDIS_URL|URL",
+        help="a Redis engine, or a node's http(s):// origin (GET /v1/recording)",
+    )  # fmt: skip
+    export.add_argument("--token", help="a token with role ops, for an http(s) source")
+    export.add_argument("--out", required=True, metavar="FILE", help="JSON lines (docs/explain.md)")
+    export.add_argument("--config", metavar="FILE", help=config_help + "; names the domain")
+
+    replay = commands.add_parser("replay", help="replay a recording under another policy")
+    replay.add_argument("--from", dest="source", required=True, metavar="REDIS_URL|FILE")
+    replay.add_argument("--policy", required=True, metavar="FILE", help="the new policy (TOML)")
+    replay.add_argument("--json", metavar="OUT", help="also write the report as JSON")
+    replay.add_argument("--png", metavar="OUT", help="also draw it (needs matplotlib)")
+    replay.add_argument(
+        "--config", metavar="FILE", help=config_help + "; the recorded policy for a Redis source"
+    )
+
     desk = commands.add_parser("desktop", help="a terminal agent desktop: print every frame")
     desk.add_argument("--token", required=True, help="the agent's token (omniroute token …)")
     desk.add_argument(
@@ -119,6 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args, env)
         if args.command == "token":
             return _token(args, env)
+        if args.command in ("export", "replay"):
+            from router.cli_replay import export, replay
+
+            return (export if args.command == "export" else replay)(args, env)
         if args.command == "desktop":
             from router.desktop import main_sync
 

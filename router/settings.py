@@ -266,6 +266,8 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
     },
     "presence": {"ttl_s": _seconds(positive=True)},
     "service_level": {"threshold_s": _seconds(positive=True)},
+    "explain": {"decisions": _integer(2, 1000), "retention_s": _seconds(positive=True)},
+    "recording": {"retention_s": _seconds(positive=True)},
     "sms": {
         "auth_token": _TEXT,
         "account_sid": _TEXT,
@@ -577,6 +579,9 @@ def _build(
         priority_step_s=get("routing", "priority_step_s"),
         priority_rules=rules,
         service_level_threshold_s=get("service_level", "threshold_s"),
+        explain_decisions=get("explain", "decisions"),
+        explain_retention_s=get("explain", "retention_s"),
+        recording_retention_s=get("recording", "retention_s"),
     )
     return Settings(
         server=ServerSettings(

@@ -84,6 +84,7 @@ def test_quick_bench_reports_every_figure_and_stops_everything(tmp_path: Path) -
         "idle sockets",
         "waiting tasks",
         "Redis requests of one routed event",
+        "Replay of a recorded day",
     ):
         assert heading in stdout, heading
     for goal in GOALS:
@@ -110,5 +111,6 @@ def test_quick_bench_reports_every_figure_and_stops_everything(tmp_path: Path) -
     waiting = {(r["engine"], r["waiting"]) for r in results["decision_latency"]["rows"]}
     assert len(waiting) == 4, waiting
     assert results["round_trips"]["per_event"]
+    assert results["replay"]["conversations"] > 0 and results["replay"]["replay_s"] > 0
     assert set(GOALS) == set(results["goals"])
     assert out_png.exists() or "matplotlib is not installed" in results["png_note"]

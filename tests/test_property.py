@@ -30,6 +30,7 @@ import queues
 from queues.base import Effect, RoutingEngine
 from queues.errors import RoutingError
 from queues.policy import CHANNELS, GROUPS, TIERS, Policy
+from queues.trace import normalised
 from tests.model import Model
 from tests.support import FakeClock
 
@@ -71,6 +72,7 @@ class RoutingMachine(RuleBasedStateMachine):
         self.engines: list[tuple[str, RoutingEngine, FakeClock]] = []
         self.model: Model | None = None
         self.next_task = 0
+        self.enqueued: dict[str, str] = {}  # task → customer: whose routing story to compare
 
     # -- plumbing --------------------------------------------------------------------------------
 
@@ -182,6 +184,7 @@ class RoutingMachine(RuleBasedStateMachine):
     ) -> None:
         task = f"t{self.next_task}"
         self.next_task += 1
+        self.enqueued[task] = customer
         self.call(
             "enqueue",
             task=task,
@@ -332,6 +335,29 @@ class RoutingMachine(RuleBasedStateMachine):
                 f"  {self.engines[0][0]}: {stats[0]}\n  {kind}: {stat}"
             )
         self.m.check_dump(dumps[0], f"dump() at {self.now_ms}")
+        for task, customer in self.enqueued.items():
+            whys = [
+                comparable(self.run(engine.why_raw(task, customer)))
+                for _kind, engine, _clock in self.engines
+            ]
+            for (kind, _e, _c), why in zip(self.engines[1:], whys[1:], strict=True):
+                assert why == whys[0], (
+                    f"ENGINES DISAGREE on why_raw({task}) at {self.now_ms}:\n"
+                    f"  {self.engines[0][0]}: {whys[0]}\n  {kind}: {why}"
+                )
+
+
+def comparable(raw: dict[str, Any]) -> dict[str, Any]:
+    """A `why` view with what cmsgpack cannot tell apart made equal (an empty map packs as an
+    empty list; a missing position is false in Lua, None here)."""
+    live = [{"view": i["view"], "trace": normalised(i["trace"])} for i in raw["live"]]
+    kept = {k: normalised(v) for k, v in (raw["kept"] or {}).items()}
+    waiting = [
+        {**w, "opens": dict(w["opens"] or {}), "eligible": list(w["eligible"] or []),
+         "agents": [list(a) for a in w["agents"] or []], "position": w["position"] or None}
+        for w in raw["waiting"]
+    ]  # fmt: skip
+    return {"live": live, "kept": kept, "waiting": waiting}
 
 
 SETTINGS = settings(

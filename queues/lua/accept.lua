@@ -10,6 +10,7 @@ return main(function()
   call('HDEL', key('res'), t.res)
   call('ZREM', key('due', 'res'), t.res)
   t.st, t.res = 'assigned', ''
+  note(t, 'assigned', t.ag)
   if not t.ans then
     t.ans = true
     call('HINCRBY', key('stats', t.ch), 'answered', 1)

@@ -8,6 +8,7 @@
 return main(function()
   local t, err = held_task(ARG.task, ARG.agent, 'assigned')
   if not t then return err end
+  note(t, 'completed', t.ag)
   local wrap = POL.wrap_ms[t.ch] or 0
   if wrap <= 0 then
     finish(t)

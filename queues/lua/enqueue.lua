@@ -13,9 +13,11 @@ return main(function()
   if last ~= '' then pu = NOW + POL.last_ms end
   local t = {id = id, cust = ARG.customer, ch = ARG.channel, grp = ARG.group, prio = ARG.prio,
              enq = NOW, last = last, pu = pu, st = 'queued', ag = '', res = '', dl = 0, rs = '',
-             hf = '', part = '', ans = false}
+             hf = '', part = '', ans = false, tr = '', trn = 0}
   TK[id] = t
   call('SADD', key('cust', t.cust), id)
   call('SADD', key('tasks'), id)
+  note(t, 'enqueued', last,
+       {ch = t.ch, grp = t.grp, prio = t.prio, rules = ARG.why or {}, attrs = ARG.attrs or {}})
   requeue(t)
 end)

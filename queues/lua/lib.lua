@@ -199,6 +199,40 @@ local function eligible_tiers(t)
   return out
 end
 
+-- explain and replay (queues/trace.py) ----------------------------------------------------
+
+-- one routing decision of t, in its record (no command of its own: the record is written
+-- anyway). t.tr is the rows as one msgpack stream (a string: appending costs one small pack,
+-- and reading or writing the record copies it rather than decoding it); t.trn counts them.
+-- The first row (the arrival) and the latest why_n - 1 are kept.
+local function note(t, kind, aid, detail)
+  local row = cmsgpack.pack({NOW, kind, aid or '', detail or ''})
+  local n = (t.trn or 0) + 1
+  if n > math.max(2, POL.why_n) then
+    local rows = {cmsgpack.unpack(t.tr)}
+    table.remove(rows, 2)
+    for i, r in ipairs(rows) do rows[i] = cmsgpack.pack(r) end
+    t.tr = table.concat(rows) .. row
+    n = n - 1
+  else
+    t.tr = (t.tr or '') .. row
+  end
+  t.trn = n
+end
+
+-- the rows of a trace stream, as a list
+local function rows_of(stream)
+  if stream == nil or stream == '' then return {} end
+  return {cmsgpack.unpack(stream)}
+end
+
+-- one agent action for replay, scored by its time; older than rec_ms is dropped
+local function act(kind, aid, detail)
+  local k = key('act')
+  call('ZADD', k, NOW, cmsgpack.pack({NOW, kind, aid, detail or ''}))
+  call('ZREMRANGEBYSCORE', k, '-inf', '(' .. (NOW - POL.rec_ms))
+end
+
 local function excluded(tid, aid)
   return call('SISMEMBER', key('excl', tid), aid) == 1
 end
@@ -292,7 +326,12 @@ local function unline(t)
   call('ZREM', key('due', 'pref'), t.id)
 end
 
-local function hold(t, l)
+local function hold(t, l, quiet)
+  if not quiet then
+    local why = 'away'
+    if routable(l) then why = 'busy' end
+    note(t, 'held', l.id, why .. '|' .. t.pu)
+  end
   unline(t)
   t.hf = l.id
   call('ZADD', key('hold', l.id), t.enq, t.id)
@@ -300,7 +339,8 @@ local function hold(t, l)
   call('ZADD', key('due', 'pref'), t.pu, t.id)
 end
 
-local function offer(t, a)
+local function offer(t, a, why)
+  note(t, 'offered', a.id, why .. '|' .. a.tier)
   unline(t)
   local res = 'R' .. call('INCR', ANCHOR)
   local deadline = NOW + POL.res_ms
@@ -348,7 +388,7 @@ local function match_task(t)
   if t.last ~= '' and NOW < t.pu and t.rs == '' then
     local l = agent(t.last)
     if l and l.chosen ~= 'offline' and allowed(t.grp, l.tier) and not excluded(t.id, l.id) then
-      if routable(l) and free(l, t.ch) > 0 then offer(t, l) else hold(t, l) end
+      if routable(l) and free(l, t.ch) > 0 then offer(t, l, 'last_agent') else hold(t, l) end
       return
     end
     t.last = ''
@@ -365,7 +405,7 @@ local function match_task(t)
     end)
   end
   if best then
-    offer(t, agent(best))
+    offer(t, agent(best), 'longest_idle')
   else
     schedule_level(t)
   end
@@ -381,7 +421,7 @@ local function best_task_for(a)
       return true
     end
   end)
-  if found then return found end
+  if found then return found, 'last_agent' end
   local brank, benq, bid = nil, nil, nil
   for _, c in ipairs(CH) do
     if free(a, c) > 0 then
@@ -409,21 +449,22 @@ local function best_task_for(a)
       end
     end
   end
-  if bid then return task(bid) end
+  if bid then return task(bid), 'next_in_line' end
   return nil
 end
 
 local function match_agent(a)
   while routable(a) do
-    local t = best_task_for(a)
+    local t, why = best_task_for(a)
     if not t then return end
-    offer(t, a)
+    offer(t, a, why)
   end
 end
 
 local function release_holds(a)
   for _, id in ipairs(call('ZRANGE', key('hold', a.id), 0, -1)) do
     local t = task(id)
+    note(t, 'requeued', a.id, 'last_agent_left')
     unline(t)
     t.last = ''
     line(t)
@@ -447,6 +488,7 @@ local function go_offline(a, reason)
     local t = task(id)
     if t.st == 'reserved' then
       emit({'offer.revoked', t.res, t.id, a.id, reason})
+      note(t, 'requeued', a.id, reason)
       free_holder(t)
       requeue(t)
     end
@@ -481,10 +523,15 @@ local function delete_task(t)
   call('DEL', key('excl', t.id))
   call('SREM', key('cust', t.cust), t.id)
   call('SREM', key('tasks'), t.id)
+  -- its decisions outlive it by why_ms, under its conversation (the id before '~')
+  local conv = string.match(t.id, '^([^~]*)')
+  call('HSET', key('why', conv), t.id .. '@' .. t.enq, t.tr or '')
+  call('PEXPIRE', key('why', conv), POL.why_ms)
   TK[t.id] = false
 end
 
 local function finish(t)
+  note(t, 'ended', t.ag, 'completed')
   local a = free_holder(t)
   delete_task(t)
   emit({'ended', t.id, a.id, 'completed'})

@@ -34,4 +34,7 @@ return main(function()
   end
   keep_alive(a)
   touch(a)
+  local caps = {}
+  for _, c in ipairs(CH) do caps[#caps + 1] = c .. '=' .. (a.cap[c] or 0) end
+  act('login', id, tier .. '|' .. table.concat(caps, ','))
 end)

@@ -7,5 +7,6 @@
 return main(function()
   local a, err = known_agent(ARG.agent)
   if not a then return err end
+  if a.chosen ~= 'offline' then act('logout', a.id) end
   go_offline(a, 'withdrawn')
 end)

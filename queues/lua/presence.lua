@@ -11,5 +11,6 @@ return main(function()
   if ARG.state == 'available' and a.chosen ~= 'available' then a.idle = NOW end
   a.chosen = ARG.state
   touch(a)
+  act('presence', a.id, ARG.state)
   if ARG.state == 'available' then match_agent(a) end
 end)

@@ -9,6 +9,7 @@ return main(function()
   local freed = {}
   for _, id in ipairs(sorted(call('SMEMBERS', key('cust', ARG.customer)))) do
     local t = task(id)
+    if t.grp ~= g then note(t, 'reclassified', '', t.grp .. '>' .. g) end
     if t.st == 'queued' then
       local held = nil
       if t.hf ~= '' then held = agent(t.hf) end
@@ -16,9 +17,12 @@ return main(function()
       t.grp = g
       if t.rs ~= '' and not allowed(g, t.rs) then t.rs = '' end
       if held and allowed(g, held.tier) then
-        hold(t, held)
+        hold(t, held, true)
       else
-        if held then t.last = '' end
+        if held then
+          note(t, 'requeued', held.id, 'reclassified')
+          t.last = ''
+        end
         requeue(t)
       end
     else
@@ -30,6 +34,7 @@ return main(function()
         else
           emit({'assignment.revoked', t.id, t.ag, 'reclassified'})
         end
+        note(t, 'requeued', t.ag, 'reclassified')
         freed[#freed + 1] = free_holder(t)
         requeue(t)
       end

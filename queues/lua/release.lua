@@ -9,6 +9,7 @@ return main(function()
   local t, err = held_task(ARG.task, ARG.agent, 'assigned')
   if not t then return err end
   emit({'assignment.revoked', t.id, t.ag, 'released'})
+  note(t, 'requeued', t.ag, 'released')
   local a = free_holder(t)
   requeue(t)
   match_agent(a)

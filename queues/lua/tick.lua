@@ -13,7 +13,10 @@ end
 return main(function()
   for _, id in ipairs(due('alive')) do
     local a = agent(id)
-    if a then go_offline(a, 'withdrawn') end
+    if a then
+      act('expired', id)
+      go_offline(a, 'withdrawn')
+    end
   end
   for _, res in ipairs(due('res')) do
     local tid = call('HGET', key('res'), res)
@@ -21,6 +24,7 @@ return main(function()
     if t then
       local a = agent(t.ag)
       emit({'offer.revoked', res, t.id, a.id, 'timeout'})
+      note(t, 'timed_out', a.id)
       call('SADD', key('excl', t.id), a.id)
       -- away before the holder is freed: one touch, so no flicker through `available`
       a.chosen = 'away'
@@ -35,6 +39,7 @@ return main(function()
   for _, id in ipairs(due('pref')) do
     local t = task(id)
     if t and t.hf ~= '' then
+      note(t, 'requeued', t.hf, 'preference_ended')
       unline(t)
       t.last = ''
       requeue(t)

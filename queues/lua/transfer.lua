@@ -25,12 +25,13 @@ return main(function()
     return refuse('forbidden', 'tier ' .. ARG.to_tier .. ' may not take ' .. t.grp .. ' work')
   end
   emit({'assignment.revoked', t.id, t.ag, 'transferred'})
+  if x then note(t, 'transferred', t.ag, 'agent:' .. x.id) else note(t, 'transferred', t.ag, 'tier:' .. ARG.to_tier) end
   local source = free_holder(t)
   t.last = ''
   if x then
     t.rs = ''
     call('SREM', key('excl', t.id), x.id)
-    offer(t, x)
+    offer(t, x, 'transfer')
   else
     t.rs = ARG.to_tier
     call('SADD', key('excl', t.id), source.id)

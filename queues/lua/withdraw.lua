@@ -11,6 +11,7 @@ return main(function()
     return refuse('conflict', 'task ' .. t.id .. ' was answered; complete it instead')
   end
   local holder = nil
+  note(t, 'ended', t.ag, 'abandoned')
   if t.st == 'reserved' then
     emit({'offer.revoked', t.res, t.id, t.ag, 'withdrawn'})
     holder = free_holder(t)

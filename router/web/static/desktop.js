@@ -10,6 +10,7 @@
 // after a reload still says which conversation or customer it belongs to.
 
 import { $, claims, clock, dropToken, el, saveToken, seconds, Socket, takeToken, tokenProblem } from "./common.js";
+import { mountWhy } from "./why.js";
 
 const PAGE = "desktop";
 const EDITABLE = ["first_name", "residence_city", "job", "vcard"];
@@ -813,6 +814,8 @@ function wire() {
 }
 
 wire();
+mountWhy($("why"), () => S.token, () => S.selected); // the selected conversation by default
+
 const token = takeToken(PAGE);
 if (token) start(token);
 else showSignIn();

@@ -2,6 +2,7 @@
 // (a snapshot every second). Everything shown is ids, states and counts.
 
 import { $, clock, dropToken, el, percent, saveToken, seconds, Socket, takeToken, tokenProblem } from "./common.js";
+import { mountWhy } from "./why.js";
 
 const PAGE = "ops";
 const TIERS = ["TRN", "CCS", "PAM", "SAM"];
@@ -196,6 +197,8 @@ setInterval(() => {
     $("stale").textContent = `Stale: no update for ${seconds(quiet / 1000)} (last ${clock(S.lastAt)})`;
   }
 }, 1000);
+
+mountWhy($("why"), () => S.token);
 
 const token = takeToken(PAGE);
 if (token) start(token);
