@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from chaos import scenarios
+from chaos import scenarios, sentinel
 
 Run = Callable[[Path, bool], Awaitable[scenarios.Figures]]
 
@@ -52,6 +52,11 @@ SCENARIOS: dict[str, tuple[str, str, Run]] = {
         "Redis kill -9 with AOF (everysec), restart after 1 s",
         "0 acked lost; 503 while down; recovers by itself",
         lambda d, q: scenarios.redis_kill(d, seconds=4 if q else 10),
+    ),
+    "sentinel": (
+        "Sentinel failover: SIGKILL the primary under load (replica + sentinel)",
+        "the node follows by itself; 503 window and accepted lost measured",
+        lambda d, q: sentinel.sentinel_failover(d, rate=100 if q else 150, after_s=7 if q else 9),
     ),
     "signatures": (
         "mutated signatures and bodies",
