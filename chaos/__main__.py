@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from chaos import scenarios, sentinel
+from chaos import edges, scenarios, sentinel
 
 Run = Callable[[Path, bool], Awaitable[scenarios.Figures]]
 
@@ -62,6 +62,26 @@ SCENARIOS: dict[str, tuple[str, str, Run]] = {
         "mutated signatures and bodies",
         "0 accepted",
         lambda d, q: scenarios.signatures(d, count=1000 if q else 10_000),
+    ),
+    "accept-race": (
+        "offer.accept sent at its reservation's deadline (timeout 1 s)",
+        "exactly one outcome each: assigned XOR revoked",
+        lambda d, q: edges.accept_race(d, races=100 if q else 1000, agents=16 if q else 40),
+    ),
+    "webhooks": (
+        "the same signed event and SMS posted at once and again; SMS statuses out of order",
+        "0 duplicates routed; the status never moves backwards",
+        lambda d, q: edges.webhooks(d, copies=10 if q else 50),
+    ),
+    "tokens": (
+        "expired, forged, alg none, wrong-role tokens and a foreign Origin",
+        "0 let in on the agent socket or the ops endpoints",
+        lambda d, q: edges.tokens(d),
+    ),
+    "frames": (
+        "hostile frames on the agent socket, bombs on ingest",
+        "0 crashes; /healthz answers; a bystander desktop is still routed to",
+        lambda d, q: edges.frames(d, rounds=1 if q else 5),
     ),
     "overload": (
         "open-loop load at 2x one node's capacity",

@@ -408,13 +408,14 @@ SMS_ENV = {
 MOBILE = "+4917612345678"
 
 
-class _Provider:
+class Provider:
     """A Messages API that records what it is sent and answers 201 with a sid; or, as a black
     hole, takes the connection and never answers (a provider the dying node is stuck on)."""
 
     def __init__(self, black_hole: bool = False) -> None:
         self.black_hole = black_hole
         self.bodies: list[str] = []
+        self.forms: list[dict[str, str]] = []  # every form it was sent, whole
         self.at: list[float] = []  # when each arrived (monotonic)
         self.seen = asyncio.Event()
         self._closing = asyncio.Event()
@@ -442,6 +443,7 @@ class _Provider:
                 await self._closing.wait()
                 return
             self.bodies.append(form.get("Body", ""))
+            self.forms.append(form)
             self.at.append(time.monotonic())
             sid = f"SM{len(self.bodies):032d}"
             body = json.dumps({"sid": sid, "status": "queued"}).encode()
@@ -467,7 +469,7 @@ async def reply_kill(workdir: Path) -> Figures:
     """An agent's SMS reply is acknowledged by node A, whose provider connection hangs; A is
     killed with SIGKILL and node B started. B takes the reply over and sends it: the provider
     gets it exactly once, and the agent, reconnected to B, hears `message.status` `sent`."""
-    stuck, provider = _Provider(black_hole=True), _Provider()
+    stuck, provider = Provider(black_hole=True), Provider()
     await stuck.start()
     await provider.start()
     try:
