@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from chaos import edges, scenarios, sentinel
+from chaos import edges, exposure, scenarios, sentinel, slow
 
 Run = Callable[[Path, bool], Awaitable[scenarios.Figures]]
 
@@ -82,6 +82,16 @@ SCENARIOS: dict[str, tuple[str, str, Run]] = {
         "hostile frames on the agent socket, bombs on ingest",
         "0 crashes; /healthz answers; a bystander desktop is still routed to",
         lambda d, q: edges.frames(d, rounds=1 if q else 5),
+    ),
+    "slowloris": (
+        "slow HTTP heads and WebSocket upgrades while a client polls /healthz",
+        "every check answered; every slow connection cut at the head deadline",
+        lambda d, q: slow.slowloris(d, slow=200 if q else 1000, seconds=5 if q else 15),
+    ),
+    "mime": (
+        "hostile MIME over SMTP to the node's listener",
+        "every message answered; 0 crashes; a good mail still routed",
+        lambda d, q: exposure.mime(d, rounds=1 if q else 5),
     ),
     "overload": (
         "open-loop load at 2x one node's capacity",

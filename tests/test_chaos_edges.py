@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chaos import edges
+from chaos import edges, exposure, slow
 
 
 async def test_an_accept_racing_its_timeout_has_exactly_one_outcome(tmp_path: Path) -> None:
@@ -34,4 +34,16 @@ async def test_no_forged_or_misused_token_is_let_in(tmp_path: Path) -> None:
 async def test_hostile_frames_and_bombs_crash_nothing(tmp_path: Path) -> None:
     figures = await edges.frames(tmp_path)
     print(f"\nframes: {figures}")
+    assert figures["crashes"] == 0, figures
+
+
+async def test_slow_connections_are_cut_and_health_checks_keep_answering(tmp_path: Path) -> None:
+    figures = await slow.slowloris(tmp_path, slow=100, seconds=4.0)
+    print(f"\nslowloris: {figures}")
+    assert figures["check_failures"] == 0, figures
+
+
+async def test_hostile_mime_gets_answers_and_crashes_nothing(tmp_path: Path) -> None:
+    figures = await exposure.mime(tmp_path)
+    print(f"\nmime: {figures}")
     assert figures["crashes"] == 0, figures
