@@ -1,6 +1,6 @@
 """`python -m chaos`: run the fault scenarios and print each one's figures and promise.
 
-    python -m chaos                      # every scenario, full size (about 3 minutes)
+    python -m chaos                      # every scenario, full size (about 5 minutes)
     python -m chaos --only kill,pause    # some of them
     python -m chaos --quick              # small sizes (what tests/test_failover.py runs)
     python -m chaos --json out.json
@@ -92,6 +92,11 @@ SCENARIOS: dict[str, tuple[str, str, Run]] = {
         "hostile MIME over SMTP to the node's listener",
         "every message answered; 0 crashes; a good mail still routed",
         lambda d, q: exposure.mime(d, rounds=1 if q else 5),
+    ),
+    "pii": (
+        "PII canaries through ingest, SMS webhooks, chat, SMTP, agent frames and 404 paths",
+        "0 canaries in the node's log",
+        lambda d, q: exposure.pii(d),
     ),
     "overload": (
         "open-loop load at 2x one node's capacity",

@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 import jwt
+import yarl
 
 from channels.sms import STATUS_RANK, compute_signature
 from chaos.cluster import cluster
@@ -153,9 +154,12 @@ def twilio_post(url: str, form: dict[str, str]) -> tuple[str, dict[str, str]]:
     return urlencode(form), headers
 
 
-async def _form(http: aiohttp.ClientSession, node: Node, path: str, form: dict[str, str]) -> int:
+async def twilio_form(
+    http: aiohttp.ClientSession, node: Node, path: str, form: dict[str, str]
+) -> int:
     body, headers = twilio_post(PUBLIC + path, form)
-    async with http.post(node.base + path, data=body, headers=headers) as response:
+    url = yarl.URL(node.base + path, encoded=True)  # as signed: not re-quoted
+    async with http.post(url, data=body, headers=headers) as response:
         return response.status
 
 
@@ -184,7 +188,7 @@ async def webhooks(workdir: Path, copies: int = 20) -> Figures:
                 sms = {"MessageSid": "SM" + "d" * 32, "From": MOBILE, "To": "+4930123456",
                        "Body": "twice?"}  # fmt: skip
                 sms_status = await asyncio.gather(
-                    *(_form(c.http, node, SMS_PATH, sms) for _ in range(copies))
+                    *(twilio_form(c.http, node, SMS_PATH, sms) for _ in range(copies))
                 )
                 await wait_until(lambda: len(desk.assigned) >= 2, 10.0, lambda: f"{desk.frames}")
                 await asyncio.sleep(1.0)  # a duplicate routed would arrive now
@@ -199,7 +203,7 @@ async def webhooks(workdir: Path, copies: int = 20) -> Figures:
                 codes = []
                 for status in order[:-1]:
                     form = {"MessageSid": sid, "MessageStatus": status}
-                    codes.append(await _form(c.http, node, path, form))
+                    codes.append(await twilio_form(c.http, node, path, form))
                 await asyncio.sleep(1.0)
                 told = [f["status"] for f in desk.frames if f["type"] == "message.status"]
                 customer = dict(p.split("=") for p in path.split("?")[1].split("&"))["cu"]

@@ -7,16 +7,21 @@ naming the promise it broke.
 from __future__ import annotations
 
 import asyncio
+import json
 import smtplib
 from collections import Counter
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 
+from chaos import edges
 from chaos.cluster import cluster
-from chaos.harness import Node, desktops, wait_until
+from chaos.edges import sign_bytes
+from chaos.harness import Node, desktops, post_raw, sign, wait_until
 from chaos.processes import free_port
-from chaos.scenarios import Figures
+from chaos.scenarios import SMS_ENV, Figures, Provider
 
 SUPPORT = "support@example.org"
 MAX_MAIL_BYTES = 1 << 20
@@ -147,4 +152,126 @@ async def mime(workdir: Path, rounds: int = 1) -> Figures:
         "answers": " ".join(f"{k}:{v}" for k, v in sorted(answers.items())),
     }
     assert crashes == 0 and good_code == 250, f"the listener broke: {figures}"
+    return figures
+
+
+# -- PII canaries through every path ------------------------------------------------------------
+
+TAIL = "7c1e"  # in every canary: any fragment of one that reaches the log is found
+EMAIL = f"canary-mail-{TAIL}@example.org"
+PHONE = "+49 151 8737 2291"  # normalised by ingest to +4915187372291
+PHONE_DIGITS = "4915187372291"
+BODY = f"CANARY-BODY-{TAIL}"
+CANARIES = (EMAIL, EMAIL.split("@")[0], PHONE, PHONE_DIGITS, BODY, TAIL)
+
+
+def _ev(n: int, **fields: Any) -> dict[str, Any]:
+    return {"id": f"pii-{n}", "type": "message", "channel": "chat", "from": f"visitor:p{n}",
+            "body": BODY, **fields}  # fmt: skip
+
+
+async def _ingest_paths(http: aiohttp.ClientSession, node: Node) -> Counter[str]:
+    """Accepted and refused posts to `/v1/events` carrying the canaries."""
+    seen: Counter[str] = Counter()
+    accepted = [
+        _ev(1),
+        _ev(2, channel="sms", **{"from": PHONE}),
+        _ev(3, channel="email", subject=BODY, **{"from": EMAIL}),
+        {"events": [_ev(4), _ev(5, **{"from": EMAIL})]},
+        _ev(1),  # a duplicate
+    ]
+    refused = [
+        _ev(6, **{EMAIL: BODY}),
+        _ev(7, channel=BODY),
+        _ev(8, channel="email", **{"from": BODY}),
+    ]
+    for payload in accepted + refused:
+        status, _ = await post_raw(http, node, sign(payload))
+        seen[f"ingest {status}"] += 1
+    json_type = {"Content-Type": "application/json"}
+    broken = b'{"body": "' + BODY.encode() + b'", '
+    for raw, headers in (
+        (broken, {**json_type, "X-Omniroute-Signature": sign_bytes(broken)}),
+        (json.dumps(_ev(9)).encode(), {**json_type, "X-Omniroute-Signature": f"sha256={BODY}"}),
+    ):
+        url = f"{node.base}/v1/events?email={EMAIL}"
+        async with http.post(url, data=raw, headers=headers) as response:
+            seen[f"ingest {response.status}"] += 1
+    return seen
+
+
+async def _channel_paths(http: aiohttp.ClientSession, node: Node, smtp: int) -> Counter[str]:
+    """The SMS webhooks, the chat widget, SMTP and unknown paths, carrying the canaries."""
+    seen: Counter[str] = Counter()
+    sms = {"MessageSid": "SM" + "c" * 32, "From": PHONE, "To": "+4930123456", "Body": BODY}
+    for form in (sms, {**sms, "MessageSid": "SM" + "e" * 32, "From": BODY}):
+        seen[f"sms {await edges.twilio_form(http, node, edges.SMS_PATH, form)}"] += 1
+    status_path = f"{edges.SMS_PATH}/status?{urlencode({'cu': EMAIL, 'ix': PHONE})}"
+    form = {"MessageSid": "SM" + "f" * 32, "MessageStatus": "delivered"}
+    seen[f"sms_status {await edges.twilio_form(http, node, status_path, form)}"] += 1
+    try:  # an address is no visitor id: refused before the upgrade
+        async with http.ws_connect(f"{node.base}/v1/chat/ws?site=shop&visitor={EMAIL}"):
+            seen["chat 101"] += 1
+    except aiohttp.WSServerHandshakeError as refused:
+        seen[f"chat {refused.status}"] += 1
+    url = f"{node.base}/v1/chat/ws?site=shop&visitor=CANARY-VISITOR-{TAIL}"
+    async with http.ws_connect(url) as ws:
+        await ws.receive_json(timeout=5.0)
+        await ws.send_json({"type": "message", "body": BODY, "ref": "c1"})
+        await ws.send_json({"type": BODY, "body": BODY})
+        for _ in range(2):
+            seen[f"chat {(await ws.receive_json(timeout=5.0))['type']}"] += 1
+    good = mail(f"From: Canary <{EMAIL}>", f"To: {SUPPORT}", f"Subject: {BODY}", body=BODY.encode())
+    for rcpt in (SUPPORT, EMAIL):
+        code, _ = await asyncio.to_thread(smtp_send, smtp, good, [rcpt], EMAIL)
+        seen[f"smtp {code}"] += 1
+    for path in (f"/v1/customers/{EMAIL}", f"/{PHONE_DIGITS}", f"/v1/{BODY}?email={EMAIL}"):
+        async with http.get(node.base + path) as response:
+            seen[f"http {response.status}"] += 1
+    async with http.get(f"{node.base}/v1/agents?token={BODY}") as response:
+        seen[f"ops {response.status}"] += 1
+    return seen
+
+
+async def pii(workdir: Path) -> Figures:
+    """Canaries (an address, a phone number, a body marker) through ingest, the SMS webhooks,
+    the chat widget, SMTP, an agent's frames and unknown paths; then the node's whole log is
+    grepped: no canary in it, while the ids of what was routed are (the log is the right one)."""
+    smtp = free_port()
+    provider = Provider()
+    await provider.start()
+    env = {**SMS_ENV, "OMNIROUTE_SMS_API_BASE_URL": provider.url,
+           "OMNIROUTE_SERVER_PUBLIC_URL": edges.PUBLIC, "OMNIROUTE_EMAIL_SMTP_PORT": str(smtp),
+           "OMNIROUTE_EMAIL_ADDRESSES": SUPPORT}  # fmt: skip
+    try:
+        async with cluster(workdir) as c:
+            node = await c.node("node-a", env)
+            assert c.http is not None
+            async with desktops(c.http, [("privy", "SAM", node, True)]) as (desk,):
+                desk.finish = False
+                seen = await _ingest_paths(c.http, node)
+                seen += await _channel_paths(c.http, node, smtp)
+                # chat capacity 3: three chats, the SMS and the email (webhook and SMTP join them)
+                await wait_until(lambda: len(desk.assigned) >= 5, 15.0, lambda: f"{desk.assigned}")
+                for conv in desk.assigned:
+                    desk.send({"type": "message.send", "conversation": conv, "body": BODY})
+                desk.send({"type": BODY, "conversation": EMAIL})
+                await wait_until(desk.answered, 10.0, lambda: "frames unanswered")
+                routed = list(desk.assigned)
+        text = node.log_path.read_text(errors="replace")  # whole, after the stop
+    finally:
+        await provider.close()
+    found = {canary: text.count(canary) for canary in CANARIES if canary in text}
+    lines = [line for line in text.splitlines() if any(c in line for c in CANARIES)]
+    figures: Figures = {
+        "paths": sum(seen.values()),
+        "routed": len(routed),
+        "log_lines": len(text.splitlines()),
+        "canaries_in_log": sum(found.values()),
+        "answers": " ".join(f"{k}:{v}" for k, v in sorted(seen.items())),
+    }
+    if lines:
+        figures["first_leak"] = lines[0][:300]
+    assert all(conv in text for conv in routed[:3]), "the log holds no ids: wrong log?"
+    assert not found, f"canaries in the log: {found}: {lines[:3]}"
     return figures

@@ -47,3 +47,9 @@ async def test_hostile_mime_gets_answers_and_crashes_nothing(tmp_path: Path) -> 
     figures = await exposure.mime(tmp_path)
     print(f"\nmime: {figures}")
     assert figures["crashes"] == 0, figures
+
+
+async def test_no_canary_reaches_the_logs(tmp_path: Path) -> None:
+    figures = await exposure.pii(tmp_path)
+    print(f"\npii: {figures}")
+    assert figures["canaries_in_log"] == 0, figures
