@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import hashlib
-import hmac
 import io
 import itertools
 import json
@@ -20,17 +18,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import aiohttp
 import jwt
-import yarl
 
-from channels.sms import STATUS_RANK, compute_signature
+from channels.sms import STATUS_RANK
 from chaos.cluster import cluster
 from chaos.harness import (
     JWT_SECRET,
-    WEBHOOK_SECRET,
     Desktop,
     Node,
     agent_token,
@@ -41,6 +36,7 @@ from chaos.harness import (
     wait_until,
 )
 from chaos.scenarios import MOBILE, SMS_ENV, Figures, Provider
+from chaos.signed import PUBLIC, SMS_PATH, sign_bytes, twilio_form
 from router.store_redis import RedisStore
 
 # -- an accept racing its reservation's time-out ------------------------------------------------
@@ -139,28 +135,6 @@ async def accept_race(workdir: Path, races: int = 1000, agents: int = 40) -> Fig
 
 
 # -- duplicate and reordered webhooks ------------------------------------------------------------
-
-PUBLIC = "https://acd.example.org"
-SMS_PATH = "/v1/channels/sms/twilio"
-
-
-def twilio_post(url: str, form: dict[str, str]) -> tuple[str, dict[str, str]]:
-    """The encoded form and its headers, signed by `SMS_ENV`'s auth token for `url`."""
-    token = SMS_ENV["OMNIROUTE_SMS_AUTH_TOKEN"]
-    headers = {
-        "Content-Type": "application/x-www-form-urlencoded",
-        "X-Twilio-Signature": compute_signature(token, url, sorted(form.items())),
-    }
-    return urlencode(form), headers
-
-
-async def twilio_form(
-    http: aiohttp.ClientSession, node: Node, path: str, form: dict[str, str]
-) -> int:
-    body, headers = twilio_post(PUBLIC + path, form)
-    url = yarl.URL(node.base + path, encoded=True)  # as signed: not re-quoted
-    async with http.post(url, data=body, headers=headers) as response:
-        return response.status
 
 
 async def webhooks(workdir: Path, copies: int = 20) -> Figures:
@@ -373,11 +347,6 @@ def bombs() -> dict[str, tuple[bytes, dict[str, str]]]:
         "deep_json": (deep, {**plain, "X-Omniroute-Signature": sign_bytes(deep)}),
         "too_large": (big, {**plain, "X-Omniroute-Signature": sign_bytes(big)}),
     }
-
-
-def sign_bytes(body: bytes) -> str:
-    """`X-Omniroute-Signature` over exactly these bytes."""
-    return "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
 
 
 async def _hostile(http: aiohttp.ClientSession, node: Node, frame: str | bytes) -> str:

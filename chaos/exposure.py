@@ -16,12 +16,11 @@ from urllib.parse import urlencode
 
 import aiohttp
 
-from chaos import edges
 from chaos.cluster import cluster
-from chaos.edges import sign_bytes
 from chaos.harness import Node, desktops, post_raw, sign, wait_until
 from chaos.processes import free_port
 from chaos.scenarios import SMS_ENV, Figures, Provider
+from chaos.signed import PUBLIC, SMS_PATH, sign_bytes, twilio_form
 
 SUPPORT = "support@example.org"
 MAX_MAIL_BYTES = 1 << 20
@@ -205,10 +204,10 @@ async def _channel_paths(http: aiohttp.ClientSession, node: Node, smtp: int) -> 
     seen: Counter[str] = Counter()
     sms = {"MessageSid": "SM" + "c" * 32, "From": PHONE, "To": "+4930123456", "Body": BODY}
     for form in (sms, {**sms, "MessageSid": "SM" + "e" * 32, "From": BODY}):
-        seen[f"sms {await edges.twilio_form(http, node, edges.SMS_PATH, form)}"] += 1
-    status_path = f"{edges.SMS_PATH}/status?{urlencode({'cu': EMAIL, 'ix': PHONE})}"
+        seen[f"sms {await twilio_form(http, node, SMS_PATH, form)}"] += 1
+    status_path = f"{SMS_PATH}/status?{urlencode({'cu': EMAIL, 'ix': PHONE})}"
     form = {"MessageSid": "SM" + "f" * 32, "MessageStatus": "delivered"}
-    seen[f"sms_status {await edges.twilio_form(http, node, status_path, form)}"] += 1
+    seen[f"sms_status {await twilio_form(http, node, status_path, form)}"] += 1
     try:  # an address is no visitor id: refused before the upgrade
         async with http.ws_connect(f"{node.base}/v1/chat/ws?site=shop&visitor={EMAIL}"):
             seen["chat 101"] += 1
@@ -241,7 +240,7 @@ async def pii(workdir: Path) -> Figures:
     provider = Provider()
     await provider.start()
     env = {**SMS_ENV, "OMNIROUTE_SMS_API_BASE_URL": provider.url,
-           "OMNIROUTE_SERVER_PUBLIC_URL": edges.PUBLIC, "OMNIROUTE_EMAIL_SMTP_PORT": str(smtp),
+           "OMNIROUTE_SERVER_PUBLIC_URL": PUBLIC, "OMNIROUTE_EMAIL_SMTP_PORT": str(smtp),
            "OMNIROUTE_EMAIL_ADDRESSES": SUPPORT}  # fmt: skip
     try:
         async with cluster(workdir) as c:
