@@ -271,7 +271,7 @@ async def redis_kill(workdir: Path, seconds: float = 6.0, rate: float = 100.0) -
             await asyncio.sleep(1 / rate)
         # the node came back by itself: one more event is accepted, and the log drains
         await post_events(c.http, node, [chat_event("r-last", "r-last", None)])
-        drained = await _until_drained(c.redis_url, 30.0)
+        drained = await until_drained(c.redis_url, 30.0)
         store = RedisStore(c.redis_url)
         await store.start()
         try:
@@ -293,7 +293,7 @@ async def redis_kill(workdir: Path, seconds: float = 6.0, rate: float = 100.0) -
     return figures
 
 
-async def _until_drained(redis_url: str, within: float) -> float:
+async def until_drained(redis_url: str, within: float) -> float:
     """Seconds until the log holds nothing unread or unacknowledged."""
     started = time.monotonic()
     while await log_backlog(redis_url) != (0, 0):
