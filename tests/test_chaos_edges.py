@@ -1,7 +1,7 @@
-"""The edge scenarios of `python -m chaos`, run small against real `omniroute serve` processes
-on a real Redis (`chaos.edges`, `chaos.slow`, `chaos.exposure`). Each scenario raises when its promise
-breaks; the figures are printed (`pytest -s`). The Sentinel failover runs in
-tests/test_sentinel.py.
+"""The edge scenarios of `python -m chaos`, run small against real `omniroute serve`
+processes on a real Redis (`chaos.edges`, `chaos.slow`, `chaos.exposure`). Each scenario
+raises when its promise breaks; the figures are printed (`pytest -s`). The Sentinel
+failover runs in tests/test_sentinel.py.
 """
 
 from __future__ import annotations
