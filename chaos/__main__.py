@@ -1,6 +1,6 @@
 """`python -m chaos`: run the fault scenarios and print each one's figures and promise.
 
-    python -m chaos                      # every scenario, full size (about 3 minutes)
+    python -m chaos                      # every scenario, full size (about 5 minutes)
     python -m chaos --only kill,pause    # some of them
     python -m chaos --quick              # small sizes (what tests/test_failover.py runs)
     python -m chaos --json out.json
@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from chaos import scenarios
+from chaos import edges, exposure, scenarios, sentinel, slow
 
 Run = Callable[[Path, bool], Awaitable[scenarios.Figures]]
 
@@ -53,10 +53,50 @@ SCENARIOS: dict[str, tuple[str, str, Run]] = {
         "0 acked lost; 503 while down; recovers by itself",
         lambda d, q: scenarios.redis_kill(d, seconds=4 if q else 10),
     ),
+    "sentinel": (
+        "Sentinel failover: SIGKILL the primary under load (replica + sentinel)",
+        "the node follows by itself; 503 window and accepted lost measured",
+        lambda d, q: sentinel.sentinel_failover(d, rate=100 if q else 150, after_s=7 if q else 9),
+    ),
     "signatures": (
         "mutated signatures and bodies",
         "0 accepted",
         lambda d, q: scenarios.signatures(d, count=1000 if q else 10_000),
+    ),
+    "accept-race": (
+        "offer.accept sent at its reservation's deadline (timeout 1 s)",
+        "exactly one outcome each: assigned XOR revoked",
+        lambda d, q: edges.accept_race(d, races=100 if q else 1000, agents=16 if q else 40),
+    ),
+    "webhooks": (
+        "the same signed event and SMS posted at once and again; SMS statuses out of order",
+        "0 duplicates routed; the status never moves backwards",
+        lambda d, q: edges.webhooks(d, copies=10 if q else 50),
+    ),
+    "tokens": (
+        "expired, forged, alg none, wrong-role tokens and a foreign Origin",
+        "0 let in on the agent socket or the ops endpoints",
+        lambda d, q: edges.tokens(d),
+    ),
+    "frames": (
+        "hostile frames on the agent socket, bombs on ingest",
+        "0 crashes; /healthz answers; a bystander desktop is still routed to",
+        lambda d, q: edges.frames(d, rounds=1 if q else 5),
+    ),
+    "slowloris": (
+        "slow HTTP heads and WebSocket upgrades while a client polls /healthz",
+        "every check answered; every slow connection cut at the head deadline",
+        lambda d, q: slow.slowloris(d, slow=200 if q else 1000, seconds=5 if q else 15),
+    ),
+    "mime": (
+        "hostile MIME over SMTP to the node's listener",
+        "every message answered; 0 crashes; a good mail still routed",
+        lambda d, q: exposure.mime(d, rounds=1 if q else 5),
+    ),
+    "pii": (
+        "PII canaries through ingest, SMS webhooks, chat, SMTP, agent frames and 404 paths",
+        "0 canaries in the node's log",
+        lambda d, q: exposure.pii(d),
     ),
     "overload": (
         "open-loop load at 2x one node's capacity",

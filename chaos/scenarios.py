@@ -12,14 +12,14 @@ import json
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
 import aiohttp
 
+from chaos.cluster import LEASE_S, cluster
 from chaos.harness import (
     GROUP_CYCLE,
     STOP_DEADLINE_S,
@@ -38,76 +38,11 @@ from chaos.harness import (
     post_events,
     post_raw,
     sign,
-    timers,
     wait_until,
 )
-from chaos.processes import start_redis, stop_redis
 from router.store_redis import RedisStore
 
 Figures = dict[str, float | int | str]
-
-# A node's lease, short enough to see a takeover in a test, long enough for a shared machine.
-LEASE_S = 1.0
-# Reservations last long here: a conversation re-offered fast was re-offered by the takeover,
-# not by a time-out.
-RESERVATION_S = 20.0
-
-
-@dataclass
-class Cluster:
-    """One Redis and the nodes started on it; `close` stops them all."""
-
-    workdir: Path
-    aof: bool = False
-    redis_url: str = ""
-    nodes: list[Node] = field(default_factory=list)
-    http: aiohttp.ClientSession | None = None
-    _redis: Any = None
-
-    async def start_redis(self, port: int | None = None) -> None:
-        self._redis, self.redis_url = await asyncio.to_thread(
-            start_redis, self.workdir / "redis", 10.0, self.aof, port
-        )
-
-    def kill_redis(self) -> None:
-        self._redis.kill()
-        self._redis.wait(5)
-
-    async def node(
-        self, name: str, extra: dict[str, str] | None = None, **overrides: float
-    ) -> Node:
-        assert self.http is not None
-        env = timers(
-            **{
-                "events_lease_s": LEASE_S,
-                "reservation_timeout_s": RESERVATION_S,
-                "agent_offline_grace_s": 1.0,
-                "agent_release_after_s": 30.0,
-                **overrides,
-            }
-        )
-        node = Node(name, self.redis_url, self.workdir, {**env, **(extra or {})})
-        self.nodes.append(node)
-        await node.start(self.http)
-        return node
-
-    async def close(self) -> None:
-        await asyncio.gather(*(n.stop() for n in self.nodes), return_exceptions=True)
-        if self.http is not None:
-            await self.http.close()
-        if self._redis is not None:
-            await asyncio.to_thread(stop_redis, self._redis)
-
-
-@contextlib.asynccontextmanager
-async def cluster(workdir: Path, aof: bool = False) -> AsyncIterator[Cluster]:
-    made = Cluster(workdir, aof)
-    try:
-        await made.start_redis()
-        made.http = aiohttp.ClientSession()
-        yield made
-    finally:
-        await made.close()
 
 
 def _team(
@@ -336,7 +271,7 @@ async def redis_kill(workdir: Path, seconds: float = 6.0, rate: float = 100.0) -
             await asyncio.sleep(1 / rate)
         # the node came back by itself: one more event is accepted, and the log drains
         await post_events(c.http, node, [chat_event("r-last", "r-last", None)])
-        drained = await _until_drained(c.redis_url, 30.0)
+        drained = await until_drained(c.redis_url, 30.0)
         store = RedisStore(c.redis_url)
         await store.start()
         try:
@@ -358,7 +293,7 @@ async def redis_kill(workdir: Path, seconds: float = 6.0, rate: float = 100.0) -
     return figures
 
 
-async def _until_drained(redis_url: str, within: float) -> float:
+async def until_drained(redis_url: str, within: float) -> float:
     """Seconds until the log holds nothing unread or unacknowledged."""
     started = time.monotonic()
     while await log_backlog(redis_url) != (0, 0):
@@ -473,13 +408,14 @@ SMS_ENV = {
 MOBILE = "+4917612345678"
 
 
-class _Provider:
+class Provider:
     """A Messages API that records what it is sent and answers 201 with a sid; or, as a black
     hole, takes the connection and never answers (a provider the dying node is stuck on)."""
 
     def __init__(self, black_hole: bool = False) -> None:
         self.black_hole = black_hole
         self.bodies: list[str] = []
+        self.forms: list[dict[str, str]] = []  # every form it was sent, whole
         self.at: list[float] = []  # when each arrived (monotonic)
         self.seen = asyncio.Event()
         self._closing = asyncio.Event()
@@ -507,6 +443,7 @@ class _Provider:
                 await self._closing.wait()
                 return
             self.bodies.append(form.get("Body", ""))
+            self.forms.append(form)
             self.at.append(time.monotonic())
             sid = f"SM{len(self.bodies):032d}"
             body = json.dumps({"sid": sid, "status": "queued"}).encode()
@@ -532,7 +469,7 @@ async def reply_kill(workdir: Path) -> Figures:
     """An agent's SMS reply is acknowledged by node A, whose provider connection hangs; A is
     killed with SIGKILL and node B started. B takes the reply over and sends it: the provider
     gets it exactly once, and the agent, reconnected to B, hears `message.status` `sent`."""
-    stuck, provider = _Provider(black_hole=True), _Provider()
+    stuck, provider = Provider(black_hole=True), Provider()
     await stuck.start()
     await provider.start()
     try:

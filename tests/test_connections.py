@@ -23,10 +23,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import structlog
 
+from chaos.slow import health_checks, slow_client
 from router.connections import BurstLog, connection_cap, quiet_accept_errors
 from router.logs import configure_logging
 from tests.support import free_port
@@ -82,51 +82,6 @@ def serve(tmp_path: Path, **env: str) -> Iterator[tuple[str, Path]]:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
-
-
-async def slow_client(port: int, until: float, lifetimes: list[float]) -> None:
-    """Trickle a request head, a byte a second, reconnecting (after 0.2 s) whenever the server
-    cuts it off."""
-    while time.monotonic() < until:
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            await asyncio.sleep(0.1)
-            continue
-        opened = time.monotonic()
-        try:
-            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-            while time.monotonic() < until:
-                writer.write(b"a")
-                try:
-                    if await asyncio.wait_for(reader.read(100), 1.0) == b"":
-                        lifetimes.append(time.monotonic() - opened)  # the server closed it
-                        break
-                except TimeoutError:
-                    continue
-        except OSError:  # reset by the server
-            lifetimes.append(time.monotonic() - opened)
-        finally:
-            writer.close()
-        await asyncio.sleep(0.2)
-
-
-async def health_checks(base: str, until: float) -> list[tuple[int, float]]:
-    """A fresh connection per check, every 0.1 s: (status or 0, seconds)."""
-    out: list[tuple[int, float]] = []
-    timeout = aiohttp.ClientTimeout(total=3)
-    async with aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(force_close=True), timeout=timeout
-    ) as http:
-        while time.monotonic() < until:
-            start = time.monotonic()
-            try:
-                async with http.get(f"{base}/healthz") as resp:
-                    out.append((resp.status, time.monotonic() - start))
-            except (aiohttp.ClientError, TimeoutError):
-                out.append((0, time.monotonic() - start))
-            await asyncio.sleep(0.1)
-    return out
 
 
 @pytest.mark.slow

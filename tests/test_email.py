@@ -27,6 +27,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 import queues
 from channels.base import ChannelPorts, RecordingPort
 from channels.email import decode_text, html_to_text, reply_subject
+from chaos.exposure import smtp_send
 from router.app import SERVICE_KEY, create_app
 from router.channel_email import EMAIL_LISTENER_KEY, EMAIL_PORT_KEY, add_email
 from router.settings import load_settings
@@ -101,22 +102,6 @@ class Mailroom:
 
     def events(self) -> list[InboundEvent]:
         return [event for event, _ in self.store.ingested]
-
-
-def smtp_send(
-    port: int, raw: bytes, rcpts: list[str], mail_from: str, size: int | None
-) -> tuple[int, str]:
-    with smtplib.SMTP("127.0.0.1", port, timeout=WAIT) as client:
-        client.ehlo("client.test")
-        code, text = client.mail(mail_from, [f"SIZE={size}"] if size else [])
-        if code != 250:
-            return code, text.decode()
-        for rcpt in rcpts:
-            code, text = client.rcpt(rcpt)
-            if code not in (250, 251):
-                return code, text.decode()
-        code, text = client.data(raw)
-        return code, text.decode()
 
 
 Factory = Callable[..., Awaitable[Mailroom]]
