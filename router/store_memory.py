@@ -517,6 +517,12 @@ class MemoryStore(Store):
             | {h for h in holders if not self._alive(h, node, now_ms)}
         )
         claimed = 0
+        if not dead:  # the common beat: nothing to take over, nothing more to walk
+            if first:
+                self._own.add(node)
+                self._own_jobs.add(node)
+            clash = held_token is not None and held_token != token
+            return Beat(fenced=not first and held_token != token, clash=clash)
         for entry_id, (holder, _since) in list(self._pending.items()):
             if holder in dead:
                 self._pending[entry_id] = (node, now_ms)
