@@ -67,6 +67,9 @@ class ServiceError(Exception):
         self.details = dict(details or {})
 
 
+HELD = ("assigned", "wrapup")  # the engine's states of work an agent holds (welcome.held)
+
+
 class Service:
     """See the module docstring; every public coroutine is one request or one event."""
 
@@ -401,22 +404,24 @@ class Service:
         reading = self.store.view(conversation, self.history_limit)
         decided, view = await asyncio.gather(deciding, reading, return_exceptions=True)
         views = {} if isinstance(view, BaseException) else {conversation: view}
-        if isinstance(decided, ServiceError) and await self._held_by(identity, conversation):
-            # accepted before: this is a retry whose first answer was lost (the node died
-            # between the engine's decision and the push) — answer it again
-            log.info("offer.accept_repeated", agent=identity.id, conversation=conversation)
-            task = await self.engine.task_view(conversation)
-            channel = task["channel"] if task else "chat"
-            decided = [Assigned(conversation, identity.id, channel)]
+        if isinstance(decided, ServiceError):
+            held = await self._held_by(identity, conversation)
+            if held is not None:
+                # accepted before: a retry whose first answer was lost (the node died between
+                # the engine's decision and the push) — answer it again
+                log.info("offer.accept_repeated", agent=identity.id, conversation=conversation)
+                decided = [Assigned(conversation, identity.id, held["channel"])]
         if isinstance(decided, BaseException):
             raise decided
         await self.apply_effects(decided, answer, views=views)
 
     async def _held_by(
         self, identity: AgentIdentity, task_id: str, state: str = "assigned"
-    ) -> bool:
+    ) -> dict[str, Any] | None:
+        """The task's view when the agent holds it in `state`, else None."""
         task = await self.engine.task_view(task_id)
-        return task is not None and task["agent"] == identity.id and task["state"] == state
+        held = task is not None and task["agent"] == identity.id and task["state"] == state
+        return task if held else None
 
     async def held(self, identity: AgentIdentity) -> list[dict[str, str]]:
         """The work the engine has this agent hold — `welcome.held`, so a desktop that missed
@@ -425,8 +430,7 @@ class Service:
         out: list[dict[str, str]] = []
         for task_id in view["tasks"] if view else ():
             task = await self.engine.task_view(task_id)
-            mine = task is not None and task["agent"] == identity.id
-            if mine and task is not None and task["state"] in ("assigned", "wrapup"):
+            if task is not None and task["agent"] == identity.id and task["state"] in HELD:
                 out.append({"conversation": task_id.split("~", 1)[0], "state": task["state"]})
         return out
 
@@ -525,7 +529,10 @@ class Service:
         try:
             effects = await self._engine(self.engine.complete, conversation, identity.id)
         except ServiceError as exc:
-            if exc.code != "conflict" or not await self._held_by(identity, conversation, "wrapup"):
+            if (
+                exc.code != "conflict"
+                or await self._held_by(identity, conversation, "wrapup") is None
+            ):
                 raise
             # completed before: a retry whose answer was lost — say it again, state and all
             log.info("conversation.complete_repeated", agent=identity.id, conversation=conversation)
