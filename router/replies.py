@@ -83,14 +83,8 @@ class Replies:
     async def _reply(self, job: Mapping[str, Any]) -> None:
         svc = self.service
         customer, interaction_id = str(job["cu"]), str(job["ix"])
-        earlier = next(
-            (
-                i
-                for i in await svc.store.history(customer, ANNOTATE_WINDOW)
-                if i.id == interaction_id
-            ),
-            None,
-        )
+        history = await svc.store.history(customer, ANNOTATE_WINDOW)  # read once, used twice
+        earlier = next((i for i in history if i.id == interaction_id), None)
         if earlier is not None and _handed_over(earlier.meta):
             log.info("reply.already_sent", interaction=interaction_id)
             return
@@ -98,7 +92,7 @@ class Replies:
         if conv is None:
             return
         message = await svc.outbound_message(
-            conv, str(job["ch"]), str(job["body"]), interaction_id, str(job["ag"])
+            conv, str(job["ch"]), str(job["body"]), interaction_id, str(job["ag"]), history
         )
         try:
             outcome = await svc.outbound.deliver(message)

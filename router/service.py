@@ -496,12 +496,22 @@ class Service:
         return interaction
 
     async def outbound_message(
-        self, conv: Conversation, channel: str, body: str, interaction: str, agent: str
+        self,
+        conv: Conversation,
+        channel: str,
+        body: str,
+        interaction: str,
+        agent: str,
+        history: Sequence[Interaction] | None = None,
     ) -> OutboundMessage:
-        """What a channel port needs to reply: addresses and the customer's last inbound meta."""
+        """What a channel port needs to reply: addresses and the customer's last inbound meta
+        (from `history`, the customer's latest interactions, when the caller has read them)."""
         customer = await self.store.customer(conv.customer)
+        if history is None:
+            history = await self.store.history(conv.customer, self.history_limit)
         reply_meta: dict[str, Any] = {}
-        for earlier in reversed(await self.store.history(conv.customer, self.history_limit)):
+        recent = history[-self.history_limit :] if self.history_limit else []
+        for earlier in reversed(recent):
             if earlier.direction == "in" and earlier.channel == channel:
                 reply_meta = dict(earlier.meta)
                 if earlier.subject and "subject" not in reply_meta:
