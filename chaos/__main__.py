@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from chaos import edges, exposure, scenarios, sentinel, slow
+from chaos import edges, exposure, provider, scenarios, sentinel, slow
 
 Run = Callable[[Path, bool], Awaitable[scenarios.Figures]]
 
@@ -46,7 +46,7 @@ SCENARIOS: dict[str, tuple[str, str, Run]] = {
     "reply": (
         "SMS reply acked, its node killed -9 mid-send",
         "sent exactly once by a survivor; the agent told `sent`",
-        lambda d, q: scenarios.reply_kill(d),
+        lambda d, q: provider.reply_kill(d),
     ),
     "redis": (
         "Redis kill -9 with AOF (everysec), restart after 1 s",

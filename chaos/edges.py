@@ -35,7 +35,8 @@ from chaos.harness import (
     sign,
     wait_until,
 )
-from chaos.scenarios import MOBILE, SMS_ENV, Figures, Provider, until_drained
+from chaos.provider import MOBILE, SMS_ENV, Provider
+from chaos.scenarios import Figures, until_drained
 from chaos.signed import PUBLIC, SMS_PATH, sign_bytes, twilio_form
 from router.store_redis import RedisStore
 

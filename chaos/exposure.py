@@ -19,7 +19,8 @@ import aiohttp
 from chaos.cluster import cluster
 from chaos.harness import Node, desktops, post_raw, sign, wait_until
 from chaos.processes import free_port
-from chaos.scenarios import SMS_ENV, Figures, Provider
+from chaos.provider import SMS_ENV, Provider
+from chaos.scenarios import Figures
 from chaos.signed import PUBLIC, SMS_PATH, sign_bytes, twilio_form
 
 SUPPORT = "support@example.org"

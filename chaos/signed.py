@@ -13,7 +13,7 @@ import yarl
 
 from channels.sms import compute_signature
 from chaos.harness import WEBHOOK_SECRET, Node
-from chaos.scenarios import SMS_ENV
+from chaos.provider import SMS_ENV
 
 PUBLIC = "https://acd.example.org"
 SMS_PATH = "/v1/channels/sms/twilio"

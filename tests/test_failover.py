@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chaos import scenarios
+from chaos import provider, scenarios
 
 
 async def test_a_node_killed_under_load_is_taken_over_within_seconds(tmp_path: Path) -> None:
@@ -43,6 +43,6 @@ async def test_no_mutated_signature_is_accepted(tmp_path: Path) -> None:
 
 
 async def test_a_reply_acked_by_a_node_that_dies_is_sent_once_by_another(tmp_path: Path) -> None:
-    figures = await scenarios.reply_kill(tmp_path)
+    figures = await provider.reply_kill(tmp_path)
     print(f"\nreply in flight, node kill -9: {figures}")
     assert figures["sent_by_survivor"] == 1 and figures["agent_told"] == "sent", figures
