@@ -52,9 +52,12 @@ class Overloaded(Exception):
     max_backlog_s`): nothing was stored; the adapter should retry after `retry_after_s`."""
 
     def __init__(self, behind_s: float, limit_s: float, retry_after_s: int = 1) -> None:
-        super().__init__(
-            f"routing is {behind_s:.1f} s behind (the bound is {limit_s:g} s); retry later"
+        wait = (
+            "routing has stalled"
+            if behind_s == float("inf")
+            else f"an event accepted now would wait {behind_s:.1f} s"
         )
+        super().__init__(f"{wait} (the bound is {limit_s:g} s); retry later")
         self.behind_s = behind_s
         self.limit_s = limit_s
         self.retry_after_s = retry_after_s

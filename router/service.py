@@ -26,7 +26,7 @@ from queues.base import (
 )
 from queues.errors import RoutingError
 from queues.policy import CHANNELS, GROUPS
-from router.errors import Overloaded
+from router.admission import Admission
 from router.frames import (
     Frame,
     View,
@@ -97,7 +97,7 @@ class Service:
         self.release_after_s = release_after_s
         self.history_limit = history_limit
         self.max_backlog_s = max_backlog_s  # 0: no bound
-        self.behind_s = 0.0  # how long the oldest unrouted event has waited, as last sampled
+        self.admission = Admission(max_backlog_s)
         self.clock = clock
         self._sessions: dict[str, int] = {}
         self._away: dict[str, asyncio.Task[None]] = {}
@@ -165,19 +165,25 @@ class Service:
     async def ingest(self, events: list[InboundEvent]) -> list[Ingested]:
         """Accept adapter events into the durable log (dedupe, identity, conversation).
 
-        Raises `Overloaded`, storing nothing, while the oldest unrouted event has waited
-        `max_backlog_s` or longer: an event accepted then would be routed only after all
-        before it, and an adapter told to retry is better served than one told 202 for a
-        conversation routed minutes later."""
-        if self.max_backlog_s and self.behind_s >= self.max_backlog_s:
-            raise Overloaded(self.behind_s, self.max_backlog_s)
+        Raises `Overloaded`, storing nothing, while an event accepted now would wait in the
+        log past `max_backlog_s` (`router.admission`): an adapter told to retry is better
+        served than one told 202 for a conversation routed minutes later."""
+        self.admit()
+        self.admission.admitted(len(events))
         return await self.store.ingest(events, self.now_ms())
+
+    def admit(self) -> None:
+        """Raise `Overloaded` while the backlog is at its bound: no I/O, so the edges ask it
+        before they read a body (a refusal must cost far less than routing, or refusing
+        starves the consumer that would end the overload)."""
+        self.admission.admit()
 
     async def run_backlog(self, interval_s: float = 0.2) -> None:
         """Sample the log's backlog (one pipeline on Redis) until stopped; ingest reads it."""
         while not self._stopping.is_set():
             try:
-                _entries, self.behind_s = await self.store.backlog()
+                backlog = await self.store.backlog()
+                self.admission.sample(backlog)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the store is down: ingest will say so by itself

@@ -184,6 +184,15 @@ class Job:
 
 
 @dataclass(frozen=True)
+class Backlog:
+    """The log as ingest's gate sees it (`router.admission`)."""
+
+    unread: int = 0  # accepted entries no consumer has read yet
+    oldest_s: float = 0.0  # how long the oldest of them has waited
+    read: int | None = None  # entries the consumers have read, ever (None: the store cannot say)
+
+
+@dataclass(frozen=True)
 class Beat:
     """What one `beat` found."""
 
@@ -263,10 +272,11 @@ class Store(ABC):
         """Entries for this consumer: first ones reclaimed from dead consumers, then new ones."""
 
     @abstractmethod
-    async def backlog(self) -> tuple[int, float]:
-        """(entries, seconds): how many accepted log entries no consumer has read yet, and how
-        long the oldest of them has waited. Entries a consumer holds are not counted: those of
-        a dead node are reclaimed (`claim_idle_ms`), not waited for."""
+    async def backlog(self) -> Backlog:
+        """How many accepted log entries no consumer has read yet, how long the oldest of them
+        has waited, and how many the consumers have read in all (a counter: its rate is how
+        fast routing goes). Entries a consumer holds are not unread: those of a dead node are
+        taken over, not waited for."""
 
     @abstractmethod
     async def ack_log(self, entry_ids: Sequence[str]) -> None:

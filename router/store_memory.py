@@ -63,6 +63,7 @@ from router.store import (
     EDITABLE_FIELDS,
     HELD_STATES,
     PROFILE_FIELDS,
+    Backlog,
     Beat,
     Conversation,
     Customer,
@@ -311,6 +312,7 @@ class MemoryStore(Store):
         self._entries: dict[str, LogEntry] = {}
         self._accepted_ms: dict[str, int] = {}  # entry → when it was accepted, oldest first
         self._new: deque[str] = deque()
+        self._read_total = 0  # entries taken from `_new`, ever: `Backlog.read`
         self._pending: dict[str, tuple[str, int]] = {}
         self._own: set[str] = set()  # consumers that read their own pending entries first
         self._jobs: dict[str, Job] = {}  # outgoing jobs not yet done, oldest first
@@ -434,18 +436,19 @@ class MemoryStore(Store):
                 out.append(replace(self._entries[entry_id], reclaimed=True))
         while self._new and len(out) < count:
             entry_id = self._new.popleft()
+            self._read_total += 1
             if entry_id in self._entries:  # acknowledged before anyone read it
                 self._pending[entry_id] = (consumer, now_ms)
                 out.append(self._entries[entry_id])
         return out
 
-    async def backlog(self) -> tuple[int, float]:
+    async def backlog(self) -> Backlog:
         # not yet read by a consumer: `_new`, oldest first (an entry acknowledged unread is gone
         # from `_entries`)
         oldest = next((self._accepted_ms[e] for e in self._new if e in self._entries), None)
         if oldest is None:
-            return 0, 0.0
-        return len(self._new), max(0.0, self._clock() - oldest / 1000)
+            return Backlog(0, 0.0, self._read_total)
+        return Backlog(len(self._new), max(0.0, self._clock() - oldest / 1000), self._read_total)
 
     async def ack_log(self, entry_ids: Sequence[str]) -> None:
         for entry_id in entry_ids:

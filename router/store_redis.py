@@ -73,6 +73,7 @@ from queues.redis import connect
 from router.store import (
     ANNOTATE_WINDOW,
     Applied,
+    Backlog,
     Beat,
     Conversation,
     Customer,
@@ -397,7 +398,7 @@ class RedisStore(Store):
             args["set"] = count
         return int(await self._eval("desk", args))
 
-    async def backlog(self) -> tuple[int, float]:
+    async def backlog(self) -> Backlog:
         """Entries no consumer has read yet and how long the oldest of them has waited, by
         Redis' own clock (entry ids are Redis milliseconds). Entries read and not yet
         acknowledged are in hand, not behind: a dead node's are reclaimed, not waited for."""
@@ -409,14 +410,16 @@ class RedisStore(Store):
             groups, length, (now_s, now_us) = await pipe.execute()
         group = next((g for g in groups if _text(g.get("name", b"")) == GROUP), None)
         if group is None:
-            return 0, 0.0
+            return Backlog()
+        read = group.get("entries-read")  # Redis 7: the group's read counter (nil if unknown)
+        read = None if read is None else int(read)
         last = _text(group.get("last-delivered-id", b"0-0"))
         unread = await redis.xrange(self._log, min=f"({last}", count=1)
         if not unread:
-            return 0, 0.0
+            return Backlog(0, 0.0, read)
         oldest_ms = int(_text(unread[0][0]).split("-", 1)[0])
         count = int(length) - int(group.get("pending", 0))  # acked entries are deleted
-        return count, max(0.0, now_s + now_us / 1e6 - oldest_ms / 1000)
+        return Backlog(count, max(0.0, now_s + now_us / 1e6 - oldest_ms / 1000), read)
 
     async def ack_log(self, entry_ids: Sequence[str]) -> None:
         if not entry_ids:
