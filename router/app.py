@@ -110,6 +110,7 @@ def create_app(
             settings.server.max_body_bytes,
             on_result=metrics.ingested,
             body_timeout_s=settings.connections.body_timeout_s,
+            admit=service.admit,
         )
     )
     # Registers its drain on shutdown: desktops get 4000 before the service below is closed.

@@ -121,6 +121,10 @@ class SmsWebhooks:
 
     async def inbound(self, request: web.Request) -> web.Response:
         try:
+            try:
+                self.service.admit()  # past the backlog bound: refused before anything is read
+            except Overloaded as exc:
+                raise Refused("overloaded", str(exc)) from None
             params = await self._verified(request)
             sms = _checked(read_inbound, params, self.default_region)
             await self._store(sms)

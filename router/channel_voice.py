@@ -33,7 +33,7 @@ from aiohttp import web
 from channels.base import ChannelRefused, OutboundMessage, OutboundPort
 from channels.voice import MAX_BYTES, BadCall, PbxClient, PbxUnreachable, call_document
 from queues.base import Assigned, Effect
-from router.ingest import BODY_TIMEOUT_S, Ingest, IngestHandler, Refused
+from router.ingest import BODY_TIMEOUT_S, Admit, Ingest, IngestHandler, Refused
 from router.protocol import JSON, BadEvent, DecodeError, validate_event
 from router.service import Service
 from router.settings import Settings
@@ -70,9 +70,10 @@ class VoiceEvents(IngestHandler):
         on_result: Callable[[str, int], None] | None = None,
         *,
         body_timeout_s: float = BODY_TIMEOUT_S,
+        admit: Admit | None = None,
     ) -> None:
         super().__init__(
-            ingest, webhook_secret, MAX_BYTES, on_result, body_timeout_s=body_timeout_s
+            ingest, webhook_secret, MAX_BYTES, on_result, body_timeout_s=body_timeout_s, admit=admit
         )
         self._region = default_region
 
@@ -232,6 +233,7 @@ def add_voice(app: web.Application, service: Service, settings: Settings) -> Non
         settings.sms.default_region,
         count,
         body_timeout_s=settings.connections.body_timeout_s,
+        admit=service.admit,
     )
     app.router.add_post(PATH, events.handle)
     connector = VoiceConnector(service, settings.voice.pbx_url, settings.webhook_secret)

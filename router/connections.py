@@ -55,8 +55,9 @@ class BurstLog:
     """One warning when a burst of `event` starts, then at most one per `every_s` with the
     count of the window; a burst's tail is logged when its window closes."""
 
-    def __init__(self, event: str, every_s: float = 10.0) -> None:
+    def __init__(self, event: str, every_s: float = 10.0, logger: Any = None) -> None:
         self.event = event
+        self._log = log if logger is None else logger
         self.every_s = every_s
         self.total = 0
         self._count = 0
@@ -69,7 +70,7 @@ class BurstLog:
         if self._timer is not None:  # inside a window: count only
             self._count += 1
             return
-        log.warning(self.event, count=1, window_s=0, **fields)
+        self._log.warning(self.event, count=1, window_s=0, **fields)
         self._arm()
 
     def _arm(self) -> None:
@@ -85,13 +86,13 @@ class BurstLog:
             self._timer.cancel()
             self._timer = None
         if self._count:
-            log.warning(self.event, count=self._count, window_s=self.every_s, **self._fields)
+            self._log.warning(self.event, count=self._count, window_s=self.every_s, **self._fields)
             self._count = 0
 
     def _flush(self) -> None:
         self._timer = None
         if self._count:
-            log.warning(self.event, count=self._count, window_s=self.every_s, **self._fields)
+            self._log.warning(self.event, count=self._count, window_s=self.every_s, **self._fields)
             self._count = 0
             self._arm()  # the burst goes on: keep one line per window
 

@@ -9,9 +9,12 @@ stream, 413 for a bomb; `router.body`) → content type (415) → validation of 
 not at all).
 
 Every refusal is one `ingest.refused` log event carrying a reason, the wire code, the field
-and the body's length — never the body, header values or the signature. `on_result(kind, n)`
-counts outcomes for metrics: `accepted` and `duplicate` count events; every refusal reason in
-`REASONS` counts requests.
+and the body's length — never the body, header values or the signature; `overloaded` ones,
+which come in floods, are one line when the burst starts and one per 10 s with the count.
+While routing is at its backlog bound (`admit`, `Service.admit`) a post is refused 503
+before its body is read at all: a refusal has to cost far less than routing an event.
+`on_result(kind, n)` counts outcomes for metrics: `accepted` and `duplicate` count events;
+every refusal reason in `REASONS` counts requests.
 
 The route is decoupled from the service: it takes any `ingest(events) -> [Ingested]`
 coroutine (the app passes `Service.ingest`).
@@ -27,6 +30,7 @@ from aiohttp import web
 
 from router.auth import SIGNATURE_HEADER, signature_ok
 from router.body import BodyRefused, decode, read_raw
+from router.connections import BurstLog
 from router.errors import Overloaded, error_body
 from router.protocol import (
     JSON,
@@ -62,6 +66,7 @@ RETRY: Final = "the events could not be stored; retry"
 
 Ingest = Callable[[list[InboundEvent]], Awaitable[list[Ingested]]]
 OnResult = Callable[[str, int], None]
+Admit = Callable[[], None]  # raises `Overloaded` while routing is at its backlog bound
 
 log = structlog.get_logger("omniroute.ingest")
 
@@ -97,10 +102,11 @@ def ingest_routes(
     *,
     on_result: OnResult | None = None,
     body_timeout_s: float = BODY_TIMEOUT_S,
+    admit: Admit | None = None,
 ) -> list[web.RouteDef]:
     """The routes of adapter ingest, for `app.add_routes(...)`."""
     handler = IngestHandler(
-        ingest, webhook_secret, max_bytes, on_result, body_timeout_s=body_timeout_s
+        ingest, webhook_secret, max_bytes, on_result, body_timeout_s=body_timeout_s, admit=admit
     )
     return [web.post(PATH, handler.handle)]
 
@@ -116,6 +122,7 @@ class IngestHandler:
         on_result: OnResult | None = None,
         *,
         body_timeout_s: float = BODY_TIMEOUT_S,
+        admit: Admit | None = None,
     ) -> None:
         if max_bytes < 1:
             raise ValueError("max_bytes must be at least 1")
@@ -124,10 +131,14 @@ class IngestHandler:
         self._max_bytes = max_bytes
         self._on_result = on_result
         self._body_timeout_s = body_timeout_s
+        self._admit = admit
+        # one line per burst of refusals, not one per post
+        self._overloaded = BurstLog("ingest.refused", logger=log)
 
     async def handle(self, request: web.Request) -> web.Response:
         size = request.content_length or 0
         try:
+            self._gate()
             raw = await self._read(request)
             size = len(raw)
             self._verify(raw, request.headers.get(SIGNATURE_HEADER))
@@ -146,6 +157,16 @@ class IngestHandler:
             "conversations": [row.conversation for row in results],
         }
         return _answer(request, 202, answer)
+
+    def _gate(self) -> None:
+        """Refuse at once while routing is at its backlog bound: before the body is read,
+        verified or parsed, so that refusing costs little beside routing."""
+        if self._admit is None:
+            return
+        try:
+            self._admit()
+        except Overloaded as exc:
+            raise Refused("overloaded", str(exc), retry_after=exc.retry_after_s) from None
 
     async def _read(self, request: web.Request) -> bytes:
         """The body as received, refusing (without reading on) past the size or time limit."""
@@ -195,17 +216,20 @@ class IngestHandler:
     def _refuse(self, request: web.Request, refused: Refused, size: int) -> web.Response:
         status, code = REASONS[refused.reason]
         self._count(refused.reason, 1)
-        emit = log.error if refused.reason == "unavailable" else log.warning
-        extra = {"error": refused.error} if refused.error else {}
-        emit(
-            "ingest.refused",
-            reason=refused.reason,
-            code=code,
-            status=status,
-            field=refused.log_field,
-            bytes=size,
-            **extra,
-        )
+        if refused.reason == "overloaded":  # a flood of them while it lasts: counted per burst
+            self._overloaded.note(reason=refused.reason, code=code, status=status)
+        else:
+            emit = log.error if refused.reason == "unavailable" else log.warning
+            extra = {"error": refused.error} if refused.error else {}
+            emit(
+                "ingest.refused",
+                reason=refused.reason,
+                code=code,
+                status=status,
+                field=refused.log_field,
+                bytes=size,
+                **extra,
+            )
         response = _answer(request, status, error_body(code, refused.message, refused.field))
         if refused.reason in ("too_large", "timeout"):
             response.force_close()  # the rest of the body is discarded, never buffered

@@ -581,3 +581,25 @@ async def test_a_delivery_stuck_on_twilio_does_not_hold_shutdown(
     await twilio_api.wait(1)
     # what shutdown does, with a short drain: the stuck send is cancelled, not waited for
     await asyncio.wait_for(server.service.close(drain_s=0.1), WAIT)
+
+
+async def test_past_the_backlog_bound_a_webhook_is_refused_before_it_is_read(
+    server: SmsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While routing is at its bound Twilio gets 503 (it retries), even for a request whose
+    signature would fail: the form is not read or verified, and nothing is stored."""
+    from router.errors import Overloaded
+
+    def behind() -> None:
+        raise Overloaded(12.0, 10.0)
+
+    a1 = await server.connect("a1")
+    form = inbound(body="later, please")
+    monkeypatch.setattr(server.service, "admit", behind)
+    assert (await server.webhook(form))[0] == 503
+    assert (await server.webhook(form, signature="bm90IGEgc2lnbmF0dXJl"))[0] == 503
+    await no_offer(a1)
+    monkeypatch.undo()  # routing caught up: Twilio's retry of the same MessageSid is taken
+    assert (await server.webhook(form))[0] == 200
+    offer = await offered(a1)
+    assert [i["body"] for i in offer["conversation"]["history"]] == ["later, please"]
