@@ -100,7 +100,8 @@ SCENARIOS: dict[str, tuple[str, str, Run]] = {
     ),
     "overload": (
         "open-loop load at 2x one node's capacity",
-        "0 accepted lost; the rest refused 503 (latency of the accepted: p50_s, p99_s)",
+        "0 accepted lost; the accepted offered within max_backlog_s (p99_s ≤ 10); "
+        "the rest refused 503",
         lambda d, q: scenarios.overload(
             d, rate=400 if q else 1000, seconds=5 if q else 60, agents=50 if q else 300
         ),
