@@ -14,7 +14,7 @@ consumers idle, and the next opening lets a burst in). So:
 from the last sample (`unread`, taken `elapsed` seconds ago) and the events this node has let
 in since (`admitted`): between samples the gate follows its own admissions rather than
 letting a sample's worth of requests through on a stale reading. Ingest is refused while
-`wait_s >= HEADROOM * max_backlog_s`; the headroom (0.7) covers what the estimate cannot
+`wait_s >= HEADROOM * max_backlog_s`; the headroom (0.5) covers what the estimate cannot
 see — other nodes' admissions since the sample, a rate that drops after the event is taken,
 the time a request spends in the node before and after the gate, and the routing and
 delivery after the read — so what is accepted is offered within the bound.
@@ -38,7 +38,7 @@ from collections.abc import Callable
 from router.errors import Overloaded
 from router.store import Backlog
 
-HEADROOM = 0.7
+HEADROOM = 0.5
 HALF_LIFE_S = 2.0
 
 

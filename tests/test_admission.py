@@ -65,10 +65,10 @@ def test_old_entries_at_the_end_of_a_backlog_do_not_shut_the_gate() -> None:
 def test_between_samples_the_gate_counts_what_it_let_in() -> None:
     gate, clock = fed((0.0, 1_000, 1.0, 0), (1.0, 1_000, 1.0, 400))  # 400/s, 2.5 s of work
     assert not refused(gate)
-    gate.admitted(2_400)  # a flood let in right after the reading: 6 s more
-    assert gate.wait_s == pytest.approx(8.5) and refused(gate)
-    clock.now += 2.0  # two seconds of reading at 400/s
-    assert gate.wait_s == pytest.approx(6.5) and not refused(gate)
+    gate.admitted(1_200)  # a flood let in right after the reading: 3 s more
+    assert gate.wait_s == pytest.approx(5.5) and refused(gate)
+    clock.now += 1.0  # a second of reading at 400/s
+    assert gate.wait_s == pytest.approx(4.5) and not refused(gate)
 
 
 def test_a_sample_replaces_the_count_of_admitted() -> None:
