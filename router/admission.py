@@ -19,11 +19,17 @@ see — other nodes' admissions since the sample, a rate that drops after the ev
 the time a request spends in the node before and after the gate, and the routing and
 delivery after the read — so what is accepted is offered within the bound.
 
-The rate is learnt only from intervals that began with unread entries (the consumers were
-busy the whole time, so what they read is what they can do), smoothed with a half-life of
-`HALF_LIFE_S`. Until the first such interval (a node just started, or a store that cannot
-count reads) the oldest entry's age stands in. A rate of zero with work waiting (every
-consumer stuck or dead) makes the wait unbounded: refused until the log moves again.
+The rate is learnt from intervals that began with unread entries (the consumers were busy
+the whole time, so what they read is what they can do), smoothed with a half-life of
+`HALF_LIFE_S`. An interval that began with nothing to read only shows what arrived: a floor
+the rate is raised to, never a reading it is smoothed toward (the first busy interval
+replaces a rate known only as a floor). Until any reads are seen (a node just started, or a
+store that cannot count reads) the oldest entry's age stands in. A read counter that goes
+back (Redis restarted on its append-only file, which may hold an older count) teaches
+nothing. A rate of zero with work waiting at the last reading (every consumer stuck or dead)
+makes the wait unbounded: refused until the log moves again; the first busy interval after a
+stall replaces the zero rather than climbing from it, and a reading with nothing waiting
+reopens the gate.
 
 `sample` is fed by `Service.run_backlog` (one `Store.backlog` call every 0.2 s); `admit` does
 no I/O, so the edges ask it before they read a request's body.
@@ -52,19 +58,26 @@ class Admission:
         self._last = Backlog()
         self._last_at: float | None = None
         self._admitted = 0  # events let in by this node since the last sample
+        self._floor_only = False  # `rate` so far only from intervals that began with no work
 
     def sample(self, backlog: Backlog) -> None:
         """Take one reading of the log."""
         at = self._clock()
         last, since = self._last, self._last_at
         self._last, self._last_at, self._admitted = backlog, at, 0
-        if since is None or at <= since or last.unread == 0:
+        if since is None or at <= since or backlog.read is None or last.read is None:
             return
-        if backlog.read is None or last.read is None:
+        if backlog.read < last.read:  # the counter went back: the store restarted on its log
             return
-        rate = max(0.0, (backlog.read - last.read) / (at - since))
-        if self.rate is None:
-            self.rate = rate
+        rate = (backlog.read - last.read) / (at - since)
+        if last.unread == 0:
+            # The interval began with nothing to read: what was read is what arrived, a floor
+            # under the consumers' speed, not the speed itself.
+            if rate > (self.rate or 0.0):
+                self.rate, self._floor_only = rate, self._floor_only or self.rate is None
+            return
+        if not self.rate or self._floor_only:  # the first busy reading, or the first after a
+            self.rate, self._floor_only = rate, False  # stall: start from it, do not smooth
         else:
             self.rate += (1 - 0.5 ** ((at - since) / HALF_LIFE_S)) * (rate - self.rate)
 
@@ -81,7 +94,10 @@ class Admission:
         unread = self._last.unread + self._admitted - self.rate * elapsed
         if unread <= 0:
             return 0.0
-        return unread / self.rate if self.rate > 0 else math.inf
+        if self.rate > 0:
+            return unread / self.rate
+        # Nothing read while there was work: a stall, if the last reading saw work waiting.
+        return math.inf if self._last.unread else 0.0
 
     def admit(self) -> None:
         """Raise `Overloaded` while an event accepted now would wait past the bound."""

@@ -108,3 +108,42 @@ def test_no_bound_admits_everything() -> None:
     gate = Admission(0.0)
     gate.sample(Backlog(10**6, 3600.0, 0))
     gate.admit()
+
+
+def test_a_read_counter_that_goes_back_teaches_nothing() -> None:
+    """Redis restarted on its append-only file can hold an older count: not a stall."""
+    gate, _ = fed((0.0, 10, 0.1, 500), (1.0, 10, 1.1, 20))
+    assert gate.rate is None
+    assert not refused(gate)
+
+
+def test_after_a_stall_a_log_seen_empty_reopens_the_gate() -> None:
+    """Stalled once, then every reading finds the log empty (the consumers keep up, so no
+    busy interval re-teaches the rate): what the node lets in between readings is not a
+    stall."""
+    gate, clock = fed((0.0, 10, 0.1, 7), (1.0, 10, 1.1, 7), (1.2, 0, 0.0, 7))
+    gate.admitted(1)
+    clock.now += 0.1
+    assert not refused(gate)
+
+
+def test_the_first_busy_interval_after_a_stall_replaces_the_zero() -> None:
+    gate, _ = fed((0.0, 10, 0.1, 7), (1.0, 10, 1.1, 7), (1.2, 0, 0.0, 87))
+    assert gate.rate == pytest.approx(400.0)
+
+
+def test_reads_while_keeping_up_are_a_floor() -> None:
+    gate, _ = fed((0.0, 0, 0.0, 0), (1.0, 0, 0.0, 300))
+    assert gate.rate == pytest.approx(300.0)
+    gate.admitted(1_000)
+    assert gate.wait_s == pytest.approx(1_000 / 300)
+    gate, _ = fed(
+        (0.0, 1_000, 1.0, 0), (1.0, 600, 1.0, 400), (2.0, 0, 0.0, 800), (3.0, 0, 0.0, 900)
+    )
+    assert gate.rate == pytest.approx(400.0)  # a floor below the rate leaves it
+
+
+def test_the_first_busy_interval_replaces_a_floor() -> None:
+    """Light traffic shows 10/s; the burst after it shows what the consumers can do."""
+    gate, _ = fed((0.0, 0, 0.0, 0), (1.0, 5, 0.1, 10), (2.0, 1_000, 0.5, 410))
+    assert gate.rate == pytest.approx(400.0)
