@@ -262,6 +262,11 @@ end
 
 -- internal steps ----------------------------------------------------------------------------
 
+-- Re-file an agent after a change: its ready-set entries and its seat count. Each costs
+-- commands only for what changed: a ready entry is added where it is new or its idle time
+-- moved (ZADD updates a score in place) and removed where it is gone; the seat count is one
+-- hash field per (tier, shown, channels) combination, so a change is one decrement and one
+-- increment whatever the number of channels (stats.lua expands the field per channel).
 local function touch(a)
   local chans = {}
   if a.chosen == 'available' then
@@ -271,9 +276,20 @@ local function touch(a)
   end
   local rsig = a.tier .. '|' .. a.idle .. '|' .. table.concat(chans, ',')
   if rsig ~= (a.rsig or '') then
-    for _, c in ipairs(a.rc or {}) do call('ZREM', key('ready', c, a.rt), a.id) end
-    for _, c in ipairs(chans) do call('ZADD', key('ready', c, a.tier), a.idle, a.id) end
-    a.rt, a.rc, a.rsig = a.tier, chans, rsig
+    local now_in, was_in = {}, {}
+    if a.rt == a.tier then
+      for _, c in ipairs(chans) do now_in[c] = true end
+      if a.ri == a.idle then
+        for _, c in ipairs(a.rc or {}) do was_in[c] = true end
+      end
+    end
+    for _, c in ipairs(a.rc or {}) do
+      if not now_in[c] then call('ZREM', key('ready', c, a.rt), a.id) end
+    end
+    for _, c in ipairs(chans) do
+      if not was_in[c] then call('ZADD', key('ready', c, a.tier), a.idle, a.id) end
+    end
+    a.rt, a.rc, a.ri, a.rsig = a.tier, chans, a.idle, rsig
   end
   local shown = shown_of(a)
   local cc = {}
@@ -284,12 +300,18 @@ local function touch(a)
   end
   local csig = a.tier .. '|' .. shown .. '|' .. table.concat(cc, ',')
   if csig ~= (a.csig or '') then
-    for _, c in ipairs(a.cc or {}) do
-      local field = a.ct .. '|' .. a.cs
-      if call('HINCRBY', key('seats', c), field, -1) <= 0 then call('HDEL', key('seats', c), field) end
+    if a.cc then
+      -- counted under the earlier layout (a hash per channel): take it out of those
+      for _, c in ipairs(a.cc) do
+        local field = a.ct .. '|' .. a.cs
+        if call('HINCRBY', key('seats', c), field, -1) <= 0 then call('HDEL', key('seats', c), field) end
+      end
+      a.cc, a.ct, a.cs = nil, nil, nil
+    elseif a.csig and string.sub(a.csig, -1) ~= '|' then
+      if call('HINCRBY', key('seats'), a.csig, -1) <= 0 then call('HDEL', key('seats'), a.csig) end
     end
-    for _, c in ipairs(cc) do call('HINCRBY', key('seats', c), a.tier .. '|' .. shown, 1) end
-    a.ct, a.cs, a.cc, a.csig = a.tier, shown, cc, csig
+    if #cc > 0 then call('HINCRBY', key('seats'), csig, 1) end
+    a.csig = csig
   end
   if shown ~= a.shown then
     a.shown = shown

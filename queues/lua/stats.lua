@@ -5,6 +5,21 @@
 -- (waiting time of the answered, summed), abandoned,
 -- agents: {tier: {state: n}}}] (an empty map may come back as an empty array).
 
+-- seats: one field per (tier, shown, channels) in `seats`; agents counted before that layout
+-- are still in the per-channel hashes `seats:C` (tier|shown) until they next change
+local seated = {}
+local function seat(c, tier, state, n)
+  if n <= 0 then return end
+  seated[c] = seated[c] or {}
+  seated[c][tier] = seated[c][tier] or {}
+  seated[c][tier][state] = (seated[c][tier][state] or 0) + n
+end
+local combined = call('HGETALL', key('seats'))
+for i = 1, #combined, 2 do
+  local tier, state, chans = string.match(combined[i], '^([^|]*)|([^|]*)|(.*)$')
+  for c in string.gmatch(chans, '[^,]+') do seat(c, tier, state, tonumber(combined[i + 1])) end
+end
+
 local rows = {}
 for _, c in ipairs(CH) do
   local first = call('ZRANGE', key('wait', c), 0, 0, 'WITHSCORES')
@@ -14,15 +29,12 @@ for _, c in ipairs(CH) do
   if #first > 0 then row.longest_ms = NOW - tonumber(first[2]) end
   local counters = call('HGETALL', key('stats', c))
   for i = 1, #counters, 2 do row[counters[i]] = tonumber(counters[i + 1]) end
-  local seats = call('HGETALL', key('seats', c))
-  for i = 1, #seats, 2 do
-    local n = tonumber(seats[i + 1])
-    if n > 0 then
-      local tier, state = string.match(seats[i], '^([^|]*)|(.*)$')
-      row.agents[tier] = row.agents[tier] or {}
-      row.agents[tier][state] = n
-    end
+  local earlier = call('HGETALL', key('seats', c))
+  for i = 1, #earlier, 2 do
+    local tier, state = string.match(earlier[i], '^([^|]*)|(.*)$')
+    seat(c, tier, state, tonumber(earlier[i + 1]))
   end
+  row.agents = seated[c] or {}
   rows[#rows + 1] = row
 end
 return cmsgpack.pack(rows)
