@@ -1,9 +1,9 @@
 """The server's core: events in, routing decisions, frames out. No sockets here.
 
 `Service` joins the routing engine (`queues`), the store (`router.store`) and the outbound
-channel ports (`channels.base`). The HTTP and WebSocket modules (`ingest.py`, `agent_ws.py`,
-`ops.py`) decode what arrives and call it; it answers by pushing frames to agents' outboxes,
-from where every node's sessions deliver them. See `docs/server.md`.
+channel ports (`channels.base`). The HTTP and WebSocket modules (`ingest.py`, `agent_ws.py` and
+`agent_session.py`, `ops.py`) decode what arrives and call it; it answers by pushing frames to
+agents' outboxes, from where every node's sessions deliver them. See `docs/server.md`.
 """
 
 from __future__ import annotations
