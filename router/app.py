@@ -37,7 +37,8 @@ from router.connections import (
 from router.ingest import ingest_routes
 from router.limits import AgentLimits, ChatLimits
 from router.logs import AccessLogger
-from router.ops import Metrics, add_ops_routes
+from router.metrics import Metrics
+from router.ops import add_ops_routes
 from router.recording import add_recording_route
 from router.service import Service
 from router.settings import Settings

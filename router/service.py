@@ -105,7 +105,7 @@ class Service:
         self._stopping = asyncio.Event()
         self._consuming = False
         self._consumer: asyncio.Task[None] | None = None
-        self.metrics: Any = None  # router.ops.Metrics when served; counts offers
+        self.metrics: Any = None  # router.metrics.Metrics when served; counts offers
         self.inbound = Inbound(self)
         self.liveness = Liveness(self, lease_s)
         self.replies = Replies(self)
