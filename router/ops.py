@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -31,6 +30,7 @@ from aiohttp import WSMsgType, web
 
 from queues.base import QueueStats, RoutingEngine
 from router.auth import AuthError, subprotocol_token, verify_token
+from router.clock import rfc3339
 from router.errors import CLOSE_DRAINING, CLOSE_RATE_LIMITED, error_body, http_status
 from router.identity import AgentIdentity
 from router.metrics import METRICS_CONTENT_TYPE, Metrics
@@ -87,12 +87,6 @@ async def read_views(engine: RoutingEngine) -> tuple[list[dict[str, Any]], list[
     async with asyncio.timeout(READ_TIMEOUT_S):
         stats, views = await asyncio.gather(engine.queue_stats(), engine.agents())
     return [queue_row(s) for s in stats], [agent_row(v) for v in views]
-
-
-def rfc3339(when: float) -> str:
-    return (
-        datetime.fromtimestamp(when, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    )
 
 
 # -- the stream's producer ---------------------------------------------------------------------
