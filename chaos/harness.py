@@ -42,8 +42,8 @@ ELIGIBLE = {"normal": {"TRN", "CCS", "PAM", "SAM"}, "SIC": {"PAM", "SAM"}, "CSC"
 # The desktop keeps below the server's client-frame rate limit (20/s, burst 40).
 CLIENT_RATE = 15.0
 CLIENT_BURST = 20.0
-# The server heartbeats a desktop's presence every 5 s (`agent_ws.Limits.heartbeat_s`): the
-# presence TTL of these tests must stay above that (see test_presence_ttl_below_…).
+# The server heartbeats a desktop's presence every 5 s (`router.limits.AgentLimits.heartbeat_s`):
+# the presence TTL of these tests must stay above that (see test_presence_ttl_below_…).
 PRESENCE_TTL_S = 7.0
 
 

@@ -24,7 +24,6 @@ from queues.base import RoutingEngine
 from router import agent_ws
 from router.body import HANDLER_ARGS
 from router.channel_chat import ChatSocket, add_chat
-from router.channel_chat import Limits as ChatLimits
 from router.channel_email import add_email
 from router.channel_sms import add_sms
 from router.channel_voice import add_voice
@@ -36,8 +35,10 @@ from router.connections import (
     quiet_accept_errors,
 )
 from router.ingest import ingest_routes
+from router.limits import AgentLimits, ChatLimits
 from router.logs import AccessLogger
-from router.ops import Metrics, add_ops_routes
+from router.metrics import Metrics
+from router.ops import add_ops_routes
 from router.recording import add_recording_route
 from router.service import Service
 from router.settings import Settings
@@ -115,7 +116,7 @@ def create_app(
     )
     # Registers its drain on shutdown: desktops get 4000 before the service below is closed.
     # Heartbeats well inside the presence TTL, or a connected desktop would expire.
-    limits = agent_ws.Limits(heartbeat_s=min(5.0, settings.policy.presence_ttl_s / 3))
+    limits = AgentLimits(heartbeat_s=min(5.0, settings.policy.presence_ttl_s / 3))
     agent_ws.add_agent_ws(
         app, service, store, settings.jwt_secret, settings.server.allowed_origins, limits
     )

@@ -32,7 +32,6 @@ import os
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
 import structlog
@@ -51,8 +50,8 @@ from channels.chat import (
     message_body,
     ref_of,
 )
-from router.agent_ws import TokenBucket
 from router.errors import CLOSE_DRAINING, CLOSE_RATE_LIMITED, Overloaded, error_body, http_status
+from router.limits import ChatLimits, SharedFrameLimits, Verdict
 from router.protocol import JSON, ProtocolError, decode_frame, encode_frame, validate_event
 from router.service import Service
 from router.settings import Settings
@@ -67,48 +66,10 @@ _SINCE = re.compile(r"[0-9]{1,18}")
 Frame = dict[str, Any]
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Timings and limits of chat sockets; the defaults suit production."""
-
-    ping_s: float = 20.0  # WebSocket ping interval (aiohttp closes a socket that stops answering)
-    send_timeout_s: float = 10.0  # one frame write; slower → closed, the widget reconnects
-    close_timeout_s: float = 2.0
-    rate: float = 5.0  # customer frames per second, sustained, per visitor on this node
-    burst: int = 10
-    strikes: int = 5  # `rate_limited` answers before the socket is closed (one more per s)
-    replay_max: int = 100  # outbox frames looked at for the replay without `since`
-    history: int = 100  # history looked at to find the customer's latest inbound message
-
-
 class State(enum.Enum):
     OPEN = "open"
     CLOSING = "closing"
     CLOSED = "closed"
-
-
-class Buckets:
-    """Token buckets per visitor address on this node, shared by that visitor's sockets."""
-
-    def __init__(self, limits: Limits) -> None:
-        self.limits = limits
-        self._held: dict[str, tuple[TokenBucket, TokenBucket, int]] = {}
-
-    def hold(self, address: str) -> tuple[TokenBucket, TokenBucket]:
-        held = self._held.get(address)
-        if held is None:
-            frames = TokenBucket(self.limits.rate, self.limits.burst)
-            strikes = TokenBucket(1.0, self.limits.strikes)
-            held = (frames, strikes, 0)
-        self._held[address] = (held[0], held[1], held[2] + 1)
-        return held[0], held[1]
-
-    def release(self, address: str) -> None:
-        frames, strikes, count = self._held[address]
-        if count <= 1:
-            del self._held[address]
-        else:
-            self._held[address] = (frames, strikes, count - 1)
 
 
 class ChatSession:
@@ -119,13 +80,13 @@ class ChatSession:
         ws: web.WebSocketResponse,
         visitor: Visitor,
         service: Service,
-        limits: Limits,
-        buckets: Buckets,
+        limits: ChatLimits,
+        shared: SharedFrameLimits,
         since: int | None,
     ) -> None:
         self.ws, self.visitor, self.service, self.limits = ws, visitor, service, limits
         self.store: Store = service.store
-        self.buckets, self.since = buckets, since
+        self.shared, self.since = shared, since
         self.id = str(uuid.uuid4())
         self.state = State.OPEN
         self.customer = visitor.customer
@@ -133,7 +94,7 @@ class ChatSession:
         self._linked = not visitor.linked
         self._wake_event = asyncio.Event()
         self._write_lock = asyncio.Lock()
-        self._frames, self._strikes = buckets.hold(visitor.address)
+        self._rate = shared.hold(visitor.address)  # every socket of this visitor spends it
         self._sender: asyncio.Task[None] | None = None
         self.done = asyncio.Event()  # set when `run` has cleaned up
 
@@ -168,7 +129,7 @@ class ChatSession:
                     await self._sender
             with contextlib.suppress(Exception):
                 await self.store.unlisten(key, self._wake)
-            self.buckets.release(self.visitor.address)
+            self.shared.release(self.visitor.address)
             if not self.ws.closed:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self.ws.close(), self.limits.close_timeout_s)
@@ -279,12 +240,13 @@ class ChatSession:
                 break
 
     async def _on_text(self, data: str) -> None:
-        if not self._frames.take():
-            if not self._strikes.take():
-                await self.close(CLOSE_RATE_LIMITED, "rate limited")
-            else:
-                message = f"at most {self.limits.rate:g} messages per second"
-                await self._error("rate_limited", message, None)
+        verdict = self._rate.take()
+        if verdict is Verdict.CLOSE:
+            await self.close(CLOSE_RATE_LIMITED, "rate limited")
+            return
+        if verdict is Verdict.REFUSE:
+            message = f"at most {self.limits.rate:g} messages per second"
+            await self._error("rate_limited", message, None)
             return
         ref: Any = None
         try:
@@ -349,10 +311,10 @@ def _named(frames: Sequence[tuple[int, Mapping[str, Any]]]) -> str | None:
 class ChatSocket:
     """The `GET /v1/chat/ws` handler: checks everything it can before the upgrade."""
 
-    def __init__(self, service: Service, visitor_secret: str, limits: Limits | None = None):
+    def __init__(self, service: Service, visitor_secret: str, limits: ChatLimits | None = None):
         self.service, self.visitor_secret = service, visitor_secret
-        self.limits = limits or Limits()
-        self.buckets = Buckets(self.limits)
+        self.limits = limits or ChatLimits()
+        self.shared = SharedFrameLimits(self.limits.rate, self.limits.burst, self.limits.strikes)
         self.sessions: set[ChatSession] = set()
         self.draining = False
 
@@ -389,7 +351,7 @@ class ChatSocket:
         if self.draining:
             return self._refused("unavailable", "this node is shutting down")
         await ws.prepare(request)
-        session = ChatSession(ws, visitor, self.service, self.limits, self.buckets, since)
+        session = ChatSession(ws, visitor, self.service, self.limits, self.shared, since)
         self.sessions.add(session)
         try:
             await session.run()
@@ -418,7 +380,7 @@ def add_chat(
     service: Service,
     settings: Settings,
     *,
-    limits: Limits | None = None,
+    limits: ChatLimits | None = None,
     visitor_secret: str | None = None,
 ) -> ChatSocket:
     """Add `GET /v1/chat/ws`, register the chat outbound port, drain widgets on shutdown.

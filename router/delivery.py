@@ -6,7 +6,7 @@ what `Store.since` replays. Just before a frame is written it applies the **send
 filter**: a frame with customer content passes only while the customer's client group, as the
 store knows it now, allows the agent's tier (`Service.visible`, which asks
 `Store.client_group`); one that fails becomes `withheld`, so the sequence has no silent gap
-and nothing of the customer leaks. The socket handler (`router.agent_ws.Session`) owns the
+and nothing of the customer leaks. The socket handler (`router.agent_session.Session`) owns the
 socket, the lock and the closing; this module owns no socket and no task.
 """
 

@@ -22,17 +22,12 @@ from queues.base import (
     PresenceChanged,
     TaskEnded,
 )
+from router.clock import rfc3339
 from router.store import EDITABLE_FIELDS, Conversation, Customer, Interaction
 
 Frame = dict[str, Any]
 View = tuple[Conversation | None, Customer | None, list[Interaction]]
 State = tuple[str, str, str | None]  # (conversation, state, agent)
-
-
-def iso(seconds: float) -> str:
-    """RFC 3339 UTC with milliseconds, e.g. 2026-11-23T12:00:00.000Z."""
-    stamp = datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
-    return stamp.replace("+00:00", "Z")
 
 
 def age_of(birthday: Any, today: date) -> int | None:
@@ -146,7 +141,7 @@ def shape(
                 "reservation": effect.reservation,
                 "conversation": conversation_view(conv_id, views[conv_id], "offered"),
                 "channel": effect.channel,
-                "expires_at": iso(effect.expires_at),
+                "expires_at": rfc3339(effect.expires_at),
             }
             out.frames.append((effect.agent, frame))
         elif isinstance(effect, OfferRevoked):

@@ -8,11 +8,12 @@ scrapers and load balancers, and carry nothing but counts.
 
 The stream has one producer per app: it reads one snapshot per interval, encodes it once and
 hands the same text to every subscriber without waiting on any; a subscriber that falls behind
-is dropped (close 4029, "reconnect after a back-off").
+is dropped (close 4029, "reconnect after a back-off"). `/metrics` serves what `router.metrics`
+counts and renders; the counting lives there.
 
 Wiring (in `create_app`)::
 
-    metrics = Metrics()
+    metrics = Metrics()  # router.metrics
     add_ops_routes(app, engine, settings.jwt_secret, metrics=metrics,
                    engine_kind=settings.redis.engine)   # also registers close_all on shutdown
 """
@@ -22,21 +23,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
-from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 from aiohttp import WSMsgType, web
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from queues.base import QueueStats, RoutingEngine
 from router.auth import AuthError, subprotocol_token, verify_token
+from router.clock import rfc3339
 from router.errors import CLOSE_DRAINING, CLOSE_RATE_LIMITED, error_body, http_status
 from router.identity import AgentIdentity
+from router.metrics import METRICS_CONTENT_TYPE, Metrics
 from router.protocol import JSON
 
 log = structlog.get_logger("omniroute.ops")
@@ -47,129 +44,6 @@ READ_TIMEOUT_S = 2.0  # one view read (snapshot, scrape) may take this long
 BACKLOG = 2  # snapshots a subscriber may have unsent before it is dropped
 SHUTDOWN_WAIT_S = 5.0  # close_all waits this long for every stream to close
 CLOSE_WAIT_S = 1.0  # a close handshake on shutdown or drop waits this long, then aborts
-
-METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # what generate_latest writes
-INGEST_RESULTS = ("accepted", "duplicate", "refused")
-SOCKET_KINDS = ("agent", "ops", "chat")
-_REASON = re.compile(r"[a-z_]{1,32}")
-
-
-# -- metrics ---------------------------------------------------------------------------------
-
-
-class Metrics:
-    """The app's counters, in its own `CollectorRegistry` (several apps per process don't clash).
-
-    Other modules call these five methods; labels are fixed sets, so no id ever becomes a label:
-
-    * `ingested(result, n=1)` — `/v1/events`: `accepted` or `duplicate` (events), or a refusal
-      reason such as `bad_signature` (requests; counted as `refused` and by reason)
-    * `offered(n=1)` — offers made to agents
-    * `sent(kind, n=1)` — frames written to sockets of kind `agent`, `ops` or `chat`
-    * `session(kind)` — context manager around a socket's life (the `ws_sessions` gauge)
-    * `dropped(kind)` — a socket closed because it could not keep up
-    """
-
-    def __init__(self) -> None:
-        self.registry = r = CollectorRegistry(auto_describe=True)
-        self._ingested = Counter(
-            "omniroute_events_ingested", "Ingest events", ["result"], registry=r
-        )
-        self._refused = Counter("omniroute_ingest_refused", "Refusals", ["reason"], registry=r)
-        self._offers = Counter("omniroute_offers", "Offers made to agents", registry=r)
-        self._frames = Counter("omniroute_frames_sent", "Frames written", ["kind"], registry=r)
-        self._sessions = Gauge("omniroute_ws_sessions", "Open sockets", ["kind"], registry=r)
-        self._dropped = Counter("omniroute_ws_dropped", "Sockets too slow", ["kind"], registry=r)
-        # the children, made once: labels() per call costs a lock and a lookup on hot paths
-        self._ingested_by = {
-            result: self._ingested.labels(result=result) for result in INGEST_RESULTS
-        }
-        self._frames_by = {kind: self._frames.labels(kind=kind) for kind in SOCKET_KINDS}
-        for kind in SOCKET_KINDS:
-            self._sessions.labels(kind=kind)
-            self._dropped.labels(kind=kind)
-
-    def ingested(self, result: str, n: int = 1) -> None:
-        """`accepted`/`duplicate` count events; any other value is a refusal reason (one
-        request), counted as `refused` and by reason. Fits `router.ingest`'s `on_result`."""
-        if result in ("accepted", "duplicate"):
-            self._ingested_by[result].inc(n)
-            return
-        if not _REASON.fullmatch(result):
-            raise ValueError("a refusal reason is 1-32 of a-z and _")
-        self._ingested.labels(result="refused").inc(n)
-        self._refused.labels(reason="other" if result == "refused" else result).inc(n)
-
-    def offered(self, n: int = 1) -> None:
-        self._offers.inc(n)
-
-    def sent(self, kind: str, n: int = 1) -> None:
-        child = self._frames_by.get(kind)
-        if child is None:
-            raise ValueError(f"kind must be one of {', '.join(SOCKET_KINDS)}")
-        child.inc(n)
-
-    def dropped(self, kind: str) -> None:
-        self._dropped.labels(kind=_kind(kind)).inc()
-
-    @contextlib.contextmanager
-    def session(self, kind: str) -> Iterator[None]:
-        gauge = self._sessions.labels(kind=_kind(kind))
-        gauge.inc()
-        try:
-            yield
-        finally:
-            gauge.dec()
-
-
-def _kind(kind: str) -> str:
-    if kind not in SOCKET_KINDS:
-        raise ValueError(f"kind must be one of {', '.join(SOCKET_KINDS)}")
-    return kind
-
-
-class _Scrape(Collector):
-    """One scrape: the app's registry plus gauges from `queue_stats()` read just before."""
-
-    def __init__(self, registry: CollectorRegistry, stats: list[QueueStats] | None) -> None:
-        self.registry = registry
-        self.stats = stats
-
-    def collect(self) -> Iterable[Metric]:
-        yield from self.registry.collect()
-        up = GaugeMetricFamily("omniroute_engine_up", "1 when the engine answered the scrape")
-        up.add_metric([], 0 if self.stats is None else 1)
-        yield up
-        if self.stats is None:
-            return
-        q = ["queue"]
-        waiting = GaugeMetricFamily("omniroute_queue_waiting", "Tasks waiting", labels=q)
-        longest = GaugeMetricFamily(
-            "omniroute_queue_longest_wait_seconds", "Wait of the oldest waiting task", labels=q
-        )
-        agents = GaugeMetricFamily(
-            "omniroute_queue_agents",
-            "Logged-in agents serving the queue, by tier and state",
-            labels=["queue", "tier", "state"],
-        )
-        counters = {
-            key: CounterMetricFamily(f"omniroute_queue_{key}", doc, labels=q)
-            for key, doc in (
-                ("offered", "Offers made for the queue's tasks"),
-                ("answered", "Tasks accepted by an agent"),
-                ("answered_in_threshold", "Tasks accepted within the service-level threshold"),
-                ("abandoned", "Tasks withdrawn before an agent took them"),
-            )
-        }
-        for row in self.stats:
-            waiting.add_metric([row.name], row.waiting)
-            longest.add_metric([row.name], row.longest_wait_s)
-            for tier, states in row.agents.items():
-                for state, count in states.items():
-                    agents.add_metric([row.name, tier, state], count)
-            for key, family in counters.items():
-                family.add_metric([row.name], getattr(row, key))
-        yield from (waiting, longest, agents, *counters.values())
 
 
 # -- rows --------------------------------------------------------------------------------------
@@ -213,12 +87,6 @@ async def read_views(engine: RoutingEngine) -> tuple[list[dict[str, Any]], list[
     async with asyncio.timeout(READ_TIMEOUT_S):
         stats, views = await asyncio.gather(engine.queue_stats(), engine.agents())
     return [queue_row(s) for s in stats], [agent_row(v) for v in views]
-
-
-def rfc3339(when: float) -> str:
-    return (
-        datetime.fromtimestamp(when, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    )
 
 
 # -- the stream's producer ---------------------------------------------------------------------
@@ -482,7 +350,7 @@ class Ops:
         except Exception as exc:
             log.warning("metrics.read_failed", error=type(exc).__name__)
             stats = None
-        body = generate_latest(_Scrape(self.metrics.registry, stats))
+        body = self.metrics.exposition(stats)
         return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     async def readyz(self, request: web.Request) -> web.Response:

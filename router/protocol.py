@@ -24,6 +24,7 @@ from typing import Any, Final
 
 import msgpack
 
+from router.clock import rfc3339_moment
 from router.store import PROFILE_FIELDS, InboundEvent
 
 MAX_DEPTH: Final = 32  # nesting of maps and arrays in any decoded document
@@ -481,7 +482,7 @@ def _time(value: Any, field: str) -> str:
         ).astimezone(UTC)
     except (ValueError, OverflowError):
         raise BadEvent("must be a real RFC 3339 time", field) from None
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return rfc3339_moment(moment)
 
 
 def _meta(value: Any, field: str) -> dict[str, Any]:

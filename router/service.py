@@ -1,9 +1,9 @@
 """The server's core: events in, routing decisions, frames out. No sockets here.
 
 `Service` joins the routing engine (`queues`), the store (`router.store`) and the outbound
-channel ports (`channels.base`). The HTTP and WebSocket modules (`ingest.py`, `agent_ws.py`,
-`ops.py`) decode what arrives and call it; it answers by pushing frames to agents' outboxes,
-from where every node's sessions deliver them. See `docs/server.md`.
+channel ports (`channels.base`). The HTTP and WebSocket modules (`ingest.py`, `agent_ws.py` and
+`agent_session.py`, `ops.py`) decode what arrives and call it; it answers by pushing frames to
+agents' outboxes, from where every node's sessions deliver them. See `docs/server.md`.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ class Service:
         self._stopping = asyncio.Event()
         self._consuming = False
         self._consumer: asyncio.Task[None] | None = None
-        self.metrics: Any = None  # router.ops.Metrics when served; counts offers
+        self.metrics: Any = None  # router.metrics.Metrics when served; counts offers
         self.inbound = Inbound(self)
         self.liveness = Liveness(self, lease_s)
         self.replies = Replies(self)

@@ -23,17 +23,17 @@ from yarl import URL
 
 import queues
 from queues.policy import Policy
+from router.agent_session import CLOSE_SLOW
 from router.agent_ws import (
-    CLOSE_SLOW,
     SUBPROTOCOL_JSON,
     SUBPROTOCOL_MSGPACK,
-    Limits,
     add_agent_ws,
     agent_ws_routes,
     close_all,
     sessions,
 )
 from router.errors import CLOSE_DRAINING, CLOSE_RATE_LIMITED
+from router.limits import AgentLimits
 from router.service import Service
 from router.store import InboundEvent, Store
 from router.store_memory import MemoryStore
@@ -102,7 +102,7 @@ async def make_server() -> AsyncIterator[Factory]:
     made: list[tuple[web.AppRunner, Service, aiohttp.ClientSession]] = []
 
     async def factory(
-        limits: Limits | None = None,
+        limits: AgentLimits | None = None,
         origins: tuple[str, ...] = (),
         outbox_keep: int | None = None,
         grace_s: float = 10.0,
@@ -117,7 +117,7 @@ async def make_server() -> AsyncIterator[Factory]:
         service = Service(engine, store, offline_grace_s=grace_s, clock=clock)
         await service.start()
         app = web.Application()
-        app.add_routes(agent_ws_routes(service, store, SECRET, origins, limits or Limits()))
+        app.add_routes(agent_ws_routes(service, store, SECRET, origins, limits or AgentLimits()))
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -489,7 +489,7 @@ async def test_frame_of_exactly_64_kib_is_read(server: Server) -> None:
 
 
 async def test_rate_limit_answers_then_closes(make_server: Factory) -> None:
-    server = await make_server(limits=Limits(rate=1, burst=2, strikes=2))
+    server = await make_server(limits=AgentLimits(rate=1, burst=2, strikes=2))
     ws = await server.connect()
     await until(ws, "presence")
     for n in range(8):
@@ -535,7 +535,7 @@ async def test_the_session_keeps_presence_alive_with_service_heartbeats(
     make_server: Factory,
 ) -> None:
     clock = FakeClock(time.time())
-    server = await make_server(limits=Limits(heartbeat_s=0.02), clock=clock)
+    server = await make_server(limits=AgentLimits(heartbeat_s=0.02), clock=clock)
     ws = await server.connect("h1")
     await until(ws, "presence")
     view = await server.service.engine.agent_view("h1")
@@ -606,7 +606,7 @@ async def stalled_desktop(server: Server, agent: str) -> socket.socket:
 
 
 async def test_a_stalled_desktop_is_dropped_without_holding_up_anyone(make_server: Factory) -> None:
-    server = await make_server(limits=Limits(send_timeout_s=0.3, close_timeout_s=0.3))
+    server = await make_server(limits=AgentLimits(send_timeout_s=0.3, close_timeout_s=0.3))
     sock = await stalled_desktop(server, "slow")
     try:
         other = await server.connect("fast")

@@ -25,15 +25,16 @@ from aiohttp import WSMsgType, web
 import queues
 from channels.chat import VISITOR_PREFIX, ChatRefused, from_token, outbox_key
 from router.app import CHAT_KEY, create_app
-from router.channel_chat import ChatSocket, Limits
+from router.channel_chat import ChatSocket
 from router.errors import CLOSE_DRAINING, CLOSE_RATE_LIMITED
+from router.limits import ChatLimits
 from router.logs import AccessLogger
 from router.settings import load_settings
 from router.store import Store
 from tests.test_e2e import WAIT, Desk, QuickStore, base_env, event, make_token, offered, sign, take
 
 VISITOR_SECRET = "chat-visitor-secret-" + "v" * 32
-LIMITS = Limits(rate=5.0, burst=10, strikes=3, ping_s=5.0)
+LIMITS = ChatLimits(rate=5.0, burst=10, strikes=3, ping_s=5.0)
 
 Frame = dict[str, Any]
 
@@ -172,7 +173,7 @@ async def nodes() -> AsyncIterator[NodeFactory]:
     async def factory(
         domain: str | None = None,
         store_factory: Callable[[Any], Store] | None = None,
-        limits: Limits = LIMITS,
+        limits: ChatLimits = LIMITS,
         **overrides: Any,
     ) -> Node:
         domain = domain or f"chat-{uuid.uuid4().hex[:12]}"
@@ -385,7 +386,7 @@ def test_token_claims_are_checked() -> None:
 
 async def test_bad_frames_are_refused_and_store_nothing() -> None:
     async with nodes() as factory:
-        node = await factory(limits=Limits(rate=100.0, burst=100))
+        node = await factory(limits=ChatLimits(rate=100.0, burst=100))
         await _bad_frames(node)
 
 

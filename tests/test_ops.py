@@ -19,7 +19,8 @@ import queues
 from queues.base import RoutingEngine
 from queues.policy import Policy
 from router.errors import CLOSE_DRAINING, CLOSE_RATE_LIMITED
-from router.ops import OPS_KEY, Metrics, OpsHub, add_ops_routes
+from router.metrics import Metrics
+from router.ops import OPS_KEY, OpsHub, add_ops_routes
 from tests.support import FakeClock
 
 SECRET = "ops-test-signing-secret-of-32-bytes-or-more"

@@ -1,0 +1,96 @@
+"""The fields of the desktop's frames, checked at the edge: each checker returns the value or
+raises `Invalid` naming the field, which the session answers with `error` {code: invalid, field}.
+
+Pure functions over decoded frames (no socket, no I/O), so the session's handlers read as
+"take these fields, call the Service" (`router.agent_session` imports this module as `check`).
+Imports only `router.store`, for the customer fields an agent may edit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+from router.store import EDITABLE_FIELDS
+
+Frame = dict[str, Any]
+
+MAX_FRAME_BYTES: Final = 64 * 1024  # larger client frames close the socket with 1009
+MAX_ID: Final = 200  # ids and refs from clients: non-empty strings up to this many characters
+
+
+class Invalid(Exception):
+    """Raised when a client frame is malformed; `field` names the culprit."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.field = message, field
+
+
+def text(frame: Frame, name: str, optional: bool = False, limit: int = MAX_ID) -> str | None:
+    """A non-empty string of at most `limit` characters (or None, when optional and absent)."""
+    value = frame.get(name)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value or len(value) > limit:
+        need = f"a non-empty string of at most {limit} characters"
+        raise Invalid(f"{name} {'is missing' if value is None else 'must be ' + need}", name)
+    return value
+
+
+def need(frame: Frame, name: str) -> str:
+    """A required id: `text` that cannot be None."""
+    value = text(frame, name)
+    assert value is not None
+    return value
+
+
+def choice(frame: Frame, name: str, allowed: Sequence[str], optional: bool = False) -> str | None:
+    """One of `allowed` (or None, when optional and absent)."""
+    value = frame.get(name)
+    if value is None and optional:
+        return None
+    if value not in allowed:
+        raise Invalid(f"{name} must be one of {', '.join(allowed)}", name)
+    return str(value)
+
+
+def ref(frame: Frame) -> Any:
+    """The client's `ref`, echoed on the answer: absent, a short string or a safe integer."""
+    value = frame.get("ref")
+    ok = value is None or (isinstance(value, str) and len(value) <= MAX_ID)
+    ok = ok or (isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**53)
+    if not ok:
+        raise Invalid(f"ref must be a string of at most {MAX_ID} characters or an integer", "ref")
+    return value
+
+
+def frame_type(frame: Frame) -> str:
+    """The frame's `type`, a string (whether a handler knows it is the dispatcher's question)."""
+    kind = frame.get("type")
+    if not isinstance(kind, str):
+        raise Invalid("type is missing" if kind is None else "type must be a string", "type")
+    return kind
+
+
+def version(frame: Frame) -> int:
+    """`customer.update`'s `version`: the customer version the edit was made against."""
+    value = frame.get("version")
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise Invalid("version must be an integer >= 0", "version")
+    return value
+
+
+def editable_fields(frame: Frame) -> dict[str, str]:
+    """`customer.update`'s `fields`: a non-empty object of editable fields, each a string."""
+    fields = frame.get("fields")
+    if not isinstance(fields, dict) or not fields:
+        raise Invalid(
+            f"fields must be an object with any of {', '.join(EDITABLE_FIELDS)}", "fields"
+        )
+    for name, value in fields.items():
+        if name not in EDITABLE_FIELDS:
+            raise Invalid(f"{str(name)[:MAX_ID]} is not editable", f"fields.{name}")
+        if not isinstance(value, str):
+            raise Invalid(f"fields.{name} must be a string", f"fields.{name}")
+    return fields
