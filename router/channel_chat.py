@@ -424,7 +424,7 @@ def add_chat(
     """Add `GET /v1/chat/ws`, register the chat outbound port, drain widgets on shutdown.
 
     The visitor secret is read from `OMNIROUTE_VISITOR_SECRET` (an environment-only variable,
-    see `router.settings.ENV_ONLY`); without it only anonymous visitors can connect.
+    see `router.settings_keys.ENV_ONLY`); without it only anonymous visitors can connect.
     `settings` is taken for the common `add_<channel>` shape; nothing in it is chat-specific.
     """
     del settings
