@@ -41,6 +41,7 @@ from aiohttp import WSMsgType, web
 
 from queues.policy import CHANNELS, GROUPS, TIERS
 from router.auth import AuthError, subprotocol_token, verify_token
+from router.codec import JSON, MSGPACK, Codec, decode_frame, encode_frame
 from router.delivery import Delivery
 from router.errors import (
     CLOSE_DRAINING,
@@ -48,11 +49,11 @@ from router.errors import (
     CLOSE_HEARTBEAT,
     CLOSE_RATE_LIMITED,
     CLOSE_UNAUTHORIZED,
+    ProtocolError,
     error_body,
     http_status,
     unreachable,
 )
-from router.protocol import JSON, MSGPACK, Codec, ProtocolError, decode_frame, encode_frame
 from router.service import AgentIdentity, Service, ServiceError
 from router.store import EDITABLE_FIELDS, Store
 

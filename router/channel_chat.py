@@ -52,8 +52,16 @@ from channels.chat import (
     ref_of,
 )
 from router.agent_ws import TokenBucket
-from router.errors import CLOSE_DRAINING, CLOSE_RATE_LIMITED, Overloaded, error_body, http_status
-from router.protocol import JSON, ProtocolError, decode_frame, encode_frame, validate_event
+from router.codec import JSON, decode_frame, encode_frame
+from router.errors import (
+    CLOSE_DRAINING,
+    CLOSE_RATE_LIMITED,
+    Overloaded,
+    ProtocolError,
+    error_body,
+    http_status,
+)
+from router.protocol import validate_event
 from router.service import Service
 from router.settings import Settings
 from router.store import Frames, InboundEvent, Store, UnknownCustomer

@@ -35,9 +35,9 @@ from prometheus_client.registry import Collector
 
 from queues.base import QueueStats, RoutingEngine
 from router.auth import AuthError, subprotocol_token, verify_token
+from router.codec import JSON
 from router.errors import CLOSE_DRAINING, CLOSE_RATE_LIMITED, error_body, http_status
 from router.identity import AgentIdentity
-from router.protocol import JSON
 
 log = structlog.get_logger("omniroute.ops")
 
