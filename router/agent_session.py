@@ -37,6 +37,7 @@ from aiohttp import WSMsgType, web
 from queues.policy import CHANNELS, GROUPS, TIERS
 from router import agent_fields as check
 from router.agent_fields import MAX_FRAME_BYTES, MAX_ID, Frame, Invalid
+from router.codec import Codec, decode_frame, encode_frame
 from router.delivery import Delivery
 from router.errors import (
     CLOSE_DRAINING,
@@ -44,10 +45,10 @@ from router.errors import (
     CLOSE_HEARTBEAT,
     CLOSE_RATE_LIMITED,
     CLOSE_UNAUTHORIZED,
+    ProtocolError,
     unreachable,
 )
 from router.limits import AgentLimits, FrameLimit, Verdict
-from router.protocol import Codec, ProtocolError, decode_frame, encode_frame
 from router.service import AgentIdentity, Service, ServiceError
 from router.store import Store
 

@@ -28,9 +28,9 @@ from aiohttp import web
 from router.agent_fields import MAX_FRAME_BYTES
 from router.agent_session import Session
 from router.auth import AuthError, subprotocol_token, verify_token
+from router.codec import JSON, MSGPACK, Codec
 from router.errors import CLOSE_DRAINING, error_body, http_status
 from router.limits import AgentLimits
-from router.protocol import JSON, MSGPACK, Codec
 from router.service import Service
 from router.store import Store
 

@@ -50,9 +50,17 @@ from channels.chat import (
     message_body,
     ref_of,
 )
-from router.errors import CLOSE_DRAINING, CLOSE_RATE_LIMITED, Overloaded, error_body, http_status
+from router.codec import JSON, decode_frame, encode_frame
+from router.errors import (
+    CLOSE_DRAINING,
+    CLOSE_RATE_LIMITED,
+    Overloaded,
+    ProtocolError,
+    error_body,
+    http_status,
+)
 from router.limits import ChatLimits, SharedFrameLimits, Verdict
-from router.protocol import JSON, ProtocolError, decode_frame, encode_frame, validate_event
+from router.protocol import validate_event
 from router.service import Service
 from router.settings import Settings
 from router.store import Frames, InboundEvent, Store, UnknownCustomer
@@ -386,7 +394,7 @@ def add_chat(
     """Add `GET /v1/chat/ws`, register the chat outbound port, drain widgets on shutdown.
 
     The visitor secret is read from `OMNIROUTE_VISITOR_SECRET` (an environment-only variable,
-    see `router.settings.ENV_ONLY`); without it only anonymous visitors can connect.
+    see `router.settings_keys.ENV_ONLY`); without it only anonymous visitors can connect.
     `settings` is taken for the common `add_<channel>` shape; nothing in it is chat-specific.
     """
     del settings

@@ -50,8 +50,8 @@ from channels.sms import (
     signature_ok,
 )
 from router.body import BodyRefused, codings, read_raw
-from router.errors import Overloaded, error_body
-from router.protocol import BadEvent, validate_event
+from router.errors import BadEvent, Overloaded, error_body
+from router.protocol import validate_event
 from router.service import Service
 from router.settings import Settings
 from router.store import ANNOTATE_WINDOW, Interaction

@@ -33,8 +33,10 @@ from aiohttp import web
 from channels.base import ChannelRefused, OutboundMessage, OutboundPort
 from channels.voice import MAX_BYTES, BadCall, PbxClient, PbxUnreachable, call_document
 from queues.base import Assigned, Effect
+from router.codec import JSON
+from router.errors import BadEvent, DecodeError
 from router.ingest import BODY_TIMEOUT_S, Admit, Ingest, IngestHandler, Refused
-from router.protocol import JSON, BadEvent, DecodeError, validate_event
+from router.protocol import validate_event
 from router.service import Service
 from router.settings import Settings
 from router.store import InboundEvent

@@ -22,13 +22,8 @@ from queues import create_engine
 from queues.base import MAX_ID
 from queues.errors import RoutingError
 from queues.policy import TIERS
-from router.settings import (
-    Override,
-    Settings,
-    SettingsError,
-    describe_engine,
-    load_settings,
-)
+from router.settings import Override, Settings, describe_engine, load_settings
+from router.settings_keys import SettingsError
 
 USAGE_ERROR = 2
 ROLES = ("agent", "supervisor", "ops")

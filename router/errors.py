@@ -1,4 +1,8 @@
-"""Wire error codes → HTTP status and WebSocket close codes, in one table.
+"""Wire error codes → HTTP status and WebSocket close codes, in one table; the edge's errors.
+
+The errors raised on input from outside live here too (`ProtocolError` and its kinds): the
+codecs (`router/codec.py`) raise some, event validation (`router/protocol.py`) others, and both
+import them from here, below either of them. Imports nothing of `router`.
 
 Close codes follow one rule a client can act on without knowing each code:
 4000-4499 "reconnect (after a back-off)", 4500-4999 "do not reconnect with these credentials".
@@ -67,3 +71,29 @@ def unreachable(exc: BaseException) -> bool:
     """The store or the engine could not be reached (Redis down, a socket timed out): the
     request may succeed on a retry, so it is answered `unavailable`, not `internal`."""
     return isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError))
+
+
+class ProtocolError(ValueError):
+    """Raised when input from outside is malformed; `field` says where (None: the whole body).
+
+    `log_field` is `field` with any part taken from the input (an unknown key's name) masked,
+    so it can be logged next to ids.
+    """
+
+    def __init__(self, message: str, field: str | None = None, log_field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.log_field = field if log_field is None else log_field
+
+
+class DecodeError(ProtocolError):
+    """Raised when bytes are not one well-formed, bounded document of the codec."""
+
+
+class UnsupportedMediaType(ProtocolError):
+    """Raised when a body's content type is neither JSON nor msgpack (HTTP 415)."""
+
+
+class BadEvent(ProtocolError):
+    """Raised when an ingest body, or one event in it, breaks the contract (HTTP 400)."""

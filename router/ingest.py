@@ -30,17 +30,10 @@ from aiohttp import web
 
 from router.auth import SIGNATURE_HEADER, signature_ok
 from router.body import BodyRefused, decode, read_raw
+from router.codec import JSON, MSGPACK, Codec, codec_for
 from router.connections import BurstLog
-from router.errors import Overloaded, error_body
-from router.protocol import (
-    JSON,
-    MSGPACK,
-    BadEvent,
-    Codec,
-    UnsupportedMediaType,
-    codec_for,
-    parse_events,
-)
+from router.errors import BadEvent, Overloaded, UnsupportedMediaType, error_body
+from router.protocol import parse_events
 from router.store import InboundEvent, Ingested
 
 PATH: Final = "/v1/events"

@@ -31,10 +31,10 @@ from aiohttp import WSMsgType, web
 from queues.base import QueueStats, RoutingEngine
 from router.auth import AuthError, subprotocol_token, verify_token
 from router.clock import rfc3339
+from router.codec import JSON
 from router.errors import CLOSE_DRAINING, CLOSE_RATE_LIMITED, error_body, http_status
 from router.identity import AgentIdentity
 from router.metrics import METRICS_CONTENT_TYPE, Metrics
-from router.protocol import JSON
 
 log = structlog.get_logger("omniroute.ops")
 

@@ -1,36 +1,28 @@
-"""Wire shapes at the edge: the JSON and msgpack codecs, and validation of adapter events.
+"""Inbound events at the edge: validation of adapter events into `InboundEvent`s.
 
-One module owns both codecs so that a document means the same thing whichever one carried it:
-every decoded tree is checked the same way (string map keys, 64-bit integers, finite floats,
-valid Unicode, bounded nesting, no binary or extension values). `parse_events` turns the body
-of `POST /v1/events` into `InboundEvent`s or raises `BadEvent` naming the offending field, e.g.
-`events[3].channel` or `profile.coins`. Messages name fields and limits, never values, so an
-error can be logged and echoed without carrying customer content.
+`parse_events` turns the body of `POST /v1/events` into `InboundEvent`s or raises `BadEvent`
+naming the offending field, e.g. `events[3].channel` or `profile.coins`; the channel modules
+call `validate_event` for one event they built themselves. Messages name fields and limits,
+never values, so an error can be logged and echoed without carrying customer content.
 
-No aiohttp here: `router/ingest.py` and the socket modules call in with bytes.
+Bytes become a tree in `router/codec.py` (JSON or msgpack, checked the same way); the errors
+are `router/errors.py`'s. Imports those two and, for the wire type `InboundEvent` and its
+`PROFILE_FIELDS`, `router.store`. No aiohttp here: `router/ingest.py` and the channel modules
+call in.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
-import math
 import re
-from abc import ABC, abstractmethod
-from collections.abc import Mapping
 from dataclasses import fields
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any, Final
 
-import msgpack
-
 from router.clock import rfc3339_moment
+from router.codec import codec_for
+from router.errors import BadEvent, DecodeError
 from router.store import PROFILE_FIELDS, InboundEvent
-
-MAX_DEPTH: Final = 32  # nesting of maps and arrays in any decoded document
-MAX_INT_DIGITS: Final = 20  # JSON integers are parsed only this long (2**64 has 20 digits)
-INT_MIN: Final = -(2**63)
-INT_MAX: Final = 2**64 - 1  # msgpack's range; JSON is held to the same one
 
 MAX_BATCH: Final = 500
 EVENT_TYPES: Final = ("message", "call.offered", "call.answered", "call.ended")
@@ -60,210 +52,6 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
 _PHONE = re.compile(r"\+?[0-9 ().\-/]+")
 
 
-class ProtocolError(ValueError):
-    """Raised when input from outside is malformed; `field` says where (None: the whole body).
-
-    `log_field` is `field` with any part taken from the input (an unknown key's name) masked,
-    so it can be logged next to ids.
-    """
-
-    def __init__(self, message: str, field: str | None = None, log_field: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        self.log_field = field if log_field is None else log_field
-
-
-class DecodeError(ProtocolError):
-    """Raised when bytes are not one well-formed, bounded document of the codec."""
-
-
-class UnsupportedMediaType(ProtocolError):
-    """Raised when a body's content type is neither JSON nor msgpack (HTTP 415)."""
-
-
-class BadEvent(ProtocolError):
-    """Raised when an ingest body, or one event in it, breaks the contract (HTTP 400)."""
-
-
-# -- codecs -----------------------------------------------------------------------------------
-
-
-class Codec(ABC):
-    """Encodes and decodes one wire format; `decode` returns a checked tree (see module doc)."""
-
-    name: str
-    content_type: str
-    subprotocol: str  # the agent WebSocket subprotocol that selects it
-    binary: bool  # frames go out as binary (bytes) rather than text (str)
-
-    @abstractmethod
-    def encode(self, value: Any) -> bytes:
-        """Serialise plain data (dicts, lists, tuples, mappings, scalars)."""
-
-    @abstractmethod
-    def _load(self, data: bytes) -> Any:
-        """Parse bytes; raise DecodeError (or ValueError) when they are not a document."""
-
-    def decode(self, data: bytes) -> Any:
-        """Parse and check one document; raise `DecodeError` on anything malformed."""
-        try:
-            value = self._load(data)
-        except DecodeError:
-            raise
-        except RecursionError as exc:
-            raise DecodeError(f"{self.name} document nested too deeply") from exc
-        except (ValueError, TypeError, OverflowError) as exc:
-            raise DecodeError(f"body is not a valid {self.name} document") from exc
-        check_tree(value)
-        return value
-
-    def decode_map(self, data: bytes) -> dict[str, Any]:
-        """`decode`, refusing any top-level value but a map."""
-        value = self.decode(data)
-        if not isinstance(value, dict):
-            raise DecodeError(f"the {self.name} document must be an object (a map)")
-        return value
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return dict(value)
-    if isinstance(value, tuple | frozenset | set):
-        return list(value)
-    raise TypeError(f"cannot encode {type(value).__name__}")
-
-
-def _json_int(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_INT_DIGITS:
-        raise DecodeError("integer too large")
-    return int(text)
-
-
-def _json_constant(text: str) -> Any:
-    raise DecodeError(f"{text} is not JSON")
-
-
-class JsonCodec(Codec):
-    """UTF-8 JSON (RFC 8259): no NaN/Infinity, integers of at most 20 digits."""
-
-    name = "json"
-    content_type = "application/json"
-    subprotocol = "omniroute.v1.json"
-    binary = False
-
-    def encode(self, value: Any) -> bytes:
-        return self.dumps(value).encode()
-
-    def dumps(self, value: Any) -> str:
-        """The document as text (for WebSocket text frames)."""
-        return json.dumps(
-            value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_plain
-        )
-
-    def _load(self, data: bytes) -> Any:
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise DecodeError("body is not UTF-8") from exc
-        return json.loads(text, parse_int=_json_int, parse_constant=_json_constant)
-
-
-def _no_ext(code: int, data: bytes) -> Any:
-    raise DecodeError("msgpack extension types are not accepted")
-
-
-class MsgpackCodec(Codec):
-    """msgpack with str/bin distinguished (`raw=False`); extension types are refused."""
-
-    name = "msgpack"
-    content_type = "application/msgpack"
-    subprotocol = "omniroute.v1.msgpack"
-    binary = True
-
-    def encode(self, value: Any) -> bytes:
-        packed: bytes = msgpack.packb(value, use_bin_type=True, default=_plain)
-        return packed
-
-    def _load(self, data: bytes) -> Any:
-        return msgpack.unpackb(data, raw=False, strict_map_key=True, ext_hook=_no_ext)
-
-
-JSON: Final[Codec] = JsonCodec()
-MSGPACK: Final[Codec] = MsgpackCodec()
-_BY_TYPE: Final = {
-    "application/json": JSON,
-    "application/msgpack": MSGPACK,
-    "application/x-msgpack": MSGPACK,  # the older name many msgpack clients still send
-}
-CODECS: Final = (JSON, MSGPACK)
-
-
-def codec_for(content_type: str | None) -> Codec:
-    """The codec of a Content-Type header (parameters allowed; JSON only as UTF-8)."""
-    media, _, params = (content_type or "").partition(";")
-    codec = _BY_TYPE.get(media.strip().lower())
-    if codec is None:
-        raise UnsupportedMediaType("content type must be application/json or application/msgpack")
-    for param in params.split(";"):
-        key, _, value = param.partition("=")
-        charset = value.strip().strip('"').lower()
-        if key.strip().lower() == "charset" and codec is JSON and charset not in ("utf-8", "utf8"):
-            raise UnsupportedMediaType("JSON bodies must be UTF-8")
-    return codec
-
-
-def encode_frame(codec: Codec, frame: Mapping[str, Any]) -> str | bytes:
-    """A WebSocket frame: text (str) for JSON, binary (bytes) for msgpack."""
-    if isinstance(codec, JsonCodec):
-        return codec.dumps(frame)
-    return codec.encode(frame)
-
-
-def decode_frame(codec: Codec, data: str | bytes) -> dict[str, Any]:
-    """A client frame: one checked map (raises `DecodeError`)."""
-    return codec.decode_map(data.encode() if isinstance(data, str) else data)
-
-
-def check_tree(value: Any, max_depth: int = MAX_DEPTH) -> None:
-    """Refuse what one codec could carry and the other could not, and unbounded nesting."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, str):
-            if not node.isascii() and not _utf8(node):
-                raise DecodeError("strings must be valid Unicode (no lone surrogates)")
-        elif isinstance(node, bool) or node is None:
-            continue
-        elif isinstance(node, int):
-            if not INT_MIN <= node <= INT_MAX:
-                raise DecodeError("integer out of the 64-bit range")
-        elif isinstance(node, float):
-            if not math.isfinite(node):
-                raise DecodeError("numbers must be finite")
-        elif isinstance(node, dict | list):
-            if depth > max_depth:
-                raise DecodeError(f"document nested deeper than {max_depth} levels")
-            if isinstance(node, dict):
-                for key in node:
-                    if not isinstance(key, str):
-                        raise DecodeError("map keys must be strings")
-                    stack.append((key, depth + 1))
-                stack.extend((item, depth + 1) for item in node.values())
-            else:
-                stack.extend((item, depth + 1) for item in node)
-        else:
-            raise DecodeError("binary and extension values are not accepted")
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 # -- ingest events ----------------------------------------------------------------------------
 
 
@@ -281,7 +69,7 @@ def parse_events(body: bytes, content_type: str) -> list[InboundEvent]:
 
 
 def validate_events(document: Any) -> list[InboundEvent]:
-    """`parse_events` for an already decoded (and `check_tree`d) document."""
+    """`parse_events` for an already decoded (and `router.codec.check_tree`d) document."""
     if not isinstance(document, dict):
         raise BadEvent('the body must be an event object or {"events": [...]}')
     if "events" not in document:

@@ -1,4 +1,4 @@
-"""router.protocol: the two codecs and strict validation of `POST /v1/events` bodies."""
+"""router.codec and router.protocol: the two codecs, strict validation of `POST /v1/events`."""
 
 from __future__ import annotations
 
@@ -9,18 +9,9 @@ from typing import Any
 import msgpack
 import pytest
 
-from router.protocol import (
-    JSON,
-    MSGPACK,
-    BadEvent,
-    Codec,
-    DecodeError,
-    UnsupportedMediaType,
-    codec_for,
-    decode_frame,
-    encode_frame,
-    parse_events,
-)
+from router.codec import JSON, MSGPACK, Codec, codec_for, decode_frame, encode_frame
+from router.errors import BadEvent, DecodeError, UnsupportedMediaType
+from router.protocol import parse_events
 from router.store import InboundEvent
 
 DROP = object()  # a key to leave out of the event

@@ -20,7 +20,8 @@ import pytest
 
 from chaos.sentinel import SENTINEL, sentinel_failover
 from queues.clients import parse_sentinel_url
-from router.settings import SettingsError, load_settings
+from router.settings import load_settings
+from router.settings_keys import SettingsError
 
 RATE = int(os.environ.get("OMNIROUTE_TEST_SENTINEL_RATE", "150"))  # events/s offered
 

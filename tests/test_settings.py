@@ -7,14 +7,8 @@ from pathlib import Path
 import pytest
 
 from queues.policy import Policy, PriorityRule
-from router.settings import (
-    Override,
-    SettingsError,
-    describe_engine,
-    env_name,
-    load_settings,
-    redact_url,
-)
+from router.settings import Override, describe_engine, load_settings, redact_url
+from router.settings_keys import SettingsError, env_name
 
 
 def write(tmp_path: Path, text: str) -> str:

@@ -28,7 +28,7 @@ import queues
 from channels.voice import e164
 from router.app import SERVICE_KEY, create_app
 from router.channel_voice import PATH, VOICE_KEY, VoiceConnector, parse_call_event
-from router.protocol import BadEvent
+from router.errors import BadEvent
 from router.service import Service
 from router.settings import load_settings
 from router.store import Store
