@@ -26,7 +26,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 import queues
 from channels.base import ChannelPorts, RecordingPort
-from channels.email import decode_text, html_to_text, reply_subject
+from channels.email.outbound import reply_subject
+from channels.email.parse import decode_text, html_to_text
 from chaos.exposure import smtp_send
 from router.app import SERVICE_KEY, create_app
 from router.channel_email import EMAIL_LISTENER_KEY, EMAIL_PORT_KEY, add_email
