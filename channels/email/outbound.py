@@ -6,10 +6,10 @@ so the customer's mail client threads it. It goes to the customer's Reply-To, el
 that mail (addresses as `channels.email.parse` reads them), else an email address linked to the
 customer. `EmailPort` records the Message-ID on the outbound interaction (`annotate`) before
 sending, so an answer to it threads back, and sends in the background with bounded retries on
-temporary failures; the agent's request never waits for the relay.
+temporary failures (`channels.retry`); the agent's request never waits for the relay.
 
-Imports `channels.base`, `channels.email.parse` and aiosmtplib; never `router`. Logs carry
-ids and counts only.
+Imports `channels.base`, `channels.email.parse`, `channels.retry` and aiosmtplib; never
+`router`. Logs carry ids and counts only.
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
 from email.utils import formatdate
-from typing import Any
+from typing import Any, Final
 
 import aiosmtplib
 import structlog
 
 from channels.base import ChannelRefused, Delivered, OutboundMessage, OutboundPort
 from channels.email.parse import MESSAGE_ID, clip_references, email_address
+from channels.retry import Backoff
 
 log = structlog.get_logger("omniroute.channels.email")
 
@@ -37,6 +38,9 @@ _RE_PREFIX = re.compile(r"^\s*((re|aw|antw|sv|vs)\s*(\[\d+\])?\s*:\s*)+", re.IGN
 
 Annotate = Callable[[str, str, Mapping[str, Any]], Awaitable[bool]]
 Send = Callable[..., Awaitable[Any]]
+
+# 4 tries, waiting 1 s, then 2 s, then 4 s after temporary failures (no cap, no jitter).
+RELAY_BACKOFF: Final = Backoff(tries=4, base_s=1.0)
 
 
 class EmailRefused(ChannelRefused):
@@ -96,8 +100,7 @@ class EmailPort(OutboundPort):
     relay_port: int
     from_address: str
     annotate: Annotate
-    attempts: int = 4
-    backoff_s: float = 1.0  # doubled after each temporary failure
+    backoff: Backoff = RELAY_BACKOFF
     timeout_s: float = 30.0
     send_mail: Send = aiosmtplib.send
     _pending: set[asyncio.Task[Delivered]] = field(default_factory=set)
@@ -144,9 +147,8 @@ class EmailPort(OutboundPort):
     async def _deliver(
         self, message: OutboundMessage, mail: EmailMessage, sender: str, recipient: str
     ) -> Delivered:
-        delay = self.backoff_s
         status, code = "failed", None
-        for attempt in range(1, self.attempts + 1):
+        async for attempt in self.backoff.attempts():
             try:
                 await self.send_mail(
                     mail,
@@ -169,10 +171,8 @@ class EmailPort(OutboundPort):
                     error=type(exc).__name__,
                     temporary=temporary,
                 )
-                if not temporary or attempt == self.attempts:
+                if not temporary:
                     break
-                await asyncio.sleep(delay)
-                delay *= 2
         with contextlib.suppress(Exception):
             extra: dict[str, Any] = {"status": status}
             if status == "failed" and isinstance(code, int):
