@@ -1,11 +1,12 @@
-"""Bounded retries with exponential backoff: the one retry loop of the outbound ports.
+"""Bounded retries with exponential backoff: the one retry loop of everything that sends.
 
 A send that fails in a way another try may fix gets `Backoff.tries` attempts in all. Between two
 attempts the port waits `base_s`, doubled each time and at most `cap_s`; with `jitter` each wait
 is cut by a random share of up to that fraction, so many senders retrying at once spread out. A
 peer's own Retry-After replaces the computed wait, within the same cap. Nothing waits after the
 last attempt, nor after one the port ends: which failures are temporary is each channel's call
-(SMS: 429/5xx or no answer; email: a 4xx reply, a timeout, a lost connection), not this module's.
+(SMS: 429/5xx or no answer; email: a 4xx reply, a timeout, a lost connection; the PBX: 5xx,
+408/429 or no answer), not this module's.
 
 The loop stays in the port, so its outcomes read plainly where they are decided:
 
