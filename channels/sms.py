@@ -2,7 +2,8 @@
 
 Nothing here touches a socket. `router.channel_sms` serves the webhooks and hands this module
 the raw form; the outbound `SmsPort` sends through a `Transport` it is given (the router's
-shared HTTP client), so the retry policy is tested without aiohttp in the way.
+shared HTTP client), so its retries (`channels.retry`, with `SMS_BACKOFF`) are tested without
+aiohttp in the way.
 
 Signatures are Twilio's legacy scheme, as `twilio.request_validator.RequestValidator` computes
 them: base64(HMAC-SHA1(auth token, URL + every POST parameter name followed by its value,
@@ -34,6 +35,7 @@ import phonenumbers
 import structlog
 
 from channels.base import Delivered, OutboundMessage, OutboundPort
+from channels.retry import Backoff
 
 log = structlog.get_logger("omniroute.channels.sms")
 
@@ -285,22 +287,10 @@ Transport = Callable[[str, Mapping[str, str], tuple[str, str]], Awaitable[HttpRe
 Annotate = Callable[[str, str, Mapping[str, Any]], Awaitable[bool]]
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """Bounded retries: `tries` attempts, exponential delays from `base_s` up to `cap_s`, each
-    jittered down to half (so many senders retrying at once spread out). With the defaults the
-    waits add up to at most 1.4 s."""
-
-    tries: int = 4
-    base_s: float = 0.2
-    cap_s: float = 1.0
-
-    def delay(self, attempt: int, rng: random.Random, retry_after: float | None = None) -> float:
-        """Seconds to wait after failed attempt number `attempt` (1-based)."""
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.cap_s)
-        step = min(self.cap_s, self.base_s * 2.0 ** (attempt - 1))
-        return step * rng.uniform(0.5, 1.0)
+# 4 tries, waits from 0.2 s doubling up to 1 s, each jittered down to half (so many senders
+# retrying at once spread out); Twilio's Retry-After is honoured up to the same 1 s. The waits
+# add up to at most 1.4 s.
+SMS_BACKOFF: Final = Backoff(tries=4, base_s=0.2, cap_s=1.0, jitter=0.5)
 
 
 def retryable(status: int) -> bool:
@@ -337,7 +327,7 @@ class SmsPort(OutboundPort):
         self.status_url = status_url  # "" = no StatusCallback
         self.transport = transport
         self.annotate = annotate
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or SMS_BACKOFF
         self.rng = rng or random.Random()
         self.pending: set[asyncio.Task[None]] = set()
 
@@ -374,23 +364,21 @@ class SmsPort(OutboundPort):
     async def _post(self, message: OutboundMessage, to: str) -> Delivered:
         form = self.form(message, to)
         error = "unreachable"
-        for attempt in range(1, self.backoff.tries + 1):
-            retry_after = None
+        attempts = self.backoff.attempts(self.rng)
+        async for attempt in attempts:
             try:
                 reply = await self.transport(self.url, form, self.auth)
             except TransportError:
                 error = "unreachable"
-            else:
-                if 200 <= reply.status < 300:
-                    await self._sent(message, reply, attempt)
-                    return Delivered("sent")
-                error = _error_of(reply)
-                if not retryable(reply.status):
-                    break
-                retry_after = reply.retry_after
-            if attempt < self.backoff.tries:
-                await asyncio.sleep(self.backoff.delay(attempt, self.rng, retry_after))
-        return await self._failed(message, error, attempts=attempt)
+                continue
+            if 200 <= reply.status < 300:
+                await self._sent(message, reply, attempt)
+                return Delivered("sent")
+            error = _error_of(reply)
+            if not retryable(reply.status):
+                break
+            attempts.retry_after(reply.retry_after)
+        return await self._failed(message, error, attempts=attempts.made)
 
     async def _sent(self, message: OutboundMessage, reply: HttpReply, attempts: int) -> None:
         sid = _sid_of(reply.body)

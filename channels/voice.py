@@ -19,7 +19,6 @@ Errors name fields and limits, never values: phone numbers are customer data.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -30,6 +29,7 @@ import phonenumbers
 import structlog
 
 from channels.base import SIGNATURE_HEADER, sign
+from channels.retry import Backoff
 
 log = structlog.get_logger("omniroute.channels.voice")
 
@@ -145,8 +145,9 @@ def retryable(status: int) -> bool:
 class PbxClient:
     """Sends `connect` commands to `[voice] pbx_url`, with bounded retries and backoff.
 
-    `attempts` tries in all; between them it waits `backoff_s`, doubling up to `max_backoff_s`.
-    A 2xx is success; any other 4xx is final (a retry would be refused the same way).
+    `attempts` tries in all; between them it waits `backoff_s`, doubling up to `max_backoff_s`
+    (`channels.retry`). A 2xx is success; any other 4xx is final (a retry would be refused the
+    same way).
     """
 
     url: str
@@ -160,8 +161,8 @@ class PbxClient:
         """POST one signed `connect`; True when the PBX took it (2xx)."""
         body = connect_body(call_id, agent, endpoint)
         headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(body, self.secret)}
-        delay = self.backoff_s
-        for attempt in range(1, self.attempts + 1):
+        backoff = Backoff(self.attempts, self.backoff_s, cap_s=self.max_backoff_s)
+        async for attempt in backoff.attempts():
             try:
                 status = await self.transport(self.url, body, headers)
             except PbxUnreachable as exc:
@@ -174,7 +175,7 @@ class PbxClient:
                 if not retryable(status):
                     log.error("voice.connect_refused", call=call_id, agent=agent, status=status)
                     return False
-            last = attempt == self.attempts
+            last = attempt == backoff.tries
             log.warning(
                 "voice.connect_retry" if not last else "voice.connect_failed",
                 call=call_id,
@@ -183,7 +184,4 @@ class PbxClient:
                 status=status or None,
                 error=error or None,
             )
-            if not last:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_backoff_s)
         return False

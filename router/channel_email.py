@@ -4,7 +4,7 @@
 `email` when `[email] relay_host` is set (else replies stay with the recording port), and, when
 `[email] addresses` lists support addresses, runs the SMTP listener on `[email] smtp_host` /
 `smtp_port` from startup to cleanup. Each accepted mail becomes one `InboundEvent` through
-`service.ingest`; the SMTP 250 waits for it (see `channels.email`).
+`service.ingest`; the SMTP 250 waits for it (see `channels.email.inbound`).
 
 The listener stops at shutdown, before any cleanup step closes the store; one that starts
 before the store is ready answers 451 (try later) meanwhile, which the sending MTA honours.
@@ -18,7 +18,8 @@ import structlog
 from aiohttp import web
 
 from channels.base import ChannelPorts
-from channels.email import EmailPort, Mail, SmtpHandler, SmtpListener
+from channels.email.inbound import Mail, SmtpHandler, SmtpListener
+from channels.email.outbound import EmailPort
 from router.service import Service
 from router.settings import Settings
 from router.store import InboundEvent

@@ -26,7 +26,9 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 import queues
 from channels.base import ChannelPorts, RecordingPort
-from channels.email import decode_text, html_to_text, reply_subject
+from channels.email.outbound import reply_subject
+from channels.email.parse import decode_text, html_to_text
+from channels.retry import Backoff
 from chaos.exposure import smtp_send
 from router.app import SERVICE_KEY, create_app
 from router.channel_email import EMAIL_LISTENER_KEY, EMAIL_PORT_KEY, add_email
@@ -498,7 +500,7 @@ async def test_agent_reply_goes_out_threaded_and_the_answer_comes_back(make_room
 async def test_temporary_relay_failures_are_retried(make_room: Factory) -> None:
     room = await make_room(relay=Relay(fail_first=2))
     assert room.relay is not None
-    room.app[EMAIL_PORT_KEY].backoff_s = 0.01
+    room.app[EMAIL_PORT_KEY].backoff = Backoff(tries=4, base_s=0.01)
     desk = await room.server.connect("a1")
     assert (await room.send(mail().as_bytes()))[0] == 250
     conv = (await take(desk))["conversation"]["id"]

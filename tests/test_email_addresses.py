@@ -13,7 +13,7 @@ from email.parser import BytesParser
 
 import pytest
 
-from channels.email import mailbox, mailboxes
+from channels.email.parse import mailbox, mailboxes
 from tests.test_e2e import take
 from tests.test_email import SUPPORT, Factory, Relay, mailrooms
 

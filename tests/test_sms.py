@@ -32,7 +32,7 @@ import queues
 from channels.base import OutboundMessage
 from channels.sms import (
     EMPTY_TWIML,
-    Backoff,
+    SMS_BACKOFF,
     compute_signature,
     form_pairs,
     recipient,
@@ -291,7 +291,7 @@ def test_reply_goes_to_the_number_they_wrote_from_while_it_is_theirs() -> None:
 
 
 def test_backoff_is_bounded() -> None:
-    backoff, rng = Backoff(), random.Random(7)
+    backoff, rng = SMS_BACKOFF, random.Random(7)
     for _ in range(100):
         waits = [backoff.delay(n, rng) for n in range(1, backoff.tries)]
         assert all(w > 0 for w in waits) and sum(waits) <= 3.0
