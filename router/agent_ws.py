@@ -54,7 +54,8 @@ from router.errors import (
 )
 from router.protocol import JSON, MSGPACK, Codec, ProtocolError, decode_frame, encode_frame
 from router.service import AgentIdentity, Service, ServiceError
-from router.store import EDITABLE_FIELDS, Store
+from store.base import Store
+from store.model import EDITABLE_FIELDS
 
 log = structlog.get_logger("omniroute.agent_ws")
 

@@ -56,7 +56,9 @@ from router.errors import CLOSE_DRAINING, CLOSE_RATE_LIMITED, Overloaded, error_
 from router.protocol import JSON, ProtocolError, decode_frame, encode_frame, validate_event
 from router.service import Service
 from router.settings import Settings
-from router.store import Frames, InboundEvent, Store, UnknownCustomer
+from store.base import Store
+from store.errors import UnknownCustomer
+from store.model import Frames, InboundEvent
 
 log = structlog.get_logger("omniroute.chat")
 

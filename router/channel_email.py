@@ -21,7 +21,7 @@ from channels.base import ChannelPorts
 from channels.email import EmailPort, Mail, SmtpHandler, SmtpListener
 from router.service import Service
 from router.settings import Settings
-from router.store import InboundEvent
+from store.model import InboundEvent
 
 log = structlog.get_logger("omniroute.email")
 

@@ -22,7 +22,7 @@ from queues.base import (
     PresenceChanged,
     TaskEnded,
 )
-from router.store import EDITABLE_FIELDS, Conversation, Customer, Interaction
+from store.model import EDITABLE_FIELDS, Conversation, Customer, Interaction
 
 Frame = dict[str, Any]
 View = tuple[Conversation | None, Customer | None, list[Interaction]]

@@ -41,7 +41,7 @@ from router.protocol import (
     codec_for,
     parse_events,
 )
-from router.store import InboundEvent, Ingested
+from store.model import InboundEvent, Ingested
 
 PATH: Final = "/v1/events"
 MAX_BYTES: Final = 1 << 20

@@ -24,7 +24,7 @@ from typing import Any, Final
 
 import msgpack
 
-from router.store import PROFILE_FIELDS, InboundEvent
+from store.model import PROFILE_FIELDS, InboundEvent
 
 MAX_DEPTH: Final = 32  # nesting of maps and arrays in any decoded document
 MAX_INT_DIGITS: Final = 20  # JSON integers are parsed only this long (2**64 has 20 digits)

@@ -21,7 +21,7 @@ from router.protocol import (
     encode_frame,
     parse_events,
 )
-from router.store import InboundEvent
+from store.model import InboundEvent
 
 DROP = object()  # a key to leave out of the event
 CODECS = [JSON, MSGPACK]

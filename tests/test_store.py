@@ -1,4 +1,4 @@
-"""The storage contract (`router.store`) on both backends: one suite, memory and Redis."""
+"""The storage contract (`store.base`) on both backends: one suite, memory and Redis."""
 
 from __future__ import annotations
 
@@ -8,16 +8,10 @@ from typing import Any
 
 import pytest
 
-from router.store import (
-    Frames,
-    InboundEvent,
-    LogEntry,
-    StaleVersion,
-    Store,
-    StoreError,
-    UnknownCustomer,
-)
-from router.store_memory import MemoryStore
+from store.base import Store
+from store.errors import StaleVersion, StoreError, UnknownCustomer
+from store.memory import MemoryStore
+from store.model import Frames, InboundEvent, LogEntry
 from tests.conftest import StoreFactory
 from tests.support import FakeClock
 
