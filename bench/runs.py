@@ -499,11 +499,11 @@ def script_names() -> dict[str, str]:
     """sha1 or function name → "store:NAME" / "engine:NAME" for every script and function the
     server calls."""
     from queues import redis as engine_redis
-    from router import store_redis
+    from store import redis_base
 
     names = {}
-    for name in store_redis.SCRIPTS:
-        names[hashlib.sha1(store_redis.script_source(name).encode()).hexdigest()] = f"store:{name}"
+    for name in redis_base.SCRIPTS:
+        names[hashlib.sha1(redis_base.script_source(name).encode()).hexdigest()] = f"store:{name}"
     library, _code = engine_redis.library()
     for name in (*engine_redis.OPS, *engine_redis.VIEWS):
         names[f"{library}_{name}"] = f"engine:{name}"

@@ -1,7 +1,7 @@
 """The adapter interface: inbound normalisation and an outbound port per channel.
 
 The router never knows a channel's wire format. Inbound, an adapter turns native traffic
-(a Twilio webhook, an SMTP message, a PBX event) into `router.store.InboundEvent`s; outbound,
+(a Twilio webhook, an SMTP message, a PBX event) into `store.model.InboundEvent`s; outbound,
 the router hands an `OutboundMessage` to the channel's `OutboundPort`.
 
 Until the native adapters exist, `RecordingPort` is the port of every channel: it records

@@ -38,7 +38,7 @@ from chaos.harness import (
 from chaos.provider import MOBILE, SMS_ENV, Provider
 from chaos.scenarios import Figures, until_drained
 from chaos.signed import PUBLIC, SMS_PATH, sign_bytes, twilio_form
-from router.store_redis import RedisStore
+from store.redis import RedisStore
 
 # -- an accept racing its reservation's time-out ------------------------------------------------
 

@@ -28,7 +28,7 @@ import jwt
 import redis.asyncio as aioredis
 
 from chaos.processes import free_port
-from router.store_redis import GROUP
+from store.redis_base import GROUP
 
 REPO = Path(__file__).resolve().parents[1]
 JWT_SECRET = "cluster-test-jwt-secret-of-at-least-32-bytes"

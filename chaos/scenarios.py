@@ -36,7 +36,7 @@ from chaos.harness import (
     sign,
     wait_until,
 )
-from router.store_redis import RedisStore
+from store.redis import RedisStore
 
 Figures = dict[str, float | int | str]
 

@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable
 
 from router.errors import Overloaded
-from router.store import Backlog
+from store.model import Backlog
 
 HEADROOM = 0.5
 HALF_LIFE_S = 2.0

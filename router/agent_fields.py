@@ -3,7 +3,7 @@ raises `Invalid` naming the field, which the session answers with `error` {code:
 
 Pure functions over decoded frames (no socket, no I/O), so the session's handlers read as
 "take these fields, call the Service" (`router.agent_session` imports this module as `check`).
-Imports only `router.store`, for the customer fields an agent may edit.
+Imports only `store.model`, for the customer fields an agent may edit.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
-from router.store import EDITABLE_FIELDS
+from store.model import EDITABLE_FIELDS
 
 Frame = dict[str, Any]
 

@@ -50,7 +50,7 @@ from router.errors import (
 )
 from router.limits import AgentLimits, FrameLimit, Verdict
 from router.service import AgentIdentity, Service, ServiceError
-from router.store import Store
+from store.base import Store
 
 log = structlog.get_logger("omniroute.agent_ws")
 

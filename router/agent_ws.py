@@ -32,7 +32,7 @@ from router.codec import JSON, MSGPACK, Codec
 from router.errors import CLOSE_DRAINING, error_body, http_status
 from router.limits import AgentLimits
 from router.service import Service
-from router.store import Store
+from store.base import Store
 
 log = structlog.get_logger("omniroute.agent_ws")
 

@@ -42,9 +42,10 @@ from router.ops import add_ops_routes
 from router.recording import add_recording_route
 from router.service import Service
 from router.settings import Settings
-from router.store import Store
 from router.web import add_web
 from router.why import add_why_routes
+from store import create_store as store_for_url
+from store.base import Store
 
 log = structlog.get_logger("omniroute.app")
 
@@ -57,16 +58,11 @@ CHAT_KEY = web.AppKey("chat", ChatSocket)
 
 def create_store(settings: Settings) -> Store:
     """The store that matches the engine: memory, or Redis at the same URL and domain."""
-    claim_idle_ms = round(settings.events.claim_idle_s * 1000)
-    dedupe_s = round(settings.events.dedupe_s)
-    if settings.redis.engine == "memory":
-        from router.store_memory import MemoryStore
-
-        return MemoryStore(settings.domain, claim_idle_ms=claim_idle_ms, dedupe_s=dedupe_s)
-    from router.store_redis import RedisStore
-
-    return RedisStore(
-        settings.redis.url, domain=settings.domain, claim_idle_ms=claim_idle_ms, dedupe_s=dedupe_s
+    return store_for_url(
+        settings.redis.url,
+        domain=settings.domain,
+        claim_idle_ms=round(settings.events.claim_idle_s * 1000),
+        dedupe_s=round(settings.events.dedupe_s),
     )
 
 

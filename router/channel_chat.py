@@ -63,7 +63,9 @@ from router.limits import ChatLimits, SharedFrameLimits, Verdict
 from router.protocol import validate_event
 from router.service import Service
 from router.settings import Settings
-from router.store import Frames, InboundEvent, Store, UnknownCustomer
+from store.base import Store
+from store.errors import UnknownCustomer
+from store.model import Frames, InboundEvent
 
 log = structlog.get_logger("omniroute.chat")
 

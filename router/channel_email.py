@@ -22,7 +22,7 @@ from channels.email.inbound import Mail, SmtpHandler, SmtpListener
 from channels.email.outbound import EmailPort
 from router.service import Service
 from router.settings import Settings
-from router.store import InboundEvent
+from store.model import InboundEvent
 
 log = structlog.get_logger("omniroute.email")
 

@@ -54,7 +54,7 @@ from router.errors import BadEvent, Overloaded, error_body
 from router.protocol import validate_event
 from router.service import Service
 from router.settings import Settings
-from router.store import ANNOTATE_WINDOW, Interaction
+from store.model import ANNOTATE_WINDOW, Interaction
 
 WEBHOOK_PATH: Final = "/v1/channels/sms/twilio"
 STATUS_PATH: Final = "/v1/channels/sms/twilio/status"

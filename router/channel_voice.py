@@ -39,7 +39,7 @@ from router.ingest import BODY_TIMEOUT_S, Admit, Ingest, IngestHandler, Refused
 from router.protocol import validate_event
 from router.service import Service
 from router.settings import Settings
-from router.store import InboundEvent
+from store.model import InboundEvent
 
 log = structlog.get_logger("omniroute.voice")
 

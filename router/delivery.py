@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import structlog
 
-from router.store import Store
+from store.base import Store
 
 log = structlog.get_logger("omniroute.delivery")
 

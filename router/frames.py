@@ -23,7 +23,7 @@ from queues.base import (
     TaskEnded,
 )
 from router.clock import rfc3339
-from router.store import EDITABLE_FIELDS, Conversation, Customer, Interaction
+from store.model import EDITABLE_FIELDS, Conversation, Customer, Interaction
 
 Frame = dict[str, Any]
 View = tuple[Conversation | None, Customer | None, list[Interaction]]

@@ -17,7 +17,8 @@ import structlog
 from queues.base import Effect, Enqueue, Offer, TaskEnded
 from queues.errors import RoutingError
 from router.frames import Frame, View, message_frame
-from router.store import (
+from store.errors import StoreError
+from store.model import (
     HELD_STATES,
     Applied,
     Conversation,
@@ -25,7 +26,6 @@ from router.store import (
     InboundEvent,
     Interaction,
     LogEntry,
-    StoreError,
 )
 
 if TYPE_CHECKING:

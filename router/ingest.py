@@ -34,7 +34,7 @@ from router.codec import JSON, MSGPACK, Codec, codec_for
 from router.connections import BurstLog
 from router.errors import BadEvent, Overloaded, UnsupportedMediaType, error_body
 from router.protocol import parse_events
-from router.store import InboundEvent, Ingested
+from store.model import InboundEvent, Ingested
 
 PATH: Final = "/v1/events"
 MAX_BYTES: Final = 1 << 20

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from queues.errors import RoutingError
-from router.store import Beat
+from store.model import Beat
 
 if TYPE_CHECKING:
     from router.service import Service

@@ -7,7 +7,7 @@ never values, so an error can be logged and echoed without carrying customer con
 
 Bytes become a tree in `router/codec.py` (JSON or msgpack, checked the same way); the errors
 are `router/errors.py`'s. Imports those two and, for the wire type `InboundEvent` and its
-`PROFILE_FIELDS`, `router.store`. No aiohttp here: `router/ingest.py` and the channel modules
+`PROFILE_FIELDS`, `store.model`. No aiohttp here: `router/ingest.py` and the channel modules
 call in.
 """
 
@@ -22,7 +22,7 @@ from typing import Any, Final
 from router.clock import rfc3339_moment
 from router.codec import codec_for
 from router.errors import BadEvent, DecodeError
-from router.store import PROFILE_FIELDS, InboundEvent
+from store.model import PROFILE_FIELDS, InboundEvent
 
 MAX_BATCH: Final = 500
 EVENT_TYPES: Final = ("message", "call.offered", "call.answered", "call.ended")

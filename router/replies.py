@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from channels.base import ChannelRefused, Delivered
-from router.store import ANNOTATE_WINDOW, Job
+from store.model import ANNOTATE_WINDOW, Job
 
 if TYPE_CHECKING:
     from router.service import Service

@@ -1,6 +1,6 @@
 """The server's core: events in, routing decisions, frames out. No sockets here.
 
-`Service` joins the routing engine (`queues`), the store (`router.store`) and the outbound
+`Service` joins the routing engine (`queues`), the store (`store`) and the outbound
 channel ports (`channels.base`). The HTTP and WebSocket modules (`ingest.py`, `agent_ws.py` and
 `agent_session.py`, `ops.py`) decode what arrives and call it; it answers by pushing frames to
 agents' outboxes, from where every node's sessions deliver them. See `docs/server.md`.
@@ -38,17 +38,16 @@ from router.identity import AgentIdentity as AgentIdentity  # re-exported: the s
 from router.inbound import Inbound
 from router.liveness import Liveness
 from router.replies import Replies
-from router.store import (
+from store.base import Store
+from store.errors import Fenced, StaleVersion
+from store.model import (
     EDITABLE_FIELDS,
     Conversation,
     Customer,
-    Fenced,
     InboundEvent,
     Ingested,
     Interaction,
     LogEntry,
-    StaleVersion,
-    Store,
 )
 
 log = structlog.get_logger("omniroute.service")

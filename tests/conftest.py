@@ -12,8 +12,8 @@ import pytest
 import queues
 from queues.base import RoutingEngine
 from queues.policy import Policy
-from router.store import Store
-from router.store_memory import MemoryStore
+from store.base import Store
+from store.memory import MemoryStore
 from tests.support import FakeClock, start_redis, stop_redis
 
 KINDS = ["memory", "redis"]
@@ -90,7 +90,7 @@ async def make_store(
         if kind == "memory":
             store = MemoryStore(domain or default_domain, clock=clock, **options)
         else:
-            from router.store_redis import RedisStore
+            from store.redis import RedisStore
 
             url = request.getfixturevalue("redis_url")
             store = RedisStore(url, domain=domain or default_domain, clock=clock, **options)

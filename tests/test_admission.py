@@ -10,7 +10,7 @@ import pytest
 
 from router.admission import HEADROOM, Admission
 from router.errors import Overloaded
-from router.store import Backlog
+from store.model import Backlog
 
 BOUND = 10.0
 

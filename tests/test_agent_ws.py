@@ -35,9 +35,10 @@ from router.agent_ws import (
 from router.errors import CLOSE_DRAINING, CLOSE_RATE_LIMITED
 from router.limits import AgentLimits
 from router.service import Service
-from router.store import InboundEvent, Store
-from router.store_memory import MemoryStore
-from router.store_redis import RedisStore
+from store.base import Store
+from store.memory import MemoryStore
+from store.model import InboundEvent
+from store.redis import RedisStore
 from tests.support import FakeClock
 
 SECRET = "test-secret-" + "x" * 32

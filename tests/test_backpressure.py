@@ -20,8 +20,8 @@ from router.admission import HEADROOM
 from router.auth import SIGNATURE_HEADER, sign
 from router.ingest import ingest_routes
 from router.service import Service
-from router.store import Store
-from router.store_memory import MemoryStore
+from store.base import Store
+from store.memory import MemoryStore
 
 SECRET = "whsec-test-0123456789"
 BOUND_S = 0.3
@@ -35,7 +35,7 @@ async def node(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Service, T
     if request.param == "memory":
         store = MemoryStore(domain)
     else:
-        from router.store_redis import RedisStore
+        from store.redis import RedisStore
 
         store = RedisStore(request.getfixturevalue("redis_url"), domain=domain)
     engine = queues.create_engine(Policy(), "memory", domain=domain)

@@ -30,7 +30,7 @@ from router.errors import CLOSE_DRAINING, CLOSE_RATE_LIMITED
 from router.limits import ChatLimits
 from router.logs import AccessLogger
 from router.settings import load_settings
-from router.store import Store
+from store.base import Store
 from tests.test_e2e import WAIT, Desk, QuickStore, base_env, event, make_token, offered, sign, take
 
 VISITOR_SECRET = "chat-visitor-secret-" + "v" * 32
@@ -445,7 +445,7 @@ async def test_shutdown_asks_widgets_to_reconnect(node: Node) -> None:
 
 
 async def test_reply_from_another_node_over_redis(redis_url: str) -> None:
-    from router.store_redis import RedisStore
+    from store.redis import RedisStore
 
     domain = f"chat-{uuid.uuid4().hex[:12]}"
     try:

@@ -51,7 +51,8 @@ from chaos.harness import (
     wait_until,
 )
 from router.protocol import validate_events
-from router.store_redis import GROUP, RedisStore
+from store.redis import RedisStore
+from store.redis_base import GROUP
 from tests.support import start_redis, stop_redis
 
 

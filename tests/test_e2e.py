@@ -30,8 +30,9 @@ import queues
 from channels.base import RecordingPort
 from router.app import SERVICE_KEY, create_app
 from router.settings import load_settings
-from router.store import LogEntry, Store
-from router.store_memory import MemoryStore
+from store.base import Store
+from store.memory import MemoryStore
+from store.model import LogEntry
 from tests.support import serve_app
 
 JWT_SECRET = "e2e-jwt-secret-" + "j" * 32
@@ -807,7 +808,7 @@ async def test_ops_endpoints_show_the_counts(server: Server) -> None:
 
 
 async def test_core_flow_on_redis(make_server: Factory, redis_url: str) -> None:
-    from router.store_redis import RedisStore
+    from store.redis import RedisStore
 
     domains: list[str] = []
 

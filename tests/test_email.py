@@ -33,7 +33,7 @@ from chaos.exposure import smtp_send
 from router.app import SERVICE_KEY, create_app
 from router.channel_email import EMAIL_LISTENER_KEY, EMAIL_PORT_KEY, add_email
 from router.settings import load_settings
-from router.store import InboundEvent, Ingested
+from store.model import InboundEvent, Ingested
 from tests.support import free_port
 from tests.test_e2e import WAIT, QuickStore, Server, base_env, offered, take
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from queues.base import Assigned, Offer, OfferRevoked, PresenceChanged, TaskEnded
 from router.frames import View, needed, shape
-from router.store import Conversation, Customer, Interaction
+from store.model import Conversation, Customer, Interaction
 
 CONV = Conversation("cv-1", "cu-1", "queued", None, ("chat",), "chat", "2026-12-03T10:00:00.000Z")
 CUSTOMER = Customer("cu-1", 1, profile={"birthday": "2000-01-01"})

@@ -18,8 +18,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from router.auth import SIGNATURE_HEADER, sign
 from router.ingest import MAX_BYTES, ingest_routes
-from router.store import InboundEvent, Ingested
-from router.store_memory import MemoryStore
+from store.memory import MemoryStore
+from store.model import InboundEvent, Ingested
 
 SECRET = "whsec-test-0123456789"
 NOW_MS = 1_800_000_000_000

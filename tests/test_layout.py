@@ -1,7 +1,9 @@
-"""The top-level packages are this repository's, not PyPI namesakes (Django Channels above all)."""
+"""The layout: the top-level packages are this repository's, not PyPI namesakes (Django Channels
+above all), and dependencies point one way — the engines and adapters never import `router`."""
 
 from __future__ import annotations
 
+import ast
 import importlib
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("name", ["channels", "router", "queues", "config", "agent_state"])
+@pytest.mark.parametrize("name", ["channels", "router", "queues", "store", "config", "agent_state"])
 def test_package_comes_from_this_repository(name: str) -> None:
     module = importlib.import_module(name)
     assert module.__file__ is not None
@@ -24,3 +26,45 @@ def test_the_default_config_ships_with_the_config_package() -> None:
     config = importlib.import_module("config")
     assert config.__file__ is not None
     assert (Path(config.__file__).parent / "omniroute.toml").is_file()
+
+
+LOWER = ["store", "queues", "agent_state", "channels"]
+
+
+def imported_packages(path: Path) -> set[str]:
+    """Top-level names of every import in one module, those inside functions included."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text("utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("name", LOWER)
+def test_a_lower_package_never_imports_router(name: str) -> None:
+    """Data flows one way (adapters → ingest → engine → queues/store → outbox → socket): the
+    engines and the adapters know nothing of the server that runs them."""
+    offenders = [
+        str(path.relative_to(REPO))
+        for path in sorted((REPO / name).rglob("*.py"))
+        if "router" in imported_packages(path)
+    ]
+    assert not offenders, f"{name} must not import router: {offenders}"
+
+
+def test_no_store_backend_imports_the_other() -> None:
+    """What both backends share is in store.common; a backend importing the other would tie
+    the Redis store to the memory store's internals."""
+    for path in sorted((REPO / "store").glob("*.py")):
+        text = path.read_text("utf-8")
+        modules = {
+            node.module
+            for node in ast.walk(ast.parse(text, str(path)))
+            if isinstance(node, ast.ImportFrom) and node.module
+        }
+        if path.stem.startswith("memory"):
+            assert not any(m.startswith("store.redis") for m in modules), path.name
+        if path.stem.startswith("redis"):
+            assert not any(m.startswith("store.memory") for m in modules), path.name

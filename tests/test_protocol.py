@@ -12,7 +12,7 @@ import pytest
 from router.codec import JSON, MSGPACK, Codec, codec_for, decode_frame, encode_frame
 from router.errors import BadEvent, DecodeError, UnsupportedMediaType
 from router.protocol import parse_events
-from router.store import InboundEvent
+from store.model import InboundEvent
 
 DROP = object()  # a key to leave out of the event
 CODECS = [JSON, MSGPACK]

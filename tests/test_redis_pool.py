@@ -10,7 +10,7 @@ import uuid
 
 from queues import Policy
 from queues.redis import POOL_SIZE, RedisEngine
-from router.store_redis import RedisStore
+from store.redis import RedisStore
 
 BURST = 3 * POOL_SIZE + 100  # well past both our pool and redis-py's default of 100
 

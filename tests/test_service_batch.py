@@ -17,8 +17,9 @@ import pytest
 import queues
 from queues.policy import Policy
 from router.service import AgentIdentity, Service
-from router.store import InboundEvent, Store
-from router.store_memory import MemoryStore
+from store.base import Store
+from store.memory import MemoryStore
+from store.model import InboundEvent
 
 KINDS = ["memory", "redis"]
 
@@ -31,7 +32,7 @@ async def service(request: pytest.FixtureRequest) -> AsyncIterator[Service]:
         engine = queues.create_engine(Policy(), "memory", domain=domain)
         store = MemoryStore(domain)
     else:
-        from router.store_redis import RedisStore
+        from store.redis import RedisStore
 
         url = request.getfixturevalue("redis_url")
         engine = queues.create_engine(Policy(), url, domain=domain)

@@ -42,7 +42,7 @@ from router.app import SERVICE_KEY, create_app
 from router.channel_sms import STATUS_PATH, WEBHOOK_PATH
 from router.service import Service
 from router.settings import load_settings
-from router.store import Interaction
+from store.model import Interaction
 from tests.support import serve_app
 from tests.test_e2e import WAIT, Desk, QuickStore, base_env, make_token, offered, take
 

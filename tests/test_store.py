@@ -1,4 +1,4 @@
-"""The storage contract (`router.store`) on both backends: one suite, memory and Redis."""
+"""The storage contract (`store.base`) on both backends: one suite, memory and Redis."""
 
 from __future__ import annotations
 
@@ -8,16 +8,12 @@ from typing import Any
 
 import pytest
 
-from router.store import (
-    Frames,
-    InboundEvent,
-    LogEntry,
-    StaleVersion,
-    Store,
-    StoreError,
-    UnknownCustomer,
-)
-from router.store_memory import MemoryStore
+from store import create_store
+from store.base import Store
+from store.errors import StaleVersion, StoreError, UnknownCustomer
+from store.memory import MemoryStore
+from store.model import Frames, InboundEvent, LogEntry
+from store.redis import RedisStore
 from tests.conftest import StoreFactory
 from tests.support import FakeClock
 
@@ -576,3 +572,16 @@ async def test_a_frame_for_the_holder_waits_for_the_offer_racing_it(store: Store
     await store.push([], [(cv, "closed", "a1")])
     await store.push([], to_holder=[(cv, {"type": "message", "n": 3})])  # closed: dropped
     assert await store.head("a1") == 4
+
+
+# -- the engine switch ----------------------------------------------------------------------
+
+
+def test_create_store_picks_the_backend_from_the_url() -> None:
+    assert isinstance(create_store(None), MemoryStore)
+    assert isinstance(create_store("memory", domain="d", claim_idle_ms=5), MemoryStore)
+    redis_store = create_store("redis://127.0.0.1:1/0", domain="d", dedupe_s=7)
+    assert isinstance(redis_store, RedisStore)  # not started: nothing connects yet
+    assert (redis_store.domain, redis_store.dedupe_s) == ("d", 7)
+    with pytest.raises(StoreError, match="memory"):
+        create_store("postgres://db")

@@ -1,4 +1,4 @@
-"""Node leases, takeover, fencing and desktops across nodes (`router.store`), both backends.
+"""Node leases, takeover, fencing and desktops across nodes (`store.base`), both backends.
 
 Two nodes are two stores on one domain for Redis, and one shared memory store (a memory store
 is one process's memory). A lease lapses when the test says so: the memory
@@ -12,8 +12,9 @@ import asyncio
 
 import pytest
 
-from router.store import Fenced, Store
-from router.store_memory import MemoryStore
+from store.base import Store
+from store.errors import Fenced
+from store.memory import MemoryStore
 from tests.conftest import StoreFactory
 from tests.support import FakeClock
 from tests.test_store import ev

@@ -31,8 +31,8 @@ from router.channel_voice import PATH, VOICE_KEY, VoiceConnector, parse_call_eve
 from router.errors import BadEvent
 from router.service import Service
 from router.settings import load_settings
-from router.store import Store
-from router.store_redis import RedisStore
+from store.base import Store
+from store.redis import RedisStore
 from tests.support import free_port, serve_app
 from tests.test_e2e import JWT_SECRET, WAIT, WEBHOOK_SECRET, Desk, QuickStore, base_env, sign
 

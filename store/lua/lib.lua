@@ -1,4 +1,4 @@
--- lib.lua: the helpers every store script starts with (router/store_redis.py, router/store.py).
+-- lib.lua: the helpers every store script starts with (store/redis_base.py, store/base.py).
 -- KEYS[1] - the domain anchor: the id counters, omniroute:{DOMAIN}:ids (hash: cu, cv, ix)
 -- ARGV[1] - the key prefix, omniroute:{DOMAIN}:
 -- ARGV[2] - the operation's arguments, msgpack map

@@ -1,235 +1,63 @@
-"""The server's storage contract: event log, customers, conversations, history, outboxes.
+"""The store's contract: `Store`, the one interface of the event log, customers,
+conversations, history, outgoing jobs and per-agent outboxes.
 
-Two backends, like the routing engines: `router.store_memory.MemoryStore` (one process) and
-`router.store_redis.RedisStore` (durable, shared by every router node). `tests/test_store.py`
-runs the same suite against both. `docs/server.md` describes how the server uses them.
+Two backends implement it: `store.memory.MemoryStore` (one process) and `store.redis.RedisStore`
+(durable, shared by every router node); `tests/test_store.py` runs the same suite against both,
+and `docs/server.md` describes how the server uses them. The rules both backends apply the same
+way (validation, timestamps, threading order) are in `store.common`.
 
-Guarantees every backend gives:
-
-* `ingest` is atomic per batch: every event is either new (deduplicated by event id for
-  `dedupe_s`, and by email Message-ID), resolved to a customer and a conversation, and appended
-  to the durable log — or a duplicate that changes nothing and reports the original's
-  conversation. With Redis the log is a Stream: once `ingest` returns, the events survive the
-  death of any router node.
-* The log is consumed through one consumer group: each entry goes to one consumer. Nodes hold
-  a lease they renew (`beat`); the first live node to see a lease lapse takes the dead node's
-  unacknowledged entries over (`read_log` hands them out first), forgets its desktops and
-  names the agents connected nowhere else. Entries any consumer has held unacknowledged for
-  `claim_idle_ms` are reclaimed as well (a node alive but stuck). A node killed mid-work
-  delays events by about a lease, never loses them.
-* Fencing: a push that finishes log entries (`ack` with `consumer`) is refused `Fenced`, with
-  nothing changed, unless every one of them is still held by that consumer — a node that was
-  presumed dead and taken over never delivers what its successor delivers.
-* `apply_inbound` is idempotent per event id: re-applying a reclaimed entry appends nothing twice.
-* Customer edits are versioned: `update_customer` with a stale version raises `StaleVersion`
-  carrying the current customer; nothing is overwritten silently.
-* Outboxes number frames per agent (`seq` 1, 2, 3 …) and keep the last `outbox_keep` of them;
-  `outbox_since` says whether the gap after `since` could be replayed in full.
-* Logs and caches hold identifiers only; bodies live in history alone.
+May import `store.model` and `store.errors`; never a backend, never `router`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-PROFILE_FIELDS = (
-    "client_group",
-    "coins",
-    "top_up",
-    "birthday",
-    "gender",
-    "phone_verified",
-    "zip",
-    "city",
-    "state",
-    "country",
-    "hot",
-    "online",
-    "last_ip",
-    "signup_date",
+from store.errors import StoreError
+from store.model import (
+    Applied,
+    Backlog,
+    Beat,
+    Conversation,
+    Customer,
+    InboundEvent,
+    Ingested,
+    Interaction,
+    Job,
+    LogEntry,
+    Wake,
 )
-EDITABLE_FIELDS = ("first_name", "residence_city", "job", "vcard")
-CONVERSATION_STATES = ("queued", "offered", "assigned", "wrapup", "closed")
-HELD_STATES = ("offered", "assigned", "wrapup")  # the states in which a conversation has a holder
-ANNOTATE_WINDOW = 200
-
-
-@dataclass(frozen=True)
-class InboundEvent:
-    """One validated adapter event (see DESIGN.md, `POST /v1/events`)."""
-
-    id: str
-    type: str  # message | call.offered | call.answered | call.ended
-    channel: str  # chat | sms | email | voice
-    sender: str  # the customer's address ("from"), normalised by the channel
-    customer_id: str | None = None
-    site: str | None = None
-    profile: Mapping[str, Any] = field(default_factory=dict)
-    subject: str | None = None
-    body: str | None = None
-    message_id: str | None = None
-    in_reply_to: str | None = None
-    references: tuple[str, ...] = ()
-    occurred_at: str | None = None
-    meta: Mapping[str, Any] = field(default_factory=dict)  # channel extras (call_id, to, …)
-
-
-@dataclass(frozen=True)
-class Ingested:
-    """What `ingest` decided for one event."""
-
-    event: str
-    conversation: str
-    customer: str
-    duplicate: bool
-
-
-@dataclass(frozen=True)
-class LogEntry:
-    """One entry of the durable event log, as a consumer reads it."""
-
-    entry_id: str
-    event: InboundEvent
-    conversation: str
-    customer: str
-    reclaimed: bool = False  # read before: taken over from a dead node or retried
-
-
-@dataclass(frozen=True)
-class Interaction:
-    """One message or call step in a customer's history."""
-
-    id: str
-    conversation: str
-    channel: str
-    direction: str  # in | out
-    at: str  # RFC 3339
-    body: str | None = None
-    subject: str | None = None
-    type: str = "message"
-    meta: Mapping[str, Any] = field(default_factory=dict)
-
-    def wire(self) -> dict[str, Any]:
-        """The `interaction` object of the agent protocol."""
-        out: dict[str, Any] = {
-            "id": self.id,
-            "conversation": self.conversation,
-            "channel": self.channel,
-            "direction": self.direction,
-            "type": self.type,
-            "body": self.body,
-            "subject": self.subject,
-            "at": self.at,
-        }
-        if self.meta:
-            out["meta"] = dict(self.meta)
-        return out
-
-
-@dataclass(frozen=True)
-class Customer:
-    """A customer: profile fields from events, agent-editable fields, counters, a version."""
-
-    id: str
-    version: int
-    client_group: str = "normal"
-    site: str | None = None
-    profile: Mapping[str, Any] = field(default_factory=dict)
-    editable: Mapping[str, str] = field(default_factory=dict)
-    messages_in: int = 0
-    messages_out: int = 0
-    addresses: tuple[str, ...] = ()
-    open_conversation: str | None = None  # the customer's one open conversation, if any
-
-
-@dataclass(frozen=True)
-class Conversation:
-    """One active-or-closed conversation of a customer across every channel."""
-
-    id: str
-    customer: str
-    state: str  # see CONVERSATION_STATES
-    agent: str | None
-    channels: tuple[str, ...]
-    last_channel: str
-    created_at: str
-    last_agent: str | None = None  # the agent of the customer's previous conversation
-
-
-Applied = tuple[Conversation, Customer, Interaction | None, list[Interaction]]
-"""What applying a log entry gives: the conversation, the customer, the interaction appended
-(the one appended the first time, for an entry applied before) and the history after it."""
-
-
-class StoreError(Exception):
-    """Raised when the store refuses an operation; nothing was changed."""
-
-
-class Fenced(StoreError):
-    """Raised by a push whose log entries this consumer no longer holds: another node took
-    them over while this one was presumed dead. Nothing was changed."""
-
-
-@dataclass(frozen=True)
-class Job:
-    """One piece of outgoing work (an agent's reply to send, a command for the PBX), durable
-    from before the agent is told until a node has done it (`router.replies`)."""
-
-    job_id: str
-    fields: Mapping[str, Any]
-    reclaimed: bool = False  # read before: taken over from a dead node or retried
-
-
-@dataclass(frozen=True)
-class Backlog:
-    """The log as ingest's gate sees it (`router.admission`)."""
-
-    unread: int = 0  # accepted entries no consumer has read yet
-    oldest_s: float = 0.0  # how long the oldest of them has waited
-    read: int | None = None  # entries the consumers have read, ever (None: the store cannot say)
-
-
-@dataclass(frozen=True)
-class Beat:
-    """What one `beat` found."""
-
-    fenced: bool = False  # this node's lease had lapsed: it was presumed dead, maybe taken over
-    clash: bool = False  # another process holds this node's name
-    claimed: int = 0  # log entries and jobs taken over from dead nodes (read first)
-    dead: tuple[str, ...] = ()  # nodes found dead
-    orphans: tuple[str, ...] = ()  # agents whose every desktop was on a dead node
-
-
-class StaleVersion(StoreError):
-    """Raised when a customer edit was based on an old version; carries the current one."""
-
-    def __init__(self, current: Customer) -> None:
-        super().__init__(f"customer {current.id} is at version {current.version}")
-        self.current = current
-
-
-class UnknownCustomer(StoreError):
-    """Raised when the customer named does not exist."""
-
-
-class UnknownConversation(StoreError):
-    """Raised when the conversation named does not exist."""
-
-
-Frames = list[tuple[int, dict[str, Any]]]
-"""(seq, frame with its `seq`) pairs of one outbox, oldest first."""
-
-Wake = Callable[[str, int, Frames], Awaitable[None] | None]
-"""A listener: `wake(agent, last_seq, frames)`. `frames` are the frames of that push, so a
-listener that has everything before them delivers without reading the outbox; it is empty when
-the store does not know what was pushed (e.g. after its wake connection was lost)."""
 
 
 class Store(ABC):
-    """See the module docstring for the guarantees; backends implement every method."""
+    """The storage contract; backends implement every abstract method.
+
+    Guarantees every backend gives:
+
+    * `ingest` is atomic per batch: every event is either new (deduplicated by event id for
+      `dedupe_s`, and by email Message-ID), resolved to a customer and a conversation, and appended
+      to the durable log — or a duplicate that changes nothing and reports the original's
+      conversation. With Redis the log is a Stream: once `ingest` returns, the events survive the
+      death of any router node.
+    * The log is consumed through one consumer group: each entry goes to one consumer. Nodes hold a
+      lease they renew (`beat`); the first live node to see a lease lapse takes the dead node's
+      unacknowledged entries over (`read_log` hands them out first), forgets its desktops and names
+      the agents connected nowhere else. Entries any consumer has held unacknowledged for
+      `claim_idle_ms` are reclaimed as well (a node alive but stuck). A node killed mid-work delays
+      events by about a lease, never loses them.
+    * Fencing: a push that finishes log entries (`ack` with `consumer`) is refused `Fenced`, with
+      nothing changed, unless every one of them is still held by that consumer — a node that was
+      presumed dead and taken over never delivers what its successor delivers.
+    * `apply_inbound` is idempotent per event id: re-applying a reclaimed entry appends nothing
+      twice.
+    * Customer edits are versioned: `update_customer` with a stale version raises `StaleVersion`
+      carrying the current customer; nothing is overwritten silently.
+    * Outboxes number frames per agent (`seq` 1, 2, 3 …) and keep the last `outbox_keep` of them;
+      `since` says whether the gap after `seq` could be replayed in full.
+    * Logs and caches hold identifiers only; bodies live in history alone.
+    """
 
     dedupe_s: int = 86_400
     claim_idle_ms: int = 30_000

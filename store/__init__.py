@@ -1,0 +1,47 @@
+"""The store: the durable event log, customers, conversations, history, outgoing jobs and
+per-agent outboxes — the second engine beside `queues`, on memory or on Redis.
+
+`store.base` states the contract (`Store`, what each call does atomically); `store.model` and
+`store.errors` the shapes and refusals every caller speaks; `store.common` what both backends
+compute the same way. `store.memory` (with `memory_log`, `memory_records`) and `store.redis`
+(with `redis_base`, `redis_log`, `redis_codec`, and the scripts in `lua/`) implement it; neither
+backend imports the other.
+
+May import `queues`' Redis helpers (`queues.clients`, `queues.pipeline`, `queues.redis`);
+never `router` — the server builds on the store, not the other way round.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from store.base import Store
+from store.errors import StoreError
+
+__all__ = ["Store", "create_store"]
+
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "rediss+sentinel://")
+
+
+def create_store(
+    url: str | None = None,
+    *,
+    domain: str = "default",
+    clock: Callable[[], float] = time.time,
+    dedupe_s: int | None = None,
+    claim_idle_ms: int | None = None,
+) -> Store:
+    """The one switch, like `queues.create_engine`: no URL or "memory" → the memory store;
+    a Redis URL → the Redis store at that URL. Not started: `start()` connects."""
+    if not url or url == "memory":
+        from store.memory import MemoryStore
+
+        return MemoryStore(domain, clock=clock, dedupe_s=dedupe_s, claim_idle_ms=claim_idle_ms)
+    if url.startswith(REDIS_SCHEMES):
+        from store.redis import RedisStore
+
+        return RedisStore(
+            url, domain=domain, clock=clock, dedupe_s=dedupe_s, claim_idle_ms=claim_idle_ms
+        )
+    raise StoreError(f"store URL must be empty, 'memory' or redis://…, not {url!r}")

@@ -1,0 +1,155 @@
+"""How the Redis store's values look on the wire: msgpack records and script replies into
+`store.model` objects, script arguments out, and the event as the log stores it.
+
+Lua's cmsgpack has its quirks (no bin type, an empty table is an array), handled here once.
+May import `store.model` and `store.errors`; never `router`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import msgpack
+
+from store.errors import Fenced, StoreError, UnknownConversation, UnknownCustomer
+from store.model import Conversation, Customer, Frames, InboundEvent, Interaction, LogEntry
+
+
+def as_map(value: Any) -> dict[str, Any]:
+    """Lua's cmsgpack packs an empty table as an empty array; records mean an empty map."""
+    return dict(value) if value else {}
+
+
+def as_text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def event_wire(ev: InboundEvent) -> dict[str, Any]:
+    """The event as a msgpack-able map (the log's payload)."""
+    return {
+        "id": ev.id,
+        "type": ev.type,
+        "channel": ev.channel,
+        "sender": ev.sender,
+        "customer_id": ev.customer_id,
+        "site": ev.site,
+        "profile": dict(ev.profile),
+        "subject": ev.subject,
+        "body": ev.body,
+        "message_id": ev.message_id,
+        "in_reply_to": ev.in_reply_to,
+        "references": list(ev.references),
+        "occurred_at": ev.occurred_at,
+        "meta": dict(ev.meta),
+    }
+
+
+def event_from_wire(raw: Mapping[str, Any]) -> InboundEvent:
+    """The inverse of `event_wire`."""
+    return InboundEvent(
+        id=raw["id"],
+        type=raw["type"],
+        channel=raw["channel"],
+        sender=raw["sender"],
+        customer_id=raw.get("customer_id"),
+        site=raw.get("site"),
+        profile=dict(raw.get("profile") or {}),
+        subject=raw.get("subject"),
+        body=raw.get("body"),
+        message_id=raw.get("message_id"),
+        in_reply_to=raw.get("in_reply_to"),
+        references=tuple(raw.get("references") or ()),
+        occurred_at=raw.get("occurred_at"),
+        meta=dict(raw.get("meta") or {}),
+    )
+
+
+def pack_args(args: Mapping[str, Any]) -> bytes:
+    """Script arguments: Redis's cmsgpack reads no bin type, so bytes go as (raw) str."""
+    packed: bytes = msgpack.packb(dict(args), use_bin_type=False)
+    return packed
+
+
+def wake_frames(data: bytes) -> Frames:
+    """A wake's payload, msgpack [[seq, frame msgpack], …], as (seq, frame with seq) pairs."""
+    return [
+        (int(seq), {**msgpack.unpackb(raw, raw=False), "seq": int(seq)})
+        for seq, raw in msgpack.unpackb(data, raw=True)
+    ]
+
+
+def script_reply(result: Any) -> Any:
+    """A script's reply, or its refusal raised as the matching `store.errors` error."""
+    if isinstance(result, dict) and "err" in result:
+        code, msg = result["err"], str(result["msg"])
+        if code == "customer":
+            raise UnknownCustomer(msg)
+        if code == "conversation":
+            raise UnknownConversation(msg)
+        if code == "fenced":
+            raise Fenced(msg)
+        raise StoreError(msg)
+    return result
+
+
+def field_pairs(flat: Sequence[Any]) -> dict[bytes, Any]:
+    """[field, value, field, value…] (a raw script reply) → dict; a deleted entry → {}."""
+    if not flat:
+        return {}
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def log_entry(entry_id: Any, fields: Mapping[bytes, Any], reclaimed: bool = False) -> LogEntry:
+    event = event_from_wire(msgpack.unpackb(fields[b"e"], raw=False))
+    return LogEntry(
+        as_text(entry_id), event, as_text(fields[b"cv"]), as_text(fields[b"cu"]), reclaimed
+    )
+
+
+def stream_order(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def customer_from(rec: Mapping[str, Any]) -> Customer:
+    return Customer(
+        id=rec["id"],
+        version=int(rec["v"]),
+        client_group=rec["grp"],
+        site=rec.get("site") or None,
+        profile=as_map(rec.get("prof")),
+        editable=as_map(rec.get("ed")),
+        messages_in=int(rec["ni"]),
+        messages_out=int(rec["no"]),
+        addresses=tuple(rec.get("addr") or ()),
+        open_conversation=rec.get("open") or None,
+    )
+
+
+def conversation_from(rec: Mapping[str, Any]) -> Conversation:
+    channels = tuple(rec["ch"])
+    return Conversation(
+        id=rec["id"],
+        customer=rec["cu"],
+        state=rec["st"],
+        agent=rec.get("ag") or None,
+        channels=channels,
+        last_channel=channels[-1],
+        created_at=rec["at"],
+        last_agent=rec.get("la") or None,
+    )
+
+
+def interaction_from(rec: Mapping[str, Any]) -> Interaction:
+    return Interaction(
+        id=rec["id"],
+        conversation=rec["cv"],
+        channel=rec["ch"],
+        direction=rec["dir"],
+        at=rec["at"],
+        body=rec.get("body"),
+        subject=rec.get("subj"),
+        type=rec.get("type", "message"),
+        meta=as_map(rec.get("meta")),
+    )
