@@ -24,7 +24,8 @@ import aiohttp
 from aiohttp import web
 
 from bench.harness import write_json
-from bench.match_bench import Noop, bench_policy, summarize, timed_loop
+from bench.match_bench import Noop, bench_policy, timed_loop
+from bench.stats import percentile, summarize
 
 PAD = "x" * 150
 MAX_FRAMES = 5_000_000
@@ -148,7 +149,7 @@ async def clients(url: str, count: int, out: str) -> int:
             "received": len(values),
             "span_s": (first_last[phase][1] - first_last[phase][0]) / 1e9,
             **summarize(values),
-            "p95_ms": sorted(values)[int(0.95 * (len(values) - 1))] / 1e6 if values else None,
+            "p95_ms": percentile(sorted(values), 95),
         }
         for phase, values in lat.items()
     }

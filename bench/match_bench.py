@@ -52,6 +52,7 @@ import redis.asyncio as aioredis
 
 import queues
 from bench.report import fmt
+from bench.stats import nearest_rank, summarize
 from chaos.processes import start_redis, stop_redis
 from queues.base import Effect, Offer, RoutingEngine
 from queues.policy import CHANNELS, Policy
@@ -81,25 +82,6 @@ def bench_policy() -> Policy:
         reservation_timeout_s=600.0,
         last_agent_s=0.0,
     )
-
-
-def percentile(sorted_ns: Sequence[int], pct: float) -> float:
-    """Nearest-rank percentile of sorted nanosecond samples, in milliseconds."""
-    if not sorted_ns:
-        return float("nan")
-    rank = max(0, min(len(sorted_ns) - 1, round(pct / 100 * len(sorted_ns) + 0.5) - 1))
-    return sorted_ns[rank] / 1e6
-
-
-def summarize(samples_ns: Sequence[int]) -> dict[str, float]:
-    ordered = sorted(samples_ns)
-    return {
-        "n": len(ordered),
-        "p50_ms": percentile(ordered, 50),
-        "p99_ms": percentile(ordered, 99),
-        "mean_ms": (sum(ordered) / len(ordered) / 1e6) if ordered else float("nan"),
-        "max_ms": (ordered[-1] / 1e6) if ordered else float("nan"),
-    }
 
 
 def parse_waiting(text: str) -> list[int]:
@@ -265,7 +247,7 @@ class CallCount:
             "script_calls_per_call": self.scripts / self.n,
             "redis_commands_inside_per_call": round(sum(self.inner.values()) / self.n, 2),
             "inner_commands": inner,
-            "server_us_p50": us[len(us) // 2],
+            "server_us_p50": us[nearest_rank(len(us), 50)],
             "server_us_mean": sum(us) / len(us),
             "server_us_in_commands_mean": self.inner_us / self.n,
         }

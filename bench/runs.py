@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import math
 import shutil
 import time
 from collections import Counter
@@ -32,6 +31,7 @@ from bench.harness import (
 )
 from bench.harness import stop_all as stop_procs
 from bench.match_bench import Delta, Snapshot, calibrate, diff, snapshot
+from bench.stats import latency
 
 DRAIN_MIN_S = 10.0
 
@@ -52,25 +52,6 @@ class Config:
     idle_counts: list[int]
     profile_rate: float  # py-spy the first node at this offered rate (0: never)
     settle_s: float = 2.0  # idle sockets: wait after connecting, then measure CPU this long
-
-
-def pct(sorted_ns: list[float], p: float) -> float:
-    """Nearest-rank percentile in ms; inf when it falls on an undelivered event."""
-    if not sorted_ns:
-        return float("nan")
-    rank = max(0, min(len(sorted_ns) - 1, math.ceil(p / 100 * len(sorted_ns)) - 1))
-    return sorted_ns[rank] / 1e6
-
-
-def latency(values: list[float]) -> dict[str, Any]:
-    ordered = sorted(values)
-    return {
-        "n": len(ordered),
-        "p50_ms": pct(ordered, 50),
-        "p95_ms": pct(ordered, 95),
-        "p99_ms": pct(ordered, 99),
-        "max_ms": ordered[-1] / 1e6 if ordered else float("nan"),
-    }
 
 
 class RedisMeter:
