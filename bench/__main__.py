@@ -31,8 +31,8 @@ import redis.asyncio as aioredis
 
 from bench import report, runs
 from bench.ceiling import redis_ceiling
-from bench.harness import loop_factory
-from bench.match_bench import _sigterm, machine_facts, owned_redis
+from bench.harness import loop_factory, machine_facts, sigterm_as_interrupt
+from bench.redis_local import owned_redis
 from bench.replay_bench import replay_speed
 
 STARTED = time.monotonic()
@@ -171,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = options(argv)
     factory, loop_name = loop_factory()
     say(f"# event loop: {loop_name}")
-    previous = signal.signal(signal.SIGTERM, _sigterm)
+    previous = signal.signal(signal.SIGTERM, sigterm_as_interrupt)
     t0 = time.monotonic()
     try:
         with (

@@ -28,37 +28,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
-import platform
 import random
-import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import msgpack  # type: ignore[import-untyped,unused-ignore]
-import redis
 import redis.asyncio as aioredis
 
 import queues
+from bench.harness import machine_facts, sigterm_as_interrupt
+from bench.redis_local import owned_redis
+from bench.redis_probe import CallCount, Delta, bracketed, calibrate, diff, snapshot
 from bench.report import fmt
-from bench.stats import nearest_rank, summarize
-from chaos.processes import start_redis, stop_redis
+from bench.stats import summarize
 from queues.base import Effect, Offer, RoutingEngine
 from queues.policy import CHANNELS, Policy
 
-SCRIPT_CMDS = frozenset({"evalsha", "eval", "evalsha_ro", "eval_ro", "fcall", "fcall_ro"})
-PROBE_CMDS = frozenset({"info"})
 ONE_CHAT = {"chat": 1, "sms": 0, "email": 0, "voice": 0}
 ONE_SMS = {"chat": 0, "sms": 1, "email": 0, "voice": 0}
 CALLS_PER_CYCLE = 3  # complete (decides) + accept + enqueue (keeps W constant)
@@ -118,153 +110,7 @@ async def timed_loop(
 # -- the redis-server this run owns -------------------------------------------------------------
 
 
-class LocalRedis:
-    """A throw-away redis-server on 127.0.0.1 (no RDB, no AOF) that `stop()` always ends."""
-
-    def __init__(self) -> None:
-        self.process: subprocess.Popen[bytes] | None = None
-        self.workdir: str | None = None
-        self.url = ""
-
-    def start(self, timeout: float = 10.0) -> str:
-        self.workdir = tempfile.mkdtemp(prefix="match-bench-")
-        try:
-            self.process, self.url = start_redis(self.workdir, timeout)
-        except RuntimeError as exc:  # not installed, or it did not come up
-            raise SystemExit(f"{exc}; or pass --redis URL") from None
-        return self.url
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is not None:
-            stop_redis(process, timeout=10)
-        if self.workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-            self.workdir = None
-
-
 # -- counting round trips on the server --------------------------------------------------------
-
-
-@dataclass
-class Snapshot:
-    calls: dict[str, int]
-    usec: dict[str, int]
-    reads: int
-
-
-@dataclass
-class Delta:
-    """What Redis did between two snapshots, minus the cost of taking a snapshot."""
-
-    reads: int
-    calls: dict[str, int]
-    usec: dict[str, int]
-
-    @property
-    def script_calls(self) -> int:
-        return sum(n for name, n in self.calls.items() if name in SCRIPT_CMDS)
-
-    @property
-    def script_usec(self) -> int:
-        return sum(n for name, n in self.usec.items() if name in SCRIPT_CMDS)
-
-    @property
-    def inner(self) -> dict[str, int]:
-        """Commands that are neither script calls nor our probes: run by the scripts."""
-        skip = SCRIPT_CMDS | PROBE_CMDS
-        return {k: n for k, n in self.calls.items() if k not in skip and n}
-
-    @property
-    def inner_usec(self) -> int:
-        """Time spent in those inner commands; the rest of the script time is Lua itself."""
-        skip = SCRIPT_CMDS | PROBE_CMDS
-        return sum(n for k, n in self.usec.items() if k not in skip)
-
-
-async def snapshot(probe: aioredis.Redis[str]) -> Snapshot:
-    info: dict[str, Any] = await probe.execute_command(  # type: ignore[no-untyped-call]
-        "INFO", "commandstats", "stats"
-    )
-    calls: dict[str, int] = {}
-    usec: dict[str, int] = {}
-    for name, value in info.items():
-        if name.startswith("cmdstat_") and isinstance(value, dict):
-            calls[name[8:]] = int(value["calls"])
-            usec[name[8:]] = int(value["usec"])
-    return Snapshot(calls, usec, int(info["total_reads_processed"]))
-
-
-def diff(before: Snapshot, after: Snapshot, base: Delta | None = None) -> Delta:
-    names = set(before.calls) | set(after.calls)
-    calls = {k: after.calls.get(k, 0) - before.calls.get(k, 0) for k in names}
-    usec = {k: after.usec.get(k, 0) - before.usec.get(k, 0) for k in names}
-    reads = after.reads - before.reads
-    if base is not None:
-        reads -= base.reads
-        for k, n in base.calls.items():
-            calls[k] = calls.get(k, 0) - n
-    return Delta(reads, calls, usec)
-
-
-async def calibrate(probe: aioredis.Redis[str]) -> Delta:
-    """The footprint of one snapshot itself (its read event and INFO call)."""
-    first = await snapshot(probe)
-    second = await snapshot(probe)
-    return diff(first, second)
-
-
-@dataclass
-class CallCount:
-    """Single calls bracketed by snapshots, averaged."""
-
-    n: int = 0
-    reads: int = 0
-    scripts: int = 0
-    inner: dict[str, int] = field(default_factory=dict)
-    server_us: list[int] = field(default_factory=list)
-    inner_us: int = 0
-
-    def add(self, delta: Delta) -> None:
-        self.n += 1
-        self.reads += delta.reads
-        self.scripts += delta.script_calls
-        for k, v in delta.inner.items():
-            self.inner[k] = self.inner.get(k, 0) + v
-        self.server_us.append(delta.script_usec)
-        self.inner_us += delta.inner_usec
-
-    def report(self) -> dict[str, Any]:
-        if not self.n:
-            return {}
-        us = sorted(self.server_us)
-        inner = {
-            k: round(v / self.n, 2) for k, v in sorted(self.inner.items(), key=lambda kv: -kv[1])
-        }
-        return {
-            "calls_sampled": self.n,
-            "round_trips_per_call": self.reads / self.n,
-            "script_calls_per_call": self.scripts / self.n,
-            "redis_commands_inside_per_call": round(sum(self.inner.values()) / self.n, 2),
-            "inner_commands": inner,
-            "server_us_p50": us[nearest_rank(len(us), 50)],
-            "server_us_mean": sum(us) / len(us),
-            "server_us_in_commands_mean": self.inner_us / self.n,
-        }
-
-
-async def bracketed(
-    probe: aioredis.Redis[str] | None,
-    base: Delta | None,
-    count: CallCount | None,
-    call: Awaitable[Any],
-) -> Any:
-    if probe is None or count is None:
-        return await call
-    before = await snapshot(probe)
-    result = await call
-    count.add(diff(before, await snapshot(probe), base))
-    return result
 
 
 # -- the workload ------------------------------------------------------------------------------
@@ -850,48 +696,7 @@ def _short(w: int) -> str:
     return f"{w // 1000}k" if w >= 1000 and w % 1000 == 0 else str(w)
 
 
-def machine_facts(redis_info: Mapping[str, Any], uvloop_used: bool) -> dict[str, Any]:
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count() or 0
-    try:
-        import hiredis  # noqa: F401
-
-        has_hiredis = True
-    except ImportError:
-        has_hiredis = False
-    return {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": usable,
-        "loadavg_at_start": os.getloadavg(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "redis_server": redis_info.get("redis_version"),
-        "redis_py": redis.__version__,
-        "hiredis": has_hiredis,
-        "uvloop": uvloop_used,
-    }
-
-
 # -- main --------------------------------------------------------------------------------------
-
-
-def _sigterm(_signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def owned_redis(url: str | None) -> Iterator[tuple[str, bool]]:
-    if url:
-        yield url, False
-        return
-    server = LocalRedis()
-    try:
-        yield server.start(), True
-    finally:
-        server.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -946,7 +751,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             loop_factory = None
     say(f"# event loop: {'uvloop' if loop_factory else 'asyncio default (uvloop not used)'}")
 
-    previous = signal.signal(signal.SIGTERM, _sigterm)
+    previous = signal.signal(signal.SIGTERM, sigterm_as_interrupt)
     try:
         with owned_redis(args.redis) as (url, started):
             opts = Options(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import shutil
 import time
 from collections import Counter
@@ -22,15 +21,17 @@ from bench.harness import (
     Proc,
     bench_child,
     bench_env,
+    cpu_of,
     cpu_seconds,
     free_port,
+    read_json,
     rss_bytes,
     start_nodes,
-    tree_cpu_seconds,
     tree_rss_bytes,
+    wait_count,
 )
 from bench.harness import stop_all as stop_procs
-from bench.match_bench import Delta, Snapshot, calibrate, diff, snapshot
+from bench.redis_probe import RedisMeter
 from bench.stats import latency
 
 DRAIN_MIN_S = 10.0
@@ -52,83 +53,6 @@ class Config:
     idle_counts: list[int]
     profile_rate: float  # py-spy the first node at this offered rate (0: never)
     settle_s: float = 2.0  # idle sockets: wait after connecting, then measure CPU this long
-
-
-class RedisMeter:
-    """INFO deltas of one window, minus the idle baseline measured just before it."""
-
-    def __init__(self, url: str) -> None:
-        self.client: aioredis.Redis[str] = aioredis.from_url(url, decode_responses=True)
-        self.base: Delta | None = None
-        self.idle_per_s: Delta | None = None
-        self.before: Snapshot | None = None
-        self.cpu0 = 0.0
-        self.t0 = 0.0
-
-    async def cpu(self) -> float:
-        info = await self.client.info("cpu")
-        return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
-
-    async def baseline(self, seconds: float = 1.0) -> None:
-        self.base = await calibrate(self.client)
-        first = await snapshot(self.client)
-        await asyncio.sleep(seconds)
-        self.idle_per_s = diff(first, await snapshot(self.client), self.base)
-        self.idle_per_s = Delta(
-            round(self.idle_per_s.reads / seconds),
-            {k: round(v / seconds) for k, v in self.idle_per_s.calls.items()},
-            self.idle_per_s.usec,
-        )
-
-    async def start(self) -> None:
-        self.before = await snapshot(self.client)
-        self.cpu0 = await self.cpu()
-        self.t0 = time.monotonic()
-
-    async def stop(self, events: int) -> dict[str, Any]:
-        assert self.before is not None
-        delta = diff(self.before, await snapshot(self.client), self.base)
-        cpu = await self.cpu() - self.cpu0
-        took = time.monotonic() - self.t0
-        idle = self.idle_per_s
-        reads = delta.reads - (idle.reads * took if idle else 0)
-        calls = Counter(delta.calls)
-        if idle:
-            for k, v in idle.calls.items():
-                calls[k] -= v * took
-        total = sum(v for k, v in calls.items() if k != "info")
-        n = max(events, 1)
-        top = sorted(
-            ((k, v / n) for k, v in calls.items() if v > 0 and k != "info"), key=lambda x: -x[1]
-        )
-        return {
-            "requests_per_event": reads / n,
-            "commands_per_event": total / n,
-            "script_calls_per_event": sum(calls[k] for k in ("evalsha", "eval")) / n,
-            "commands": {k: round(v, 2) for k, v in top[:14]},
-            "idle_requests_per_s": idle.reads if idle else None,
-            "cpu_s": cpu,
-            "cpu_ms_per_event": cpu * 1000 / n,
-        }
-
-    async def close(self) -> None:
-        await self.client.aclose()
-
-
-def cpu_of(procs: dict[str, Proc]) -> dict[str, float]:
-    return {name: tree_cpu_seconds(p.pid) for name, p in procs.items()}
-
-
-async def wait_count(proc: Proc, target: int, within: float) -> None:
-    deadline = time.monotonic() + within
-    while proc.count() < target and time.monotonic() < deadline:
-        if proc.proc is not None and proc.proc.returncode is not None:
-            return
-        await asyncio.sleep(0.05)
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text("utf-8"))
 
 
 # -- routing at one offered rate -----------------------------------------------------------------
