@@ -1,6 +1,6 @@
 """The ceiling on this machine: what the bare tools do, measured in the same run.
 
-* Redis: raw redis-py no-op script calls (`bench.match_bench.Noop`: EVALSHA of `return 0`
+* Redis: raw redis-py no-op script calls (`bench.noop.Noop`: EVALSHA of `return 0`
   with an engine call's argument shapes) from one process, one at a time and 64 in flight.
 * WebSocket: a bare aiohttp server process pushes ~200-byte text frames to M clients in
   another process: paced at each offered rate (latency), then as fast as it can (frames/s).
@@ -24,8 +24,10 @@ import aiohttp
 from aiohttp import web
 
 from bench.harness import write_json
-from bench.match_bench import Noop, bench_policy, timed_loop
+from bench.loops import timed_loop
+from bench.noop import Noop
 from bench.stats import percentile, summarize
+from bench.workload import bench_policy
 
 PAD = "x" * 150
 MAX_FRAMES = 5_000_000

@@ -30,50 +30,25 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import signal
 import sys
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgpack  # type: ignore[import-untyped,unused-ignore]
 import redis.asyncio as aioredis
 
 import queues
 from bench.harness import machine_facts, sigterm_as_interrupt
+from bench.loops import timed_loop
+from bench.match_report import render
+from bench.noop import Noop
 from bench.redis_local import owned_redis
 from bench.redis_probe import CallCount, Delta, bracketed, calibrate, diff, snapshot
-from bench.report import fmt
 from bench.stats import summarize
-from queues.base import Effect, Offer, RoutingEngine
-from queues.policy import CHANNELS, Policy
-
-ONE_CHAT = {"chat": 1, "sms": 0, "email": 0, "voice": 0}
-ONE_SMS = {"chat": 0, "sms": 1, "email": 0, "voice": 0}
-CALLS_PER_CYCLE = 3  # complete (decides) + accept + enqueue (keeps W constant)
-SAMPLED = 40  # single calls bracketed by INFO to count round trips and inner commands
-ACCEPTANCE = 1.5  # the issue: latency at 100k waiting within 1.5x of that at 1k
-IMMEDIATE_AGENTS = 4
-
-
-class BenchError(RuntimeError):
-    """The engine did not do what the workload relies on (e.g. no offer after complete)."""
-
-
-# -- small helpers -----------------------------------------------------------------------------
-
-
-def bench_policy() -> Policy:
-    """The default policy with wrap-up 0 s (complete frees at once) and long timeouts."""
-    return Policy(
-        wrapup_s=dict.fromkeys(CHANNELS, 0.0),
-        presence_ttl_s=3600.0,
-        reservation_timeout_s=600.0,
-        last_agent_s=0.0,
-    )
+from bench.workload import CALLS_PER_CYCLE, SAMPLED, BenchError, Workload, bench_policy
+from queues.base import RoutingEngine
 
 
 def parse_waiting(text: str) -> list[int]:
@@ -87,158 +62,6 @@ def parse_waiting(text: str) -> list[int]:
     if not out or any(w < 1 for w in out):
         raise argparse.ArgumentTypeError("--waiting needs positive integers, e.g. 1000,100000")
     return out
-
-
-async def timed_loop(
-    workers: int, seconds: float, max_ops: int, step: Callable[[int], Awaitable[None]]
-) -> tuple[int, float]:
-    """Run `step(worker)` from `workers` coroutines until `max_ops` steps or `seconds` pass."""
-    started = 0
-    deadline = time.perf_counter() + seconds
-
-    async def worker(index: int) -> None:
-        nonlocal started
-        while started < max_ops and time.perf_counter() < deadline:
-            started += 1
-            await step(index)
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(worker(i) for i in range(workers)))
-    return started, time.perf_counter() - t0
-
-
-# -- the redis-server this run owns -------------------------------------------------------------
-
-
-# -- counting round trips on the server --------------------------------------------------------
-
-
-# -- the workload ------------------------------------------------------------------------------
-
-
-def offer_for(effects: Sequence[Effect], agent: str | None = None) -> Offer | None:
-    for effect in effects:
-        if isinstance(effect, Offer) and (agent is None or effect.agent == agent):
-            return effect
-    return None
-
-
-class Workload:
-    """W waiting chat tasks, a pool of one-chat agents, and a pool of one-sms agents."""
-
-    GROUPS = (("normal", 80), ("SIC", 15), ("CSC", 5))
-    ATTRS: tuple[tuple[dict[str, Any], int], ...] = (
-        ({}, 70),
-        ({"hot": True}, 20),
-        ({"top_up": True}, 10),
-    )
-
-    def __init__(
-        self, engine: RoutingEngine, label: str, mixed_priorities: bool = False, seed: int = 7
-    ) -> None:
-        self.engine = engine
-        self.label = label
-        self.attrs = self.ATTRS if mixed_priorities else (({}, 1),)
-        self.rng = random.Random(seed)
-        self.seq = 0
-        self.agents: list[str] = []
-        self.holding: dict[str, str] = {}
-        self.immediate: list[str] = []
-        self.lat: dict[str, list[int]] = {}
-        self.counts: dict[str, CallCount] = {}
-        self.probe: aioredis.Redis[str] | None = None
-        self.base: Delta | None = None
-        self.sampling = False
-
-    def _pick(self, table: Sequence[tuple[Any, int]]) -> Any:
-        return self.rng.choices([v for v, _ in table], [w for _, w in table])[0]
-
-    def _new_task(self) -> tuple[str, str]:
-        self.seq += 1
-        return f"{self.label}-t{self.seq:07d}", f"c{self.seq % 20011}"
-
-    async def _timed(self, name: str, call: Awaitable[list[Effect]]) -> list[Effect]:
-        if self.sampling:
-            return await bracketed(  # type: ignore[no-any-return]
-                self.probe, self.base, self.counts.setdefault(name, CallCount()), call
-            )
-        t0 = time.perf_counter_ns()
-        effects = await call
-        self.lat.setdefault(name, []).append(time.perf_counter_ns() - t0)
-        return effects
-
-    def reset_latencies(self) -> None:
-        self.lat = {}
-
-    async def enqueue_waiting(self, timed: bool = True) -> None:
-        task, customer = self._new_task()
-        call = self.engine.enqueue(
-            task, customer, "chat", self._pick(self.GROUPS), self._pick(self.attrs)
-        )
-        effects = await (self._timed("enqueue_wait", call) if timed else call)
-        if offer_for(effects) is not None:
-            raise BenchError(f"enqueue of {task} was offered although no chat agent is free")
-
-    async def fill(self, waiting: int, workers: int, seconds: float) -> tuple[int, float]:
-        return await timed_loop(
-            workers, seconds, waiting, lambda _i: self.enqueue_waiting(timed=False)
-        )
-
-    async def login_pool(self, size: int) -> None:
-        """Log in `size` chat agents; each takes (and accepts) one task; W is topped up."""
-        for i in range(size):
-            agent = f"{self.label}-a{i:04d}"
-            await self.engine.login(agent, "SAM", ONE_CHAT)
-            offer = offer_for(await self.engine.set_presence(agent, "available"), agent)
-            if offer is None:
-                raise BenchError(f"{agent} became available but was offered nothing")
-            await self.engine.accept(offer.reservation, agent)
-            self.holding[agent] = offer.task
-            self.agents.append(agent)
-            await self.enqueue_waiting(timed=False)
-        for j in range(IMMEDIATE_AGENTS):
-            agent = f"{self.label}-i{j}"
-            await self.engine.login(agent, "SAM", ONE_SMS)
-            if offer_for(await self.engine.set_presence(agent, "available")) is not None:
-                raise BenchError("an sms agent was offered work before any sms task existed")
-            self.immediate.append(agent)
-
-    async def decide(self, agent: str) -> None:
-        """One cycle: complete (the decision: offers the next task) → accept → enqueue."""
-        effects = await self._timed("decide", self.engine.complete(self.holding[agent], agent))
-        offer = offer_for(effects, agent)
-        if offer is None:
-            raise BenchError(f"complete by {agent} offered nothing: {effects}")
-        await self._timed("accept", self.engine.accept(offer.reservation, agent))
-        self.holding[agent] = offer.task
-        await self.enqueue_waiting()
-
-    def decide_step(self, workers: int) -> Callable[[int], Awaitable[None]]:
-        """Worker i rotates over agents i, i+workers, …; no two workers share an agent."""
-        turns = [0] * workers
-        mine = [self.agents[i::workers] for i in range(workers)]
-
-        def step(i: int) -> Awaitable[None]:
-            turns[i] += 1
-            return self.decide(mine[i][turns[i] % len(mine[i])])
-
-        return step
-
-    def immediate_step(self) -> Callable[[int], Awaitable[None]]:
-        def step(_i: int) -> Awaitable[None]:
-            return self.enqueue_immediate()
-
-        return step
-
-    async def enqueue_immediate(self) -> None:
-        """A free sms agent exists: the enqueue call itself offers; then accept and complete."""
-        task, customer = self._new_task()
-        effects = await self._timed("enqueue_match", self.engine.enqueue(task, customer, "sms"))
-        offer = offer_for(effects)
-        if offer is None:
-            raise BenchError(f"enqueue of {task} with a free sms agent offered nothing")
-        await self.engine.accept(offer.reservation, offer.agent)
-        await self.engine.complete(task, offer.agent)
 
 
 # -- subjects and phases -----------------------------------------------------------------------
@@ -261,54 +84,6 @@ class Options:
 
 def _rate(ops: int, elapsed: float) -> float:
     return ops / elapsed if elapsed > 0 else float("nan")
-
-
-class Noop:
-    """The ceiling: EVALSHA of `return 0`, 1 key, the 4 argument shapes of an engine call."""
-
-    kind = "noop"
-    name = "no-op"
-    waiting = 0
-
-    def __init__(self, url: str, policy: Policy) -> None:
-        self.client: aioredis.Redis[bytes] = aioredis.from_url(url, decode_responses=False)
-        self.sha = ""
-        prefix = f"omniroute:{{bench-noop-{os.getpid()}}}:"
-        self.keys = [prefix + "seq"]
-        self.policy = msgpack.packb(policy.to_wire())
-        self.args = msgpack.packb({"task": "w100000-t0000001", "agent": "w100000-a0001"})
-        self.prefix = prefix
-        self.lat: dict[str, list[int]] = {}
-
-    async def start(self) -> None:
-        self.sha = await self.client.script_load("return 0")  # type: ignore[no-untyped-call]
-        for _ in range(200):
-            await self.call()
-
-    async def close(self) -> None:
-        await self.client.connection_pool.disconnect()
-
-    async def call(self) -> None:
-        now = int(time.time() * 1000)
-        await self.client.evalsha(  # type: ignore[no-untyped-call]
-            self.sha, 1, *self.keys, self.prefix, now, self.policy, self.args
-        )
-
-    def argv_bytes(self) -> int:
-        return len(self.prefix) + 13 + len(self.policy) + len(self.args)
-
-    def reset_latencies(self) -> None:
-        self.lat = {}
-
-    def decide_step(self, _workers: int) -> Callable[[int], Awaitable[None]]:
-        lat = self.lat.setdefault("decide", [])
-
-        async def step(_i: int) -> None:
-            t0 = time.perf_counter_ns()
-            await self.call()
-            lat.append(time.perf_counter_ns() - t0)
-
-        return step
 
 
 @dataclass
@@ -532,168 +307,6 @@ def say(text: str) -> None:
 
 def yes(flag: Any) -> str:
     return "yes" if flag else "no"
-
-
-# -- report ------------------------------------------------------------------------------------
-
-
-_fmt = fmt  # one number format for both benchmarks (bench/report.py)
-
-
-def render(results: dict[str, Any]) -> str:
-    ceiling = results["ceiling"]
-    inflight = f"{results['options']['concurrency']} in flight"
-    noop_rt = ceiling["round_trips"]
-    head = (
-        "| engine | W waiting | call timed | mode | decisions/s | engine calls/s | p50 ms | p99 ms"
-        " | round trips / decision | Redis µs / cycle | p50 ÷ no-op p50"
-        " | calls/s ÷ no-op calls/s |"
-    )
-    lines = [head, "|" + "---|" * 12]
-
-    def row(
-        engine: str,
-        w: str,
-        what: str,
-        mode: str,
-        per_s: Any,
-        calls: Any,
-        lat: dict[str, Any],
-        rt: Any,
-        us: Any,
-        ref: dict[str, Any] | None,
-    ) -> None:
-        ratio = tput = None
-        if ref and engine == "redis":
-            ratio = lat["p50_ms"] / ref["decide"]["p50_ms"]
-            tput = calls / ref["calls_per_s"]
-        lines.append(
-            f"| {engine} | {w} | {what} | {mode} | {_fmt(per_s)} | {_fmt(calls)} | "
-            f"{_fmt(lat['p50_ms'])} | {_fmt(lat['p99_ms'])} | {_fmt(rt)} | {_fmt(us)} | "
-            f"{_fmt(ratio)} | {_fmt(tput)} |"
-        )
-
-    for mode in ("sequential", inflight):
-        if mode in ceiling:
-            data = ceiling[mode]
-            row(
-                "redis",
-                "-",
-                "no-op EVALSHA (ceiling)",
-                mode,
-                None,
-                data["calls_per_s"],
-                data["decide"],
-                noop_rt.get("round_trips_per_call"),
-                data.get("server_us_per_call"),
-                data,
-            )
-    for res in results["runs"]:
-        w = f"{res['waiting']:,}"
-        kind = res["engine"]
-        per_call = res.get("per_call", {})
-        dec = per_call.get("decide", {})
-        for mode in ("sequential", inflight):
-            if mode in res:
-                ph = res[mode]
-                row(
-                    kind,
-                    w,
-                    "complete → offer",
-                    mode,
-                    ph["ops_per_s"],
-                    ph["calls_per_s"],
-                    ph["decide"],
-                    dec.get("round_trips_per_call"),
-                    _cycle_us(ph),
-                    ceiling.get(mode),
-                )
-        if "enqueue_match" in res:
-            em = res["enqueue_match"]
-            imm = per_call.get("enqueue_match", {})
-            row(
-                kind,
-                w,
-                "enqueue → offer",
-                "sequential",
-                em["ops_per_s"],
-                em["calls_per_s"],
-                em["enqueue_match"],
-                imm.get("round_trips_per_call"),
-                _cycle_us(em),
-                ceiling.get("sequential"),
-            )
-
-    out = ["\n".join(lines), ""]
-    fills = [
-        f"{r['engine']} W={r['waiting']:,}: {_fmt(r['fill']['tasks_per_s'])} tasks/s "
-        f"({r['fill']['seconds']:.1f} s)"
-        for r in results["runs"]
-    ]
-    out.append("Fill (concurrent enqueues, no routable agent): " + "; ".join(fills) + ".")
-    out.append("")
-    out.extend(ratio_lines(results))
-    inner = []
-    for res in results["runs"]:
-        dec = res.get("per_call", {}).get("decide")
-        seq = res.get("sequential", {})
-        if dec and "server_us_per_call" in seq:
-            cmds = ", ".join(f"{k} {_fmt(v)}" for k, v in dec["inner_commands"].items())
-            total, in_cmds = seq["server_us_per_call"], seq["server_us_in_commands_per_call"]
-            walks = seq["inner_commands_per_op"].get("zrangebyscore")
-            inner.append(
-                f"* W={res['waiting']:,}: {_fmt(total)} µs per engine call, of which "
-                f"{_fmt(in_cmds)} µs inside Redis commands and {_fmt(total - in_cmds)} µs Lua "
-                f"and call overhead; {_fmt(walks)} ZRANGEBYSCORE per cycle. The deciding "
-                f"`complete` alone runs {_fmt(dec['redis_commands_inside_per_call'])} "
-                f"commands: {cmds}"
-            )
-    if inner:
-        out.append("")
-        out.append(
-            "Redis server time in the sequential loop (commandstats), and the commands one "
-            f"deciding script runs ({SAMPLED} single calls sampled):"
-        )
-        out.extend(inner)
-    return "\n".join(out)
-
-
-def _cycle_us(phase: dict[str, Any]) -> float | None:
-    """Redis server time of one decision cycle (3 engine calls), from the phase's deltas."""
-    per_call = phase.get("server_us_per_call")
-    return per_call * CALLS_PER_CYCLE if per_call is not None else None
-
-
-def ratio_lines(results: dict[str, Any]) -> list[str]:
-    out = []
-    for engine in ("redis", "memory"):
-        runs = [r for r in results["runs"] if r["engine"] == engine]
-        if len(runs) < 2:
-            continue
-        low = min(runs, key=lambda r: r["waiting"])
-        high = max(runs, key=lambda r: r["waiting"])
-        wl, wh = _short(low["waiting"]), _short(high["waiting"])
-        modes = ("sequential", f"{results['options']['concurrency']} in flight")
-        for mode in [m for m in modes if m in low and m in high]:
-            a, b = low[mode]["decide"], high[mode]["decide"]
-            r50, r99 = b["p50_ms"] / a["p50_ms"], b["p99_ms"] / a["p99_ms"]
-            verdict = "within" if max(r50, r99) <= ACCEPTANCE else "NOT within"
-            out.append(
-                f"{engine.capitalize()} decision latency, {mode}: p50({wh})/p50({wl}) = "
-                f"{r50:.2f}, p99({wh})/p99({wl}) = {r99:.2f} ({verdict} {ACCEPTANCE}x)."
-            )
-        sa = low.get("sequential", {}).get("server_us_per_call")
-        sb = high.get("sequential", {}).get("server_us_per_call")
-        if sa and sb:
-            out.append(
-                f"Redis server time per engine call in the sequential loop: {sa:.0f} µs at {wl}, "
-                f"{sb:.0f} µs at {wh} ({sb / sa:.2f}x)."
-            )
-    return out
-
-
-def _short(w: int) -> str:
-    return f"{w // 1000}k" if w >= 1000 and w % 1000 == 0 else str(w)
 
 
 # -- main --------------------------------------------------------------------------------------
