@@ -29,10 +29,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from bench import report, runs
-from bench.ceiling import redis_ceiling
-from bench.harness import loop_factory
-from bench.match_bench import _sigterm, machine_facts, owned_redis
+from bench import probes, report, runs
+from bench.ceiling import redis_ceiling, ws_ceiling
+from bench.harness import loop_factory, machine_facts, sigterm_as_interrupt
+from bench.redis_local import owned_redis
 from bench.replay_bench import replay_speed
 
 STARTED = time.monotonic()
@@ -130,7 +130,7 @@ async def run(args: argparse.Namespace, url: str, started: bool, workdir: Path) 
         say("- ceiling: raw script calls …")
         ceiling["redis"] = await redis_ceiling(url, 2 * phase_s)
         say(f"- ceiling: raw WebSocket frames to {args.agents} clients …")
-        ceiling["ws"] = await runs.ws_ceiling(cfg, phase_s)
+        ceiling["ws"] = await ws_ceiling(cfg, phase_s)
     results["ceiling"] = ceiling
     results["routing"] = []
     for engine in args.engine_list:
@@ -147,16 +147,16 @@ async def run(args: argparse.Namespace, url: str, started: bool, workdir: Path) 
     if not args.skip_idle:
         for engine in args.engine_list:
             say(f"- idle sockets ({args.idle}) on the {engine} engine …")
-            results["idle"].append(await runs.idle_run(cfg, engine))
+            results["idle"].append(await probes.idle_run(cfg, engine))
     results["decision_latency"] = None
     if not args.skip_decision:
         say(f"- decision latency with {args.waiting} waiting (bench.match_bench) …")
         seconds = 0.3 if args.quick else 1.0
-        results["decision_latency"] = await runs.decision_latency(cfg, args.waiting, seconds)
+        results["decision_latency"] = await probes.decision_latency(cfg, args.waiting, seconds)
     results["round_trips"] = None
     if not args.skip_monitor and "redis" in args.engine_list:
         say("- Redis requests of one routed event (MONITOR, tiny load) …")
-        results["round_trips"] = await runs.round_trip_list(cfg, 10 if args.quick else 40)
+        results["round_trips"] = await probes.round_trip_list(cfg, 10 if args.quick else 40)
     results["replay"] = None
     if not args.skip_replay:
         size = (20, 2000) if args.quick else (200, 50_000)
@@ -171,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = options(argv)
     factory, loop_name = loop_factory()
     say(f"# event loop: {loop_name}")
-    previous = signal.signal(signal.SIGTERM, _sigterm)
+    previous = signal.signal(signal.SIGTERM, sigterm_as_interrupt)
     t0 = time.monotonic()
     try:
         with (

@@ -1,11 +1,15 @@
 """The ceiling on this machine: what the bare tools do, measured in the same run.
 
-* Redis: raw redis-py no-op script calls (`bench.match_bench.Noop`: EVALSHA of `return 0`
+* Redis: raw redis-py no-op script calls (`bench.noop.Noop`: EVALSHA of `return 0`
   with an engine call's argument shapes) from one process, one at a time and 64 in flight.
 * WebSocket: a bare aiohttp server process pushes ~200-byte text frames to M clients in
   another process: paced at each offered rate (latency), then as fast as it can (frames/s).
   `python -m bench.ceiling serve --port P` and `python -m bench.ceiling clients …` are the
-  two processes; `POST /blast?rate=R&seconds=S&phase=X` on the server runs one phase.
+  two processes; `POST /blast?rate=R&seconds=S&phase=X` on the server runs one phase, and
+  `ws_ceiling` drives both from `python -m bench`.
+
+Imports bench.harness, bench.noop, bench.workload (the policy the no-op packs), bench.stats;
+bench.runs only for the type of its Config, so that the two child processes stay light.
 """
 
 from __future__ import annotations
@@ -18,13 +22,20 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
 
-from bench.harness import write_json
-from bench.match_bench import Noop, bench_policy, summarize, timed_loop
+from bench.harness import Proc, bench_child, free_port, read_json, write_json
+from bench.harness import stop_all as stop_procs
+from bench.loops import timed_loop
+from bench.noop import Noop
+from bench.stats import percentile, summarize
+from bench.workload import bench_policy
+
+if TYPE_CHECKING:
+    from bench.runs import Config
 
 PAD = "x" * 150
 MAX_FRAMES = 5_000_000
@@ -44,6 +55,53 @@ async def redis_ceiling(url: str, seconds: float, concurrency: int = 64) -> dict
     finally:
         await noop.close()
     return {"sequential": sequential, f"{concurrency} in flight": inflight}
+
+
+async def ws_ceiling(cfg: Config, phase_s: float) -> dict[str, Any]:
+    port = free_port()
+    out = cfg.workdir / "ws-ceiling.json"
+    server = Proc("ws-server", bench_child("bench.ceiling", "serve", "--port", str(port)),
+                  cfg.workdir / "ws-server.log")  # fmt: skip
+    clients = Proc(
+        "ws-clients",
+        bench_child("bench.ceiling", "clients", "--url", f"http://127.0.0.1:{port}",
+                    "--clients", str(cfg.agents), "--out", str(out)),
+        cfg.workdir / "ws-clients.log",
+    )  # fmt: skip
+    sent: dict[str, Any] = {}
+    try:
+        await server.start(stdin=True)
+        await server.wait_line("ready", 30)
+        await clients.start(stdin=True)
+        await clients.wait_line("ready", 60 + cfg.agents / 50)
+        async with aiohttp.ClientSession() as http:
+            phases = [(f"{r:g}", r) for r in cfg.rates] + [("max", 0.0)]
+            for name, rate in phases:
+                params = {"rate": f"{rate:g}", "seconds": f"{phase_s:g}", "phase": name}
+                timeout = aiohttp.ClientTimeout(total=phase_s + 30)
+                async with http.post(f"http://127.0.0.1:{port}/blast", params=params,
+                                     timeout=timeout) as response:  # fmt: skip
+                    sent[name] = await response.json()
+                await asyncio.sleep(0.5)
+        await clients.say("stop")
+        await clients.wait_line("done", 30)
+        got = read_json(out)
+    finally:
+        await stop_procs([clients, server])
+    result: dict[str, Any] = {"clients": cfg.agents, "phases": {}}
+    for name in sent:
+        g = got.get(name, {})
+        span = g.get("span_s") or 0
+        result["phases"][name] = {
+            "sent": sent[name]["sent"],
+            "received": g.get("received", 0),
+            "frames_per_s": g.get("received", 0) / span if span else 0.0,
+            "p50_ms": g.get("p50_ms"),
+            "p95_ms": g.get("p95_ms"),
+            "p99_ms": g.get("p99_ms"),
+            "max_ms": g.get("max_ms"),
+        }
+    return result
 
 
 # -- the bare WebSocket server --------------------------------------------------------------
@@ -148,7 +206,7 @@ async def clients(url: str, count: int, out: str) -> int:
             "received": len(values),
             "span_s": (first_last[phase][1] - first_last[phase][0]) / 1e9,
             **summarize(values),
-            "p95_ms": sorted(values)[int(0.95 * (len(values) - 1))] / 1e6 if values else None,
+            "p95_ms": percentile(sorted(values), 95),
         }
         for phase, values in lat.items()
     }

@@ -1,9 +1,11 @@
-"""Processes of one benchmark run: Redis, `omniroute serve` nodes, helper processes.
+"""Processes of one benchmark run: `omniroute serve` nodes and helper processes, the facts of
+the machine they run on, and the SIGTERM handler that makes sure they are stopped.
 
 Everything started here is a child of the bench and is stopped in `finally` by whoever
 started it (`Proc.stop`: SIGTERM, a bounded wait, then SIGKILL). Only 127.0.0.1 is used.
 CPU seconds and RSS are read from /proc (Linux); CLOCK_MONOTONIC is shared by all processes,
-so `time.monotonic_ns()` stamps taken in different processes can be subtracted.
+so `time.monotonic_ns()` stamps taken in different processes can be subtracted. The
+redis-server a run owns is bench/redis_local.py. Imports chaos.processes (free ports) only.
 """
 
 from __future__ import annotations
@@ -12,14 +14,19 @@ import asyncio
 import contextlib
 import json
 import os
+import platform
 import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import aiohttp
+import redis
 
 from chaos.processes import free_port
 
@@ -248,8 +255,26 @@ async def stop_all(procs: Sequence[Proc | None]) -> None:
     await asyncio.gather(*(p.stop() for p in procs if p is not None), return_exceptions=True)
 
 
+def cpu_of(procs: dict[str, Proc]) -> dict[str, float]:
+    """CPU seconds of each named process tree, read before and after a measured window."""
+    return {name: tree_cpu_seconds(p.pid) for name, p in procs.items()}
+
+
+async def wait_count(proc: Proc, target: int, within: float) -> None:
+    """Wait (bounded) until the child reported `count` >= `target`, or it exited."""
+    deadline = time.monotonic() + within
+    while proc.count() < target and time.monotonic() < deadline:
+        if proc.proc is not None and proc.proc.returncode is not None:
+            return
+        await asyncio.sleep(0.05)
+
+
 def write_json(path: str | Path, data: object) -> None:
     Path(path).write_text(json.dumps(data), "utf-8")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text("utf-8"))
 
 
 def bench_child(module: str, *args: str) -> list[str]:
@@ -270,3 +295,37 @@ def run_async(main: object) -> object:
     factory, _ = loop_factory()
     with asyncio.Runner(loop_factory=factory) as runner:  # type: ignore[arg-type]
         return runner.run(main)  # type: ignore[arg-type]
+
+
+# -- the machine and the signal of one run ------------------------------------------------------
+
+
+def machine_facts(redis_info: Mapping[str, Any], uvloop_used: bool) -> dict[str, Any]:
+    """What the figures of a run depend on (cores, load, versions): printed, kept in the JSON."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count() or 0
+    try:
+        import hiredis  # noqa: F401
+
+        has_hiredis = True
+    except ImportError:
+        has_hiredis = False
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": usable,
+        "loadavg_at_start": os.getloadavg(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "redis_server": redis_info.get("redis_version"),
+        "redis_py": redis.__version__,
+        "hiredis": has_hiredis,
+        "uvloop": uvloop_used,
+    }
+
+
+def sigterm_as_interrupt(_signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM handler: unwind like Ctrl-C, so every `finally` stops what it started."""
+    raise KeyboardInterrupt

@@ -1,43 +1,44 @@
-"""The measured runs: routing at each offered rate, the saq peer, the ceilings, idle sockets,
-decision latency (match_bench), and the list of Redis round trips of one routed event."""
+"""The runs at one offered rate: routing (our nodes, desktops and poster) with its figures and
+its py-spy summary, and the same flow on the saq peer, both measured the same way (post or
+enqueue → receipt latency, bench.redis_probe's RedisMeter, CPU per event from /proc).
+
+`Config` is the configuration of one `python -m bench` run, shared by every driver (bench.probes,
+bench.ceiling's ws_ceiling, chaos's overload scenario). Imports bench.harness, bench.redis_probe
+and bench.stats.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
-import math
 import shutil
-import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import aiohttp
-import redis.asyncio as aioredis
 
 from bench.harness import (
     Node,
     Proc,
     bench_child,
     bench_env,
-    cpu_seconds,
-    free_port,
-    rss_bytes,
+    cpu_of,
+    read_json,
     start_nodes,
-    tree_cpu_seconds,
     tree_rss_bytes,
+    wait_count,
 )
 from bench.harness import stop_all as stop_procs
-from bench.match_bench import Delta, Snapshot, calibrate, diff, snapshot
+from bench.redis_probe import RedisMeter
+from bench.stats import latency
 
 DRAIN_MIN_S = 10.0
 
 
 @dataclass
 class Config:
+    """One `python -m bench` run: where, how many, how fast, how long."""
+
     redis_url: str
     workdir: Path
     run_id: str
@@ -52,102 +53,6 @@ class Config:
     idle_counts: list[int]
     profile_rate: float  # py-spy the first node at this offered rate (0: never)
     settle_s: float = 2.0  # idle sockets: wait after connecting, then measure CPU this long
-
-
-def pct(sorted_ns: list[float], p: float) -> float:
-    """Nearest-rank percentile in ms; inf when it falls on an undelivered event."""
-    if not sorted_ns:
-        return float("nan")
-    rank = max(0, min(len(sorted_ns) - 1, math.ceil(p / 100 * len(sorted_ns)) - 1))
-    return sorted_ns[rank] / 1e6
-
-
-def latency(values: list[float]) -> dict[str, Any]:
-    ordered = sorted(values)
-    return {
-        "n": len(ordered),
-        "p50_ms": pct(ordered, 50),
-        "p95_ms": pct(ordered, 95),
-        "p99_ms": pct(ordered, 99),
-        "max_ms": ordered[-1] / 1e6 if ordered else float("nan"),
-    }
-
-
-class RedisMeter:
-    """INFO deltas of one window, minus the idle baseline measured just before it."""
-
-    def __init__(self, url: str) -> None:
-        self.client: aioredis.Redis[str] = aioredis.from_url(url, decode_responses=True)
-        self.base: Delta | None = None
-        self.idle_per_s: Delta | None = None
-        self.before: Snapshot | None = None
-        self.cpu0 = 0.0
-        self.t0 = 0.0
-
-    async def cpu(self) -> float:
-        info = await self.client.info("cpu")
-        return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
-
-    async def baseline(self, seconds: float = 1.0) -> None:
-        self.base = await calibrate(self.client)
-        first = await snapshot(self.client)
-        await asyncio.sleep(seconds)
-        self.idle_per_s = diff(first, await snapshot(self.client), self.base)
-        self.idle_per_s = Delta(
-            round(self.idle_per_s.reads / seconds),
-            {k: round(v / seconds) for k, v in self.idle_per_s.calls.items()},
-            self.idle_per_s.usec,
-        )
-
-    async def start(self) -> None:
-        self.before = await snapshot(self.client)
-        self.cpu0 = await self.cpu()
-        self.t0 = time.monotonic()
-
-    async def stop(self, events: int) -> dict[str, Any]:
-        assert self.before is not None
-        delta = diff(self.before, await snapshot(self.client), self.base)
-        cpu = await self.cpu() - self.cpu0
-        took = time.monotonic() - self.t0
-        idle = self.idle_per_s
-        reads = delta.reads - (idle.reads * took if idle else 0)
-        calls = Counter(delta.calls)
-        if idle:
-            for k, v in idle.calls.items():
-                calls[k] -= v * took
-        total = sum(v for k, v in calls.items() if k != "info")
-        n = max(events, 1)
-        top = sorted(
-            ((k, v / n) for k, v in calls.items() if v > 0 and k != "info"), key=lambda x: -x[1]
-        )
-        return {
-            "requests_per_event": reads / n,
-            "commands_per_event": total / n,
-            "script_calls_per_event": sum(calls[k] for k in ("evalsha", "eval")) / n,
-            "commands": {k: round(v, 2) for k, v in top[:14]},
-            "idle_requests_per_s": idle.reads if idle else None,
-            "cpu_s": cpu,
-            "cpu_ms_per_event": cpu * 1000 / n,
-        }
-
-    async def close(self) -> None:
-        await self.client.aclose()
-
-
-def cpu_of(procs: dict[str, Proc]) -> dict[str, float]:
-    return {name: tree_cpu_seconds(p.pid) for name, p in procs.items()}
-
-
-async def wait_count(proc: Proc, target: int, within: float) -> None:
-    deadline = time.monotonic() + within
-    while proc.count() < target and time.monotonic() < deadline:
-        if proc.proc is not None and proc.proc.returncode is not None:
-            return
-        await asyncio.sleep(0.05)
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text("utf-8"))
 
 
 # -- routing at one offered rate -----------------------------------------------------------------
@@ -361,212 +266,3 @@ async def peer_run(cfg: Config, rate: float) -> dict[str, Any]:
         | {"saq-producer": producer_cpu * 1000 / max(n, 1)}
         | {"redis-server": redis_fig["cpu_ms_per_event"]},
     }
-
-
-# -- the ceilings ---------------------------------------------------------------------------------
-
-
-async def ws_ceiling(cfg: Config, phase_s: float) -> dict[str, Any]:
-    port = free_port()
-    out = cfg.workdir / "ws-ceiling.json"
-    server = Proc("ws-server", bench_child("bench.ceiling", "serve", "--port", str(port)),
-                  cfg.workdir / "ws-server.log")  # fmt: skip
-    clients = Proc(
-        "ws-clients",
-        bench_child("bench.ceiling", "clients", "--url", f"http://127.0.0.1:{port}",
-                    "--clients", str(cfg.agents), "--out", str(out)),
-        cfg.workdir / "ws-clients.log",
-    )  # fmt: skip
-    sent: dict[str, Any] = {}
-    try:
-        await server.start(stdin=True)
-        await server.wait_line("ready", 30)
-        await clients.start(stdin=True)
-        await clients.wait_line("ready", 60 + cfg.agents / 50)
-        async with aiohttp.ClientSession() as http:
-            phases = [(f"{r:g}", r) for r in cfg.rates] + [("max", 0.0)]
-            for name, rate in phases:
-                params = {"rate": f"{rate:g}", "seconds": f"{phase_s:g}", "phase": name}
-                timeout = aiohttp.ClientTimeout(total=phase_s + 30)
-                async with http.post(f"http://127.0.0.1:{port}/blast", params=params,
-                                     timeout=timeout) as response:  # fmt: skip
-                    sent[name] = await response.json()
-                await asyncio.sleep(0.5)
-        await clients.say("stop")
-        await clients.wait_line("done", 30)
-        got = read_json(out)
-    finally:
-        await stop_procs([clients, server])
-    result: dict[str, Any] = {"clients": cfg.agents, "phases": {}}
-    for name in sent:
-        g = got.get(name, {})
-        span = g.get("span_s") or 0
-        result["phases"][name] = {
-            "sent": sent[name]["sent"],
-            "received": g.get("received", 0),
-            "frames_per_s": g.get("received", 0) / span if span else 0.0,
-            "p50_ms": g.get("p50_ms"),
-            "p95_ms": g.get("p95_ms"),
-            "p99_ms": g.get("p99_ms"),
-            "max_ms": g.get("max_ms"),
-        }
-    return result
-
-
-# -- idle sockets ---------------------------------------------------------------------------------
-
-
-async def idle_run(cfg: Config, engine: str) -> dict[str, Any]:
-    domain = f"bench-{cfg.run_id}-idle-{engine}"
-    url = cfg.redis_url if engine == "redis" else ""
-    nodes: list[Node] = []
-    groups: list[Proc] = []
-    result: dict[str, Any] = {"engine": engine, "points": []}
-    try:
-        nodes = await start_nodes(1, url, cfg.workdir, domain, cfg.capacity)
-        node = nodes[0]
-        await asyncio.sleep(cfg.settle_s / 2)
-        result["rss_mb_empty"] = rss_bytes(node.pid) / 2**20
-        have = 0
-        for target in sorted(cfg.idle_counts):
-            more = target - have
-            if more <= 0:
-                continue
-            proc = Proc(
-                f"idle-{target}",
-                bench_child("bench.desktops", "--urls", node.base, "--agents", str(more),
-                            "--first", str(have), "--prefix", f"idle-{engine}", "--idle",
-                            "--connect-concurrency", "200"),
-                cfg.workdir / f"idle-{engine}-{target}.log",
-            )  # fmt: skip
-            groups.append(proc)
-            t0 = time.monotonic()
-            await proc.start(stdin=True)
-            line = await proc.wait_line("ready", 60 + more / 20)
-            took = time.monotonic() - t0
-            have += int(line.split()[1])
-            await asyncio.sleep(cfg.settle_s)
-            c0, w0 = cpu_seconds(node.pid), time.monotonic()
-            await asyncio.sleep(1.5 * cfg.settle_s)
-            cpu_rate = (cpu_seconds(node.pid) - c0) / (time.monotonic() - w0)
-            result["points"].append(
-                {
-                    "target": target,
-                    "sockets": have,
-                    "rss_mb": rss_bytes(node.pid) / 2**20,
-                    "connect_s": took,
-                    "node_cpu_share_idle": cpu_rate,
-                }
-            )
-    finally:
-        for proc in groups:
-            if proc.proc is not None and proc.proc.returncode is None:
-                with contextlib.suppress(Exception):
-                    await proc.say("stop")
-        await stop_procs([*groups, *nodes])
-    return result
-
-
-# -- decision latency and the list of round trips -------------------------------------------------
-
-
-async def decision_latency(cfg: Config, waiting: str, seconds: float) -> dict[str, Any]:
-    out = cfg.workdir / "match-bench.json"
-    proc = Proc(
-        "match_bench",
-        bench_child("bench.match_bench", "--redis", cfg.redis_url, "--waiting", waiting,
-                    "--seconds", f"{seconds:g}", "--json", str(out), "--fill-seconds", "60"),
-        cfg.workdir / "match-bench.log",
-    )  # fmt: skip
-    try:
-        await proc.start()
-        await proc.wait(300)
-    finally:
-        await proc.stop()
-    if not out.exists():
-        return {"error": proc.tail(500)}
-    data = read_json(out)
-    rows = []
-    for run in data["runs"]:
-        seq = run.get("sequential", {}).get("decide", {})
-        rows.append({"engine": run["engine"], "waiting": run["waiting"],
-                     "p50_ms": seq.get("p50_ms"), "p99_ms": seq.get("p99_ms"),
-                     "decisions_per_s": run.get("sequential", {}).get("ops_per_s")})  # fmt: skip
-    return {"rows": rows}
-
-
-def script_names() -> dict[str, str]:
-    """sha1 or function name → "store:NAME" / "engine:NAME" for every script and function the
-    server calls."""
-    from queues import redis as engine_redis
-    from store import redis_base
-
-    names = {}
-    for name in redis_base.SCRIPTS:
-        names[hashlib.sha1(redis_base.script_source(name).encode()).hexdigest()] = f"store:{name}"
-    library, _code = engine_redis.library()
-    for name in (*engine_redis.OPS, *engine_redis.VIEWS):
-        names[f"{library}_{name}"] = f"engine:{name}"
-    return names
-
-
-async def round_trip_list(cfg: Config, events: int = 40) -> dict[str, Any]:
-    """MONITOR a tiny load on one node: every request a routed event costs, by name."""
-    tag = "monitor"
-    domain = f"bench-{cfg.run_id}-{tag}"
-    names = script_names()
-    client: aioredis.Redis[str] = aioredis.from_url(cfg.redis_url, decode_responses=True)
-    seen: Counter[str] = Counter()
-    nodes: list[Node] = []
-    desk = load = None
-    out_desk, out_load = cfg.workdir / "desk-monitor.json", cfg.workdir / "load-monitor.json"
-    try:
-        nodes = await start_nodes(1, cfg.redis_url, cfg.workdir, domain, cfg.capacity)
-        desk = Proc("desktops", bench_child("bench.desktops", "--urls", nodes[0].base,
-                    "--agents", "20", "--prefix", tag, "--accept-ms", "20", "--hold-ms", "300",
-                    "--out", str(out_desk)), cfg.workdir / "desk-monitor.log")  # fmt: skip
-        await desk.start(stdin=True)
-        await desk.wait_line("ready", 60)
-        await asyncio.sleep(0.5)
-        stop = asyncio.Event()
-
-        async def watch() -> None:
-            async with client.monitor() as monitor:
-                while not stop.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        item = await asyncio.wait_for(monitor.next_command(), 0.5)
-                        if item.get("client_type") == "lua":
-                            continue
-                        command = str(item["command"])
-                        parts = command.split(" ")
-                        verb = parts[0].upper()
-                        if verb in ("EVALSHA", "FCALL") and len(parts) > 1:
-                            verb = names.get(parts[1].strip("'\""), f"{verb} ?")
-                        seen[verb] += 1
-
-        watcher = asyncio.create_task(watch())
-        await asyncio.sleep(0.3)
-        seconds = events / 20
-        load = Proc("load", bench_child("bench.load", "--urls", nodes[0].base, "--rate", "20",
-                    "--seconds", f"{seconds:g}", "--prefix", f"{cfg.run_id}-{tag}",
-                    "--followup-every", "0", "--out", str(out_load)),
-                    cfg.workdir / "load-monitor.log")  # fmt: skip
-        t0 = time.monotonic()
-        await load.start()
-        await load.wait_line("done", seconds + 30)
-        posted = len(read_json(out_load))
-        await wait_count(desk, posted, 10)
-        await asyncio.sleep(0.3 + cfg.accept_ms / 1000 + 0.3 + 1.2)  # complete + wrap-up end
-        took = time.monotonic() - t0
-        stop.set()
-        await asyncio.wait_for(watcher, 5)
-        routed = desk.count()
-        await desk.say("stop")
-        await desk.wait_line("done", 30)
-    finally:
-        await stop_procs([load, desk, *nodes])
-        await client.aclose()
-    n = max(routed, 1)
-    rows = {k: round(v / n, 2) for k, v in seen.most_common() if k not in ("MONITOR", "INFO")}
-    return {"events": routed, "seconds": took, "agents": 20, "per_event": rows,
-            "total_per_event": round(sum(rows.values()), 2)}  # fmt: skip
