@@ -36,6 +36,7 @@ import structlog
 
 from queues.errors import Invalid, RoutingError
 from queues.policy import CHANNELS, GROUPS, TIERS, Policy
+from queues.skills import check_skills, signature
 
 log = structlog.get_logger("omniroute.queues")
 
@@ -111,6 +112,7 @@ class Enqueue:
     group: str = "normal"
     attrs: Mapping[str, Any] | None = None
     last_agent: str | None = None
+    skills: Mapping[str, int] | None = None  # name → minimum proficiency (queues.skills)
 
 
 Effect = Offer | OfferRevoked | Assigned | AssignmentRevoked | PresenceChanged | TaskEnded
@@ -261,12 +263,15 @@ class RoutingEngine(ABC):
         tier: str,
         capacity: Mapping[str, int] | None = None,
         now: float | None = None,
+        skills: Mapping[str, int] | Sequence[str] | None = None,
     ) -> list[Effect]:
-        """Register the agent (tier, capacity) as logged in and `away`; idempotent per agent.
+        """Register the agent (tier, capacity, skills) as logged in and `away`; idempotent per
+        agent.
 
         A second login of a logged-in agent (another desktop) keeps its state. A changed tier is
         refused (`Conflict`) while the agent holds reserved or assigned work, so no tier change
-        can ever carry work past the hard filter.
+        can ever carry work past the hard filter. Skills (names, or name → proficiency 1-5) are
+        replaced by each login; work it already holds stays with it.
         """
         _check_id(agent, "agent")
         _check_choice(tier, TIERS, "tier")
@@ -276,7 +281,8 @@ class RoutingEngine(ABC):
                 if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                     raise Invalid("capacity values must be integers >= 0", "capacity")
         caps = self.policy.capacity_for(capacity)
-        return await self._run("login", now, {"agent": agent, "tier": tier, "cap": caps})
+        args = {"agent": agent, "tier": tier, "cap": caps, "sk": check_skills(skills)}
+        return await self._run("login", now, args)
 
     async def set_presence(self, agent: str, state: str, now: float | None = None) -> list[Effect]:
         """The agent's own choice: `available` (routable, matched at once) or `away`."""
@@ -337,6 +343,7 @@ class RoutingEngine(ABC):
             "group": item.group,
             "prio": self.policy.priority_of(item.attrs or {}),
             "last": item.last_agent or "",
+            "sk": signature(check_skills(item.skills)),
             "why": rules,  # recorded with the arrival (queues.trace): explain and replay
             "attrs": fields,
         }
@@ -350,9 +357,11 @@ class RoutingEngine(ABC):
         attrs: Mapping[str, Any] | None = None,
         last_agent: str | None = None,
         now: float | None = None,
+        skills: Mapping[str, int] | None = None,
     ) -> list[Effect]:
-        """Put work in line and try to match it at once. Priority comes from `attrs` by policy."""
-        item = Enqueue(task, customer, channel, group, attrs, last_agent)
+        """Put work in line and try to match it at once. Priority comes from `attrs` by policy;
+        `skills` (name → minimum proficiency) narrow who may take it (`queues.skills`)."""
+        item = Enqueue(task, customer, channel, group, attrs, last_agent, skills)
         return await self._run("enqueue", now, self._enqueue_args(item))
 
     async def accept(self, reservation: str, agent: str, now: float | None = None) -> list[Effect]:

@@ -14,7 +14,10 @@ opened at `enq + L` if the task was still unanswered then. With `open_empty_leve
 take work earlier (no agent of an earlier level logged in); the offer's reason says so.
 
 Agent states in `waiting`, first that applies: `excluded` (it rejected the task or let the offer
-time out), `away` (chosen away, or its presence lapsed), `available` (free capacity on this
+time out), `missing_skill` (it lacks a hard skill the task asks for, or a proficiency below
+the minimum: never), `away` (chosen away, or its presence lapsed), `preferred_skill` (it lacks
+a preferred skill the task asks for; the task widens to it after `skills_widen_s`),
+`available` (free capacity on this
 channel: next in line for it once the tier is open), `voice_call` (a call blocks this
 channel), `wrapup` (every task it holds is in wrap-up), `at_capacity`. Only tiers the client
 group allows ever appear: the engines do not even read out other agents.
@@ -235,10 +238,15 @@ def _groups_over(rows: Sequence[Any]) -> list[tuple[str, int, float]]:
 def agent_state(row: Sequence[Any], channel: str, policy: Policy, now_ms: int) -> str:
     """Why a logged-in agent of an eligible tier is not taking the task (module docstring)."""
     _id, _tier, chosen, shown, free, on_voice, exp, excluded = row[:8]
+    fits_at = int(row[8]) if len(row) > 8 else 0
     if excluded:
         return "excluded"
+    if fits_at < 0:
+        return "missing_skill"
     if chosen != "available" or int(exp) <= now_ms:
         return "away"
+    if fits_at > now_ms:
+        return "preferred_skill"
     if int(free) > 0:
         return "available"
     if on_voice and channel != "voice" and channel in policy.voice_blocks:

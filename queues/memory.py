@@ -16,6 +16,7 @@ from typing import Any
 from sortedcontainers import SortedList
 
 from agent_state.base import free_capacity, shown_state
+from queues import skills
 from queues.base import RawEffect, RoutingEngine
 from queues.errors import Conflict, Expired, Forbidden, NotFound
 from queues.policy import CHANNELS, TIERS, Policy
@@ -40,6 +41,7 @@ class _Agent:
     tasks: set[str] = field(default_factory=set)
     ready_in: set[tuple[str, str]] = field(default_factory=set)
     ready_idle: int = 0
+    skills: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -61,6 +63,8 @@ class _Task:
     answered: bool = False
     excluded: set[str] = field(default_factory=set)
     trace: list[Row] = field(default_factory=list)
+    sk: str = ""  # its skills' signature (queues.skills)
+    reqs: list[tuple[str, int]] = field(default_factory=list)  # the same, parsed
 
 
 @dataclass
@@ -119,6 +123,7 @@ class MemoryEngine(RoutingEngine):
         self._due = {kind: _Due() for kind in DUE_KINDS}
         self._logged_in: Counter[str] = Counter()
         self._opens: dict[tuple[str, str], int] = {}  # (group, tier) → level opening, cached
+        self._sigs: dict[str, list[tuple[str, int]]] = {}  # skills signature → requirements
         self._stats = {c: dict.fromkeys(STATS_KEYS, 0) for c in CHANNELS}
         self._now = 0
         self._fx: list[RawEffect] = []
@@ -237,7 +242,7 @@ class MemoryEngine(RoutingEngine):
 
     def _line(self, t: _Task) -> None:
         t.state, t.agent, t.res, t.held_for = "queued", "", "", ""
-        t.part = f"{t.group}|{t.restrict}|{t.prio}"
+        t.part = f"{t.group}|{t.restrict}|{t.prio}" + (f"|{t.sk}" if t.sk else "")
         self._parts[t.channel].setdefault(t.part, SortedList()).add((t.enq, t.id))
         self._waiting[t.channel].add((t.enq, t.id))
 
@@ -303,6 +308,7 @@ class MemoryEngine(RoutingEngine):
                 and pref.chosen != "offline"
                 and self.policy.allowed(t.group, pref.tier)
                 and pref.id not in t.excluded
+                and skills.hard_ok(self._wire, pref.skills, t.reqs)
             ):
                 if self._routable(pref) and self._free(pref, t.channel) > 0:
                     self._offer(t, pref, "last_agent")
@@ -315,7 +321,12 @@ class MemoryEngine(RoutingEngine):
             for idle, agent_id in self._ready[(t.channel, tier)]:
                 if best is not None and (idle, agent_id) >= best:
                     break
-                if agent_id not in t.excluded and self._routable(self._agents[agent_id]):
+                candidate = self._agents[agent_id]
+                if (
+                    agent_id not in t.excluded
+                    and self._routable(candidate)
+                    and self._fits(candidate, t)
+                ):
                     best = (idle, agent_id)
                     break
         if best is not None:
@@ -323,13 +334,33 @@ class MemoryEngine(RoutingEngine):
             return
         self._schedule_level(t)
 
+    def _sig(self, sig: str) -> list[tuple[str, int]]:
+        """A partition's skills, parsed once."""
+        reqs = self._sigs.get(sig)
+        if reqs is None:
+            reqs = self._sigs[sig] = skills.parse(sig)
+        return reqs
+
+    def _fits(self, a: _Agent, t: _Task) -> bool:
+        """Do the agent's skills let it take `t` now (queues.skills)?"""
+        if not t.reqs:
+            return True
+        cut = skills.cutoff(self._wire, a.skills, t.reqs, self._now)
+        return cut is not None and t.enq <= cut
+
     def _schedule_level(self, t: _Task) -> None:
-        upcoming = [
-            t.enq + lvl
-            for tier, lvl in self._wire["lvl"].get(t.group, {}).items()
-            if self.policy.allowed(t.group, tier) and t.enq + lvl > self._now
-        ]
-        if upcoming and not t.restrict:
+        moments = (
+            []
+            if t.restrict
+            else [
+                t.enq + lvl
+                for tier, lvl in self._wire["lvl"].get(t.group, {}).items()
+                if self.policy.allowed(t.group, tier)
+            ]
+        )
+        moments += skills.widen_moments(self._wire, t.reqs, t.enq)
+        upcoming = [at for at in moments if at > self._now]
+        if upcoming:
             self._due["level"].set(t.id, min(upcoming))
         else:
             self._due["level"].drop(t.id)
@@ -337,14 +368,18 @@ class MemoryEngine(RoutingEngine):
     def _best_task_for(self, a: _Agent) -> tuple[_Task, str] | None:
         for _enq, task_id in self._holds.get(a.id, ()):
             held = self._tasks[task_id]
-            if self._free(a, held.channel) > 0 and self.policy.allowed(held.group, a.tier):
+            if (
+                self._free(a, held.channel) > 0
+                and self.policy.allowed(held.group, a.tier)
+                and skills.hard_ok(self._wire, a.skills, held.reqs)
+            ):
                 return held, "last_agent"
         best: tuple[int, int, str] | None = None
         for channel in CHANNELS:
             if self._free(a, channel) <= 0:
                 continue
             for part_key, part in self._parts[channel].items():
-                group, restrict, _prio = part_key.split("|")
+                group, restrict, _prio, *sig = part_key.split("|", 3)
                 if restrict:
                     if restrict != a.tier or not self.policy.allowed(group, restrict):
                         continue
@@ -353,6 +388,11 @@ class MemoryEngine(RoutingEngine):
                     cutoff = self._now - self._open_ms(group, a.tier)
                 else:
                     continue
+                if sig:
+                    skill_cut = skills.cutoff(self._wire, a.skills, self._sig(sig[0]), self._now)
+                    if skill_cut is None:
+                        continue
+                    cutoff = min(cutoff, skill_cut)
                 for enq, task_id in part:
                     if enq > cutoff:
                         break
@@ -482,6 +522,7 @@ class MemoryEngine(RoutingEngine):
             self._opens.clear()
         a.tier = tier
         a.cap = dict(args["cap"])
+        a.skills = dict(args.get("sk") or {})
         if a.chosen == "offline":
             a.chosen = "away"
             self._logged_in[tier] += 1
@@ -529,10 +570,14 @@ class MemoryEngine(RoutingEngine):
             enq=self._now,
             last=last,
             pref_until=self._now + int(self._wire["last_ms"]) if last else 0,
+            sk=str(args.get("sk") or ""),
         )
+        t.reqs = self._sig(t.sk)
         self._tasks[task_id] = t
         self._customers.setdefault(t.customer, set()).add(task_id)
-        detail = {"ch": t.channel, "grp": t.group, "prio": t.prio}
+        detail: dict[str, Any] = {"ch": t.channel, "grp": t.group, "prio": t.prio}
+        if t.sk:
+            detail["sk"] = t.sk
         detail.update(rules=list(args.get("why") or []), attrs=dict(args.get("attrs") or {}))
         self._note(t, "enqueued", last, detail)
         self._requeue(t)
@@ -606,6 +651,8 @@ class MemoryEngine(RoutingEngine):
                 raise Conflict("a task cannot be transferred to its own holder", "to_agent")
             if not self.policy.allowed(t.group, target.tier):
                 raise Forbidden(f"tier {target.tier} may not take {t.group} work", "to_agent")
+            if not skills.hard_ok(self._wire, target.skills, t.reqs):
+                raise Forbidden(f"agent {target.id} lacks a skill {t.id} requires", "to_agent")
             if not self._routable(target) or self._free(target, t.channel) <= 0:
                 raise Conflict(f"agent {target.id} cannot take {t.channel} work now", "to_agent")
         elif not self.policy.allowed(t.group, args["to_tier"]):
@@ -732,6 +779,7 @@ class MemoryEngine(RoutingEngine):
             "idle_ms": a.idle,
             "exp_ms": a.exp,
             "tasks": sorted(a.tasks),
+            **({"skills": dict(sorted(a.skills.items()))} if a.skills else {}),
         }
 
     def _task_view(self, t: _Task) -> dict[str, Any]:
@@ -751,5 +799,6 @@ class MemoryEngine(RoutingEngine):
             "last": t.last,
             "held_for": t.held_for,
             "excluded": sorted(t.excluded),
+            **({"skills": dict(t.reqs)} if t.reqs else {}),
             **until,
         }

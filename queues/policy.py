@@ -8,6 +8,8 @@ Two tier layers that are never mixed:
 * `eligibility` — the hard filter per client group. Nothing relaxes it: not waiting time, not a
   transfer, not the last-agent preference. `allowed()` is the one question every path asks.
 * `levels` — preference levels inside that set, opening with waiting time (the bullseye).
+
+Skills (`queues.skills`) filter inside what both layers let through, never beside them.
 """
 
 from __future__ import annotations
@@ -110,6 +112,9 @@ class Policy:
     explain_decisions: int = 64  # routing decisions kept per task (the first, then the latest)
     explain_retention_s: float = 86_400.0  # how long a finished task's decisions are kept
     recording_retention_s: float = 172_800.0  # how long agent actions are kept for replay
+    skills_hard: tuple[str, ...] = ()  # skills work requires at any wait (queues.skills)
+    skills_widen_s: float = 60.0  # a preferred skill is asked for this long after arrival
+    skills_widen_by: Mapping[str, float] = field(default_factory=dict)  # per skill
 
     def allowed(self, group: str, tier: str) -> bool:
         """The hard filter: may an agent of `tier` ever hold work of client group `group`?"""
@@ -155,6 +160,9 @@ class Policy:
             "why_n": int(self.explain_decisions),
             "why_ms": int(self.explain_retention_s * 1000),
             "rec_ms": int(self.recording_retention_s * 1000),
+            "sk_hard": sorted(self.skills_hard),
+            "sk_ms": int(self.skills_widen_s * 1000),
+            "sk_by": {k: int(s * 1000) for k, s in self.skills_widen_by.items()},
             "tiers": list(TIERS),
             "channels": list(CHANNELS),
         }

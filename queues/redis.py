@@ -220,7 +220,22 @@ class RedisEngine(RoutingEngine):
             result = {
                 kind: dict(sorted(_as_map(result[kind]).items())) for kind in ("tasks", "agents")
             }
+            for views in result.values():
+                for view in views.values():
+                    _skills_map(view)
+        elif op in ("agent", "task") and result:
+            _skills_map(result)
+        elif op == "agents":
+            for view in result:
+                _skills_map(view)
         return result
+
+
+def _skills_map(view: dict[str, Any]) -> None:
+    """A view names `skills` only when there are any (as the memory engine's do)."""
+    skills = view.pop("skills", None)
+    if skills:
+        view["skills"] = dict(skills)
 
 
 def _as_map(value: Any) -> dict[str, Any]:

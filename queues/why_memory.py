@@ -7,24 +7,28 @@ answer); it reads the engine's state and changes nothing. Shape::
      "kept": {"<task>@<enq_ms>": rows},                 # its finished tasks (queues.trace)
      "waiting": [{"task", "channel", "group", "restrict", "enq_ms", "prio", "held_for",
                   "pref_until", "eligible": [tier], "opens": {tier: at_ms},
-                  "agents": [[id, tier, chosen, shown, free, on_voice, exp_ms, excluded]],
+                  "agents": [[id, tier, chosen, shown, free, on_voice, exp_ms, excluded,
+                              fits_at_ms]],
                   "position": n or None}]}
 
 `agents` holds only logged-in agents of tiers the task's client group allows: the view never
 reads out anyone a customer's tier rule keeps away from it. `position` counts the tasks in line
 on the same channel that an agent of an eligible tier would take first (smaller
-`(rank, enq, id)`), plus one; a task held for its last agent has none.
+`(rank, enq, id)`), plus one; a task held for its last agent has none. `fits_at_ms` is when
+the agent's skills let it take the task (`queues.skills.fits_at`; -1: it lacks a hard one).
+`position` goes by tiers and ranks only, not by the skills of the work ahead.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from queues import skills
 from queues.policy import TIERS
 from queues.trace import conversation_of
 
 if TYPE_CHECKING:
-    from queues.memory import MemoryEngine, _Task
+    from queues.memory import MemoryEngine, _Agent, _Task
 
 
 def why_view(engine: MemoryEngine, conversation: str, customer: str) -> dict[str, Any]:
@@ -60,6 +64,7 @@ def _waiting(engine: MemoryEngine, t: _Task) -> dict[str, Any]:
                 a.load.get("voice", 0) > 0,
                 a.exp,
                 a.id in t.excluded,
+                _fits_at(engine, a, t),
             ]
         )
     eligible = [] if t.held_for else engine._eligible_tiers(t)
@@ -79,13 +84,18 @@ def _waiting(engine: MemoryEngine, t: _Task) -> dict[str, Any]:
     }
 
 
+def _fits_at(engine: MemoryEngine, a: _Agent, t: _Task) -> int:
+    at = skills.fits_at(engine._wire, a.skills, t.reqs, t.enq)
+    return -1 if at is None else at
+
+
 def _position(engine: MemoryEngine, t: _Task, tiers: list[str]) -> int:
     """1 + the tasks in line on t's channel an agent of `tiers` would take before t."""
     step = int(engine._wire["step_ms"])
     mine = t.enq - t.prio * step
     ahead = 0
     for part_key, part in engine._parts[t.channel].items():
-        group, restrict, prio = part_key.split("|")
+        group, restrict, prio, *_skills = part_key.split("|", 3)
         cutoff = _cutoff(engine, group, restrict, tiers)
         if cutoff is None:
             continue

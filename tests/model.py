@@ -19,7 +19,7 @@ replayed in their global order) use it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from agent_state.base import shown_state
@@ -33,6 +33,7 @@ from queues.base import (
     TaskEnded,
 )
 from queues.policy import CHANNELS, Policy
+from queues.skills import check_skills
 
 HELD = ("reserved", "assigned", "wrapup")
 
@@ -50,6 +51,7 @@ class MAgent:
     shown: str = "offline"
     exp: int = 0
     over_cap_ok: bool = False  # its capacity was lowered by a re-login while it held work
+    skills: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -61,6 +63,7 @@ class MTask:
     state: str = "queued"
     agent: str = ""
     res: str = ""
+    skills: dict[str, int] = field(default_factory=dict)  # name → minimum
 
 
 @dataclass
@@ -166,7 +169,7 @@ class Model:
                 return "not_found"
             if x.id == t.agent:
                 return "conflict"
-            if not self.policy.allowed(t.group, x.tier):
+            if not self.policy.allowed(t.group, x.tier) or not self.has_hard_skills(x, t):
                 return "forbidden"
             routable = x.chosen == "available" and x.exp > now
             return "" if routable and self.free(x.id, t.channel) > 0 else "conflict"
@@ -216,7 +219,7 @@ class Model:
             held = [t for t in self.tasks.values() if t.agent == agent and t.state in HELD]
             if a.tier != tier and any(t.state in ("reserved", "assigned") for t in held):
                 self.fail("a tier change was accepted while the agent holds live work")
-            a.tier, a.cap = tier, cap
+            a.tier, a.cap, a.skills = tier, cap, check_skills(args.get("skills"))
             load = self.load(agent)
             a.over_cap_ok = any(load[c] > cap.get(c, 0) for c in CHANNELS)
             if a.chosen == "offline":
@@ -232,7 +235,13 @@ class Model:
             task = args["task"]
             if task in self.tasks:
                 self.fail(f"a second task {task} was accepted while the first is alive")
-            self.tasks[task] = MTask(task, args["customer"], args["channel"], args["group"])
+            self.tasks[task] = MTask(
+                task,
+                args["customer"],
+                args["channel"],
+                args["group"],
+                skills=check_skills(args.get("skills")),
+            )
             self.enqueued.add(task)
             self.ended.pop(task, None)
         elif op == "reject":
@@ -380,12 +389,19 @@ class Model:
                 f" (voice blocks {self.policy.voice_blocks})"
             )
         self._hard_filter(t, fx.agent, fx)
+        if not self.has_hard_skills(a, t):
+            self.fail(f"{fx}: HARD SKILL - {t.skills} offered to an agent with {a.skills}")
         deadline = round(fx.expires_at * 1000)
         if deadline != now + self.res_ms:
             self.fail(f"{fx}: deadline {deadline} is not now + {self.res_ms}")
         t.state, t.agent, t.res = "reserved", fx.agent, fx.reservation
         self.res[fx.reservation] = MRes(fx.reservation, fx.task, fx.agent, deadline)
         self.offers += 1
+
+    def has_hard_skills(self, a: MAgent, t: MTask) -> bool:
+        """Does the agent have every hard skill the task asks for, at its minimum?"""
+        hard = self.policy.skills_hard
+        return all(a.skills.get(n, 0) >= m for n, m in t.skills.items() if n in hard)
 
     def _hard_filter(self, t: MTask, agent: str, fx: Effect) -> None:
         tier = self.agents[agent].tier

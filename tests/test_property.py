@@ -44,7 +44,7 @@ ATTRS: tuple[dict[str, Any] | None, ...] = (
     {"coins": 5},
 )
 POLICIES = {
-    "default": Policy(),
+    "default": Policy(),  # every skill preferred, widening after 60 s
     # no widening by empty levels, instant sms wrap-up, voice blocks two channels, no preference
     "variant": Policy(
         open_empty_levels=False,
@@ -52,8 +52,15 @@ POLICIES = {
         voice_blocks=("chat", "sms"),
         last_agent_s=0.0,
         reservation_timeout_s=15.0,
+        skills_hard=("de",),
+        skills_widen_s=20.0,
+        skills_widen_by={"fr": 45.0},
     ),
 }
+AGENT_SKILLS = st.sampled_from([None, None, ["de"], {"de": 3}, ["fr"], {"de": 5, "fr": 2}])
+WORK_SKILLS = st.sampled_from(
+    [None, None, None, {"de": 1}, {"de": 4}, {"fr": 1}, {"de": 2, "fr": 2}]
+)
 CAPACITY = st.none() | st.dictionaries(
     st.sampled_from(CHANNELS), st.integers(min_value=0, max_value=3), max_size=4
 )
@@ -114,9 +121,11 @@ class RoutingMachine(RuleBasedStateMachine):
 
     @initialize(
         policy=st.sampled_from(sorted(POLICIES)),
-        staff=st.lists(st.tuples(st.sampled_from(TIERS), CAPACITY), min_size=1, max_size=4),
+        staff=st.lists(
+            st.tuples(st.sampled_from(TIERS), CAPACITY, AGENT_SKILLS), min_size=1, max_size=4
+        ),
     )
-    def start(self, policy: str, staff: list[tuple[str, dict[str, int] | None]]) -> None:
+    def start(self, policy: str, staff: list[tuple[str, dict[str, int] | None, Any]]) -> None:
         """Both engines on one fresh domain, and a few agents logged in and available."""
         self.model = Model(POLICIES[policy])
         domain = f"p-{uuid.uuid4().hex}"
@@ -126,8 +135,8 @@ class RoutingMachine(RuleBasedStateMachine):
             engine = queues.create_engine(POLICIES[policy], url, clock=clock, domain=domain)
             self.engines.append((kind, engine, clock))
             self.run(engine.start())
-        for n, (tier, capacity) in enumerate(staff):
-            self.call("login", agent=AGENTS[n], tier=tier, capacity=capacity)
+        for n, (tier, capacity, skills) in enumerate(staff):
+            self.call("login", agent=AGENTS[n], tier=tier, capacity=capacity, skills=skills)
             self.call("set_presence", agent=AGENTS[n], state="available")
 
     def teardown(self) -> None:
@@ -144,13 +153,25 @@ class RoutingMachine(RuleBasedStateMachine):
 
     # -- agents ------------------------------------------------------------------------------
 
-    @rule(agent=st.sampled_from(AGENTS), tier=st.sampled_from(TIERS), capacity=CAPACITY)
-    def login(self, agent: str, tier: str, capacity: dict[str, int] | None) -> None:
-        self.call("login", agent=agent, tier=tier, capacity=capacity)
+    @rule(
+        agent=st.sampled_from(AGENTS),
+        tier=st.sampled_from(TIERS),
+        capacity=CAPACITY,
+        skills=AGENT_SKILLS,
+    )
+    def login(self, agent: str, tier: str, capacity: dict[str, int] | None, skills: Any) -> None:
+        self.call("login", agent=agent, tier=tier, capacity=capacity, skills=skills)
 
-    @rule(agent=st.sampled_from(AGENTS), tier=st.sampled_from(TIERS), capacity=CAPACITY)
-    def login_available(self, agent: str, tier: str, capacity: dict[str, int] | None) -> None:
-        self.call("login", agent=agent, tier=tier, capacity=capacity)
+    @rule(
+        agent=st.sampled_from(AGENTS),
+        tier=st.sampled_from(TIERS),
+        capacity=CAPACITY,
+        skills=AGENT_SKILLS,
+    )
+    def login_available(
+        self, agent: str, tier: str, capacity: dict[str, int] | None, skills: Any
+    ) -> None:
+        self.call("login", agent=agent, tier=tier, capacity=capacity, skills=skills)
         self.call("set_presence", agent=agent, state="available")
 
     @rule(agent=st.sampled_from(AGENTS), state=st.sampled_from(["available", "available", "away"]))
@@ -173,6 +194,7 @@ class RoutingMachine(RuleBasedStateMachine):
         group=st.sampled_from(GROUPS),
         attrs=st.sampled_from(ATTRS),
         last_agent=st.none() | st.sampled_from((*AGENTS, "ghost")),
+        skills=WORK_SKILLS,
     )
     def enqueue(
         self,
@@ -181,6 +203,7 @@ class RoutingMachine(RuleBasedStateMachine):
         group: str,
         attrs: dict[str, Any] | None,
         last_agent: str | None,
+        skills: dict[str, int] | None = None,
     ) -> None:
         task = f"t{self.next_task}"
         self.next_task += 1
@@ -193,6 +216,7 @@ class RoutingMachine(RuleBasedStateMachine):
             group=group,
             attrs=attrs,
             last_agent=last_agent,
+            skills=skills,
         )
 
     @precondition(lambda self: self.model is not None and bool(self.m.tasks))

@@ -14,7 +14,7 @@
 -- the state of one call, set by begin(); the policy's decoded tables are kept between calls
 -- (keyed by the policy's bytes: decoding them is a good part of a small call's cost)
 local ANCHOR, PREFIX, NOW, POL, ARG, CH, TIERS, FX
-local ALLOWED, BLOCKS
+local ALLOWED, BLOCKS, HARD
 local AG, TK, RAW_A, RAW_T, LOGGED
 local POLICIES, POLICY_COUNT = {}, 0
 
@@ -27,7 +27,9 @@ local function decode_policy(raw)
   end
   local blocks = {}
   for _, c in ipairs(pol.blocks) do blocks[c] = true end
-  return {pol, allowed_by, blocks}
+  local hard = {}
+  for _, name in ipairs(pol.sk_hard or {}) do hard[name] = true end
+  return {pol, allowed_by, blocks, hard}
 end
 
 local function begin(keys, argv)
@@ -41,7 +43,7 @@ local function begin(keys, argv)
     POLICIES[argv[3]] = known
     POLICY_COUNT = POLICY_COUNT + 1
   end
-  POL, ALLOWED, BLOCKS = known[1], known[2], known[3]
+  POL, ALLOWED, BLOCKS, HARD = known[1], known[2], known[3], known[4]
   CH, TIERS = POL.channels, POL.tiers
   ARG = cmsgpack.unpack(argv[4])
   FX, AG, TK, RAW_A, RAW_T, LOGGED = {}, {}, {}, {}, {}, {}
@@ -187,6 +189,59 @@ local function open_ms(g, tier)
   return mine
 end
 
+-- skills (queues/skills.py states the rule; cutoff and hard_ok mirror it) -----------------
+
+local SIGS, SIG_COUNT = {}, 0
+
+-- the (name, minimum) pairs of a skills signature 'a=1,b=3', parsed once per load
+local function reqs_of(sig)
+  if sig == nil or sig == '' then return {} end
+  local reqs = SIGS[sig]
+  if reqs == nil then
+    reqs = {}
+    for name, level in string.gmatch(sig, '([^,=]+)=(%d+)') do
+      reqs[#reqs + 1] = {name, tonumber(level)}
+    end
+    if SIG_COUNT >= 1000 then SIGS, SIG_COUNT = {}, 0 end
+    SIGS[sig] = reqs
+    SIG_COUNT = SIG_COUNT + 1
+  end
+  return reqs
+end
+
+local function widen_ms(name)
+  local by = POL.sk_by
+  if by and by[name] then return by[name] end
+  return POL.sk_ms or 0
+end
+
+-- the latest arrival an agent's skills let it take now; nil when it lacks a hard one
+local function skill_cutoff(a, reqs)
+  local cut = NOW
+  local have = a.sk or {}
+  for _, r in ipairs(reqs) do
+    if (have[r[1]] or 0) < r[2] then
+      if HARD[r[1]] then return nil end
+      cut = math.min(cut, NOW - widen_ms(r[1]))
+    end
+  end
+  return cut
+end
+
+local function hard_ok(a, reqs)
+  local have = a.sk or {}
+  for _, r in ipairs(reqs) do
+    if HARD[r[1]] and (have[r[1]] or 0) < r[2] then return false end
+  end
+  return true
+end
+
+local function fits(a, t)
+  if (t.sk or '') == '' then return true end
+  local cut = skill_cutoff(a, reqs_of(t.sk))
+  return cut ~= nil and t.enq <= cut
+end
+
 local function eligible_tiers(t)
   if t.rs ~= '' then
     if allowed(t.grp, t.rs) then return {t.rs} end
@@ -327,6 +382,7 @@ end
 local function line(t)
   t.st, t.ag, t.res, t.hf = 'queued', '', '', ''
   t.part = t.grp .. '|' .. t.rs .. '|' .. t.prio
+  if (t.sk or '') ~= '' then t.part = t.part .. '|' .. t.sk end
   call('ZADD', key('q', t.ch, t.part), t.enq, t.id)
   call('SADD', key('parts', t.ch), t.part)
   call('ZADD', key('wait', t.ch), t.enq, t.id)
@@ -399,6 +455,12 @@ local function schedule_level(t)
       if allowed(t.grp, tier) and at > NOW and (due == nil or at < due) then due = at end
     end
   end
+  for _, r in ipairs(reqs_of(t.sk)) do
+    if not HARD[r[1]] then
+      local at = t.enq + widen_ms(r[1])
+      if at > NOW and (due == nil or at < due) then due = at end
+    end
+  end
   if due then
     call('ZADD', key('due', 'level'), due, t.id)
   else
@@ -409,7 +471,8 @@ end
 local function match_task(t)
   if t.last ~= '' and NOW < t.pu and t.rs == '' then
     local l = agent(t.last)
-    if l and l.chosen ~= 'offline' and allowed(t.grp, l.tier) and not excluded(t.id, l.id) then
+    if l and l.chosen ~= 'offline' and allowed(t.grp, l.tier) and not excluded(t.id, l.id)
+        and hard_ok(l, reqs_of(t.sk)) then
       if routable(l) and free(l, t.ch) > 0 then offer(t, l, 'last_agent') else hold(t, l) end
       return
     end
@@ -420,7 +483,7 @@ local function match_task(t)
     walk(key('ready', t.ch, tier), '+inf', function(id, idle)
       if best and not before(idle, id, bidle, best) then return true end
       local a = agent(id)
-      if a and routable(a) and not excluded(t.id, id) then
+      if a and routable(a) and not excluded(t.id, id) and fits(a, t) then
         best, bidle = id, idle
         return true
       end
@@ -438,7 +501,7 @@ local function best_task_for(a)
   local found = nil
   walk(key('hold', a.id), '+inf', function(id)
     local t = task(id)
-    if free(a, t.ch) > 0 and allowed(t.grp, a.tier) then
+    if free(a, t.ch) > 0 and allowed(t.grp, a.tier) and hard_ok(a, reqs_of(t.sk)) then
       found = t
       return true
     end
@@ -448,12 +511,16 @@ local function best_task_for(a)
   for _, c in ipairs(CH) do
     if free(a, c) > 0 then
       for _, part in ipairs(call('SMEMBERS', key('parts', c))) do
-        local g, r, p = string.match(part, '^([^|]*)|([^|]*)|(.*)$')
+        local g, r, p, sig = string.match(part, '^([^|]*)|([^|]*)|([^|]*)|?(.*)$')
         local cutoff = nil
         if r ~= '' then
           if r == a.tier and allowed(g, r) then cutoff = NOW end
         elseif allowed(g, a.tier) then
           cutoff = NOW - open_ms(g, a.tier)
+        end
+        if cutoff and sig ~= '' then
+          local skill_cut = skill_cutoff(a, reqs_of(sig))
+          if skill_cut == nil then cutoff = nil else cutoff = math.min(cutoff, skill_cut) end
         end
         if cutoff then
           local step = tonumber(p) * POL.step_ms
@@ -609,15 +676,26 @@ local function agent_view(a)
     cap[c] = a.cap[c] or 0
     load[c] = a.load[c] or 0
   end
-  return {id = a.id, tier = a.tier, chosen = a.chosen, state = a.shown, cap = cap, load = load,
-          wrapups = a.wr, idle_ms = a.idle, exp_ms = a.exp,
-          tasks = sorted(call('SMEMBERS', key('atasks', a.id)))}
+  local v = {id = a.id, tier = a.tier, chosen = a.chosen, state = a.shown, cap = cap,
+             load = load, wrapups = a.wr, idle_ms = a.idle, exp_ms = a.exp,
+             tasks = sorted(call('SMEMBERS', key('atasks', a.id)))}
+  if a.sk and next(a.sk) ~= nil then v.skills = a.sk end -- named only when it has any
+  return v
+end
+
+-- the map name -> minimum of a signature, as views show it
+local function skills_of(sig)
+  local out = {}
+  for _, r in ipairs(reqs_of(sig)) do out[r[1]] = r[2] end
+  return out
 end
 
 local function task_view(t)
-  return {id = t.id, customer = t.cust, channel = t.ch, group = t.grp, prio = t.prio,
-          enq_ms = t.enq, state = t.st, agent = t.ag, res = t.res,
-          res_until = t.st == 'reserved' and t.dl or nil, restrict = t.rs,
-          last = t.last, held_for = t.hf,
-          excluded = sorted(call('SMEMBERS', key('excl', t.id)))}
+  local v = {id = t.id, customer = t.cust, channel = t.ch, group = t.grp, prio = t.prio,
+             enq_ms = t.enq, state = t.st, agent = t.ag, res = t.res,
+             res_until = t.st == 'reserved' and t.dl or nil, restrict = t.rs,
+             last = t.last, held_for = t.hf,
+             excluded = sorted(call('SMEMBERS', key('excl', t.id)))}
+  if (t.sk or '') ~= '' then v.skills = skills_of(t.sk) end -- named only when it has any
+  return v
 end

@@ -1,7 +1,7 @@
 -- login.lua: create or refresh an agent; logged in and `away` (docs/routing.md, `login`).
 -- KEYS[1] - the domain anchor (reservation counter)
 -- ARGV[1] - key prefix; ARGV[2] - now_ms; ARGV[3] - policy (msgpack)
--- ARGV[4] - msgpack {agent, tier, cap: {channel: n}}
+-- ARGV[4] - msgpack {agent, tier, cap: {channel: n}, sk: {skill: proficiency}}
 -- Returns msgpack effect rows, or {err, msg}: conflict on a tier change while holding work.
 
 return main(function()
@@ -27,7 +27,7 @@ return main(function()
     add_logged(a.tier, -1)
     add_logged(tier, 1)
   end
-  a.tier, a.cap = tier, ARG.cap
+  a.tier, a.cap, a.sk = tier, ARG.cap, ARG.sk or {}
   if a.chosen == 'offline' then
     a.chosen = 'away'
     add_logged(tier, 1)

@@ -3,7 +3,7 @@
 -- ARGV[1] - key prefix; ARGV[2] - now_ms; ARGV[3] - policy (msgpack)
 -- ARGV[4] - msgpack {task, agent, to_agent, to_tier} (exactly one of the last two non-empty)
 -- Returns msgpack effect rows, or {err, msg}: not_found, forbidden (not its holder, or the
--- hard filter), conflict (not assigned; target is the holder, not routable or full).
+-- hard filter, or a hard skill the target lacks), conflict (not assigned; target is the holder, not routable or full).
 
 return main(function()
   local t, err = held_task(ARG.task, ARG.agent, 'assigned')
@@ -17,6 +17,9 @@ return main(function()
     end
     if not allowed(t.grp, x.tier) then
       return refuse('forbidden', 'tier ' .. x.tier .. ' may not take ' .. t.grp .. ' work')
+    end
+    if not hard_ok(x, reqs_of(t.sk)) then
+      return refuse('forbidden', 'agent ' .. x.id .. ' lacks a skill ' .. t.id .. ' requires')
     end
     if not routable(x) or free(x, t.ch) <= 0 then
       return refuse('conflict', 'agent ' .. x.id .. ' cannot take ' .. t.ch .. ' work now')

@@ -25,7 +25,7 @@ local function position(t, tiers)
   local mine = t.enq - t.prio * step
   local ahead = 0
   for _, part in ipairs(call('SMEMBERS', key('parts', t.ch))) do
-    local g, r, p = string.match(part, '^([^|]*)|([^|]*)|(.*)$')
+    local g, r, p = string.match(part, '^([^|]*)|([^|]*)|([^|]*)')
     local cut = cutoff_of(g, r, tiers)
     if cut then
       local q = key('q', t.ch, part)
@@ -41,6 +41,19 @@ local function position(t, tiers)
     end
   end
   return ahead + 1
+end
+
+-- when the agent's skills let it take t (queues/skills.py fits_at); -1: it lacks a hard one
+local function fits_at(a, t)
+  local at = t.enq
+  local have = a.sk or {}
+  for _, r in ipairs(reqs_of(t.sk)) do
+    if (have[r[1]] or 0) < r[2] then
+      if HARD[r[1]] then return -1 end
+      at = math.max(at, t.enq + widen_ms(r[1]))
+    end
+  end
+  return at
 end
 
 local function waiting(t)
@@ -62,7 +75,8 @@ local function waiting(t)
     local a = agent(id)
     if a and a.chosen ~= 'offline' and mine[a.tier] then
       agents[#agents + 1] = {a.id, a.tier, a.chosen, a.shown, free(a, t.ch),
-                             (a.load.voice or 0) > 0, a.exp, excluded(t.id, a.id)}
+                             (a.load.voice or 0) > 0, a.exp, excluded(t.id, a.id),
+                             fits_at(a, t)}
     end
   end
   local eligible, pos = {}, false

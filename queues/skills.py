@@ -1,0 +1,119 @@
+"""Skills: what work needs of an agent beyond its tier, and how long a wish holds.
+
+Work may carry skills (`{"de": 1, "billing": 3}`: name → minimum proficiency 1-5); an agent
+has skills (name → proficiency 1-5; a bare name is proficiency 1). The policy's
+`skills_hard` names the skills that are requirements: only agents who have them at the
+minimum ever get the work, at any waiting time. Every other skill is preferred: while the
+work has waited less than `skills_widen_s` (per skill `skills_widen_by`) only agents who have
+it get the work, and after that anyone the tier filter lets in. Skills never widen the tier
+filter: an agent must pass `Policy.allowed` and its tier's level first, then the skills.
+
+Both engines decide with the same rule (`docs/routing.md`, "Skills"): the work's skills are
+one signature string, part of its partition, so an agent looking for work judges a whole
+partition at once — `cutoff` says which arrivals in it the agent may take now. This module is
+the Python half; `queues/lua/lib.lua` mirrors `cutoff` and `hard_ok`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from queues.errors import Invalid
+
+SKILL_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # no '|', ',' or '=': they delimit signatures
+MAX_SKILLS = 50  # per agent and per piece of work
+PROFICIENCY = range(1, 6)
+
+Skills = dict[str, int]
+
+
+def check_skills(value: Any, field: str = "skills") -> Skills:
+    """A list of names (proficiency 1) or a map name → 1-5, as a map; `Invalid` otherwise."""
+    if value is None:
+        return {}
+    if isinstance(value, list | tuple):
+        pairs: Iterable[tuple[Any, Any]] = ((name, 1) for name in value)
+    elif isinstance(value, Mapping):
+        pairs = value.items()
+    else:
+        raise Invalid("skills must be a list of names or an object name → proficiency", field)
+    out: Skills = {}
+    for name, level in pairs:
+        if not isinstance(name, str) or not SKILL_RE.fullmatch(name):
+            raise Invalid("a skill name is 1-64 characters of letters, digits and _ . : -", field)
+        if isinstance(level, bool) or not isinstance(level, int) or level not in PROFICIENCY:
+            raise Invalid(f"the proficiency of skill {name} must be an integer 1-5", field)
+        out[name] = level
+    if len(out) > MAX_SKILLS:
+        raise Invalid(f"at most {MAX_SKILLS} skills", field)
+    return out
+
+
+def signature(skills: Mapping[str, int]) -> str:
+    """The canonical form of work's skills, `name=min` joined by commas in byte order of the
+    names; empty for none. It is the fourth field of a partition key."""
+    return ",".join(f"{name}={skills[name]}" for name in sorted(skills, key=str.encode))
+
+
+def parse(sig: str) -> list[tuple[str, int]]:
+    """The (name, minimum) pairs of a signature."""
+    if not sig:
+        return []
+    out = []
+    for item in sig.split(","):
+        name, _, level = item.partition("=")
+        out.append((name, int(level)))
+    return out
+
+
+def widen_ms(wire: Mapping[str, Any], name: str) -> int:
+    """How long after arrival a preferred skill stops being asked for."""
+    return int(wire["sk_by"].get(name, wire["sk_ms"]))
+
+
+def hard_ok(wire: Mapping[str, Any], have: Mapping[str, int], reqs: list[tuple[str, int]]) -> bool:
+    """Does an agent with skills `have` meet every hard requirement in `reqs`?"""
+    hard = wire["sk_hard"]
+    return all(have.get(name, 0) >= level for name, level in reqs if name in hard)
+
+
+def cutoff(
+    wire: Mapping[str, Any], have: Mapping[str, int], reqs: list[tuple[str, int]], now: int
+) -> int | None:
+    """The latest arrival (ms) of work needing `reqs` that an agent with skills `have` may take
+    at `now`, as far as skills go: `now` when it meets them all, earlier by the widening of
+    each preferred skill it lacks, None when it lacks a hard one."""
+    cut = now
+    hard = wire["sk_hard"]
+    for name, level in reqs:
+        if have.get(name, 0) >= level:
+            continue
+        if name in hard:
+            return None
+        cut = min(cut, now - widen_ms(wire, name))
+    return cut
+
+
+def fits_at(
+    wire: Mapping[str, Any], have: Mapping[str, int], reqs: list[tuple[str, int]], enq: int
+) -> int | None:
+    """From when (ms) an agent with skills `have` may take work that arrived at `enq`: `enq`
+    when it meets every skill, later by the widening of each preferred one it lacks, None
+    when it lacks a hard one (explain's `missing_skill` and `preferred_skill`)."""
+    at = enq
+    hard = wire["sk_hard"]
+    for name, level in reqs:
+        if have.get(name, 0) >= level:
+            continue
+        if name in hard:
+            return None
+        at = max(at, enq + widen_ms(wire, name))
+    return at
+
+
+def widen_moments(wire: Mapping[str, Any], reqs: list[tuple[str, int]], enq: int) -> list[int]:
+    """When each preferred skill of work that arrived at `enq` stops being asked for."""
+    hard = wire["sk_hard"]
+    return [enq + widen_ms(wire, name) for name, _ in reqs if name not in hard]
