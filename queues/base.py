@@ -343,10 +343,18 @@ class RoutingEngine(ABC):
             "group": item.group,
             "prio": self.policy.priority_of(item.attrs or {}),
             "last": item.last_agent or "",
-            "sk": signature(check_skills(item.skills)),
+            "sk": signature(self._skills_of(item)),
             "why": rules,  # recorded with the arrival (queues.trace): explain and replay
             "attrs": fields,
         }
+
+    def _skills_of(self, item: Enqueue) -> dict[str, int]:
+        """The work's own skills and those the policy's skill rules ask for by its attributes;
+        the higher minimum wins where both name a skill."""
+        asked = check_skills(item.skills)
+        for name, level in self.policy.skills_of(item.attrs or {}).items():
+            asked[name] = max(asked.get(name, 0), level)
+        return check_skills(asked)
 
     async def enqueue(
         self,

@@ -26,6 +26,38 @@ OPERATORS: Final = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "truthy")
 PRIORITY_BOUND: Final = 100
 
 
+def holds(field: str, op: str, value: Any, attrs: Mapping[str, Any]) -> bool:
+    """Does `attrs[field] <op> value` hold? A missing field, or a value of the wrong kind for
+    the operator, never matches."""
+    if field not in attrs:
+        return False
+    have = attrs[field]
+    try:
+        if op == "eq":
+            return bool(have == value)
+        if op == "ne":
+            return bool(have != value)
+        if op == "truthy":
+            return bool(have) is bool(value)
+        if op == "in":
+            return have in value
+        number = float(have)
+        if isinstance(have, bool) or math.isnan(number):
+            return False
+        limit = float(value)
+        if op == "gt":
+            return number > limit
+        if op == "gte":
+            return number >= limit
+        if op == "lt":
+            return number < limit
+        if op == "lte":
+            return number <= limit
+    except (TypeError, ValueError):
+        return False
+    return False
+
+
 @dataclass(frozen=True)
 class PriorityRule:
     """Adds `points` to a task's priority when `attrs[field] <op> value` holds."""
@@ -36,33 +68,22 @@ class PriorityRule:
     points: int
 
     def matches(self, attrs: Mapping[str, Any]) -> bool:
-        if self.field not in attrs:
-            return False
-        have = attrs[self.field]
-        try:
-            if self.op == "eq":
-                return bool(have == self.value)
-            if self.op == "ne":
-                return bool(have != self.value)
-            if self.op == "truthy":
-                return bool(have) is bool(self.value)
-            if self.op == "in":
-                return have in self.value
-            number = float(have)
-            if isinstance(have, bool) or math.isnan(number):
-                return False
-            limit = float(self.value)
-            if self.op == "gt":
-                return number > limit
-            if self.op == "gte":
-                return number >= limit
-            if self.op == "lt":
-                return number < limit
-            if self.op == "lte":
-                return number <= limit
-        except (TypeError, ValueError):
-            return False
-        return False
+        return holds(self.field, self.op, self.value, attrs)
+
+
+@dataclass(frozen=True)
+class SkillRule:
+    """Asks for `skill` at `min` proficiency when `attrs[field] <op> value` holds (e.g. the
+    customer's country → a language)."""
+
+    field: str
+    op: str
+    value: Any
+    skill: str
+    min: int = 1
+
+    def matches(self, attrs: Mapping[str, Any]) -> bool:
+        return holds(self.field, self.op, self.value, attrs)
 
 
 def _default_eligibility() -> dict[str, tuple[str, ...]]:
@@ -115,6 +136,7 @@ class Policy:
     skills_hard: tuple[str, ...] = ()  # skills work requires at any wait (queues.skills)
     skills_widen_s: float = 60.0  # a preferred skill is asked for this long after arrival
     skills_widen_by: Mapping[str, float] = field(default_factory=dict)  # per skill
+    skill_rules: tuple[SkillRule, ...] = ()  # skills work asks for by its profile and channel
 
     def allowed(self, group: str, tier: str) -> bool:
         """The hard filter: may an agent of `tier` ever hold work of client group `group`?"""
@@ -135,6 +157,14 @@ class Policy:
         ]
         fields = {r.field: attrs[r.field] for r in self.priority_rules if r.field in attrs}
         return rules, {k: v for k, v in fields.items() if isinstance(v, bool | int | float | str)}
+
+    def skills_of(self, attrs: Mapping[str, Any]) -> dict[str, int]:
+        """The skills the matching skill rules ask for (the highest minimum per skill)."""
+        out: dict[str, int] = {}
+        for rule in self.skill_rules:
+            if rule.matches(attrs) and rule.min > out.get(rule.skill, 0):
+                out[rule.skill] = rule.min
+        return out
 
     def capacity_for(self, override: Mapping[str, int] | None) -> dict[str, int]:
         """Per-channel capacity of one agent: the policy default, overridden per channel."""

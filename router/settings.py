@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from queues.policy import GROUPS, Policy, PriorityRule
+from queues.policy import GROUPS, Policy
 from router.settings_keys import (
     ENV_KEYS,
     ENV_ONLY,
@@ -39,7 +39,7 @@ from router.settings_keys import (
     sections,
     show,
 )
-from router.settings_policy import build_policy, priority_rules
+from router.settings_policy import build_policy, priority_rules, skill_tables
 
 
 @dataclass(frozen=True)
@@ -166,13 +166,17 @@ def _read_shipped() -> dict[str, Any]:
 
 def _add_file(
     doc: Mapping[str, Any], origin: str, values: dict[tuple[str, str], Value]
-) -> tuple[PriorityRule, ...] | None:
-    """Check every key of one TOML document into `values`; return its priority rules, if any."""
-    rules: tuple[PriorityRule, ...] | None = None
+) -> dict[str, Any]:
+    """Check every key of one TOML document into `values`; return the tables it gives that
+    are read from files only (`FILE_ONLY`): each replaces the shipped one whole."""
+    found: dict[str, Any] = {}
     for section, table in doc.items():
         if section == "priority":
-            rules = priority_rules(table)
+            found["priority.rules"] = priority_rules(table)
             continue
+        if section == "skills" and isinstance(table, dict):
+            table, extras = skill_tables(table)
+            found.update(extras)
         if section == "levels" and isinstance(table, dict):
             tables = [(f"levels.{group}", sub) for group, sub in table.items()]
         else:
@@ -195,7 +199,7 @@ def _add_file(
                     noun = KEY_NOUN.get(name, "key")
                     raise SettingsError(f"{label}: unknown {noun} (known: {listing(SCHEMA[name])})")
                 values[(name, key)] = Value(checked(spec, raw, label, False), label, origin)
-    return rules
+    return found
 
 
 def _add_env(env: Mapping[str, str], values: dict[tuple[str, str], Value]) -> None:
@@ -208,6 +212,10 @@ def _add_env(env: Mapping[str, str], values: dict[tuple[str, str], Value]) -> No
         if target is None:
             if name.startswith(f"{ENV_PREFIX}PRIORITY_"):
                 raise SettingsError(f"{name}: priority rules are read from config files only")
+            if name.startswith((f"{ENV_PREFIX}SKILLS_RULES", f"{ENV_PREFIX}SKILLS_WIDEN_BY")):
+                raise SettingsError(
+                    f"{name}: skill rules and widen_by are read from config files only"
+                )
             close = difflib.get_close_matches(name, [*ENV_KEYS, *ENV_ONLY], n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise SettingsError(f"{name}: no such setting{hint}")
@@ -223,10 +231,9 @@ def load_settings(
     Raises `SettingsError` (one line, naming the key as it was given) on the first problem.
     """
     values: dict[tuple[str, str], Value] = {}
-    rules = _add_file(_read_shipped(), "default", values)
+    tables = _add_file(_read_shipped(), "default", values)
     if path is not None:
-        user_rules = _add_file(_read_file(path), "file", values)
-        rules = user_rules if user_rules is not None else rules
+        tables.update(_add_file(_read_file(path), "file", values))
     _add_env(env, values)
     for item in overrides:
         spec = SCHEMA[item.section][item.key]
@@ -240,7 +247,7 @@ def load_settings(
     ]
     if missing:  # only if the shipped file itself lost a key
         raise SettingsError(f"{missing[0]}: missing from the shipped config/omniroute.toml")
-    settings = _build(values, rules or (), path)
+    settings = _build(values, tables, path)
     # The chat widget's token key: environment only, like every secret should be.
     return replace(settings, visitor_secret=env.get("OMNIROUTE_VISITOR_SECRET", ""))
 
@@ -249,7 +256,7 @@ def load_settings(
 
 
 def _build(
-    values: Mapping[tuple[str, str], Value], rules: tuple[PriorityRule, ...], path: str | None
+    values: Mapping[tuple[str, str], Value], tables: Mapping[str, Any], path: str | None
 ) -> Settings:
     def get(section: str, key: str) -> Any:
         return values[(section, key)].value
@@ -279,7 +286,7 @@ def _build(
         jwt_secret=get("jwt", "secret"),
         webhook_secret=get("webhook", "secret"),
         domain=get("routing", "domain"),
-        policy=build_policy(values, rules),
+        policy=build_policy(values, tables),
         sms=SmsSettings(**{k: get("sms", k) for k in SCHEMA["sms"]}),
         email=EmailSettings(**{k: get("email", k) for k in SCHEMA["email"]}),
         voice=VoiceSettings(pbx_url=get("voice", "pbx_url")),

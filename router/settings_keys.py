@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from queues.clients import is_sentinel, parse_sentinel_url
 from queues.policy import CHANNELS, GROUPS, TIERS
+from queues.skills import SKILL_RE
 
 ENV_PREFIX = "OMNIROUTE_"
 # Variables read directly by the parts that need them, not settings from the TOML file.
@@ -166,6 +167,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "service_level": {"threshold_s": _seconds(positive=True)},
     "explain": {"decisions": _integer(2, 1000), "retention_s": _seconds(positive=True)},
     "recording": {"retention_s": _seconds(positive=True)},
+    "skills": {
+        "hard": Key(
+            "list",
+            "a list of skill names (1-64 letters, digits, _ . : -)",
+            lambda v: all(SKILL_RE.fullmatch(name) for name in v),
+        ),
+        "widen_s": _seconds(),
+    },
     "sms": {
         "auth_token": _TEXT,
         "account_sid": _TEXT,

@@ -15,10 +15,21 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from queues.policy import CHANNELS, GROUPS, OPERATORS, PRIORITY_BOUND, TIERS, Policy, PriorityRule
+from queues.policy import (
+    CHANNELS,
+    GROUPS,
+    OPERATORS,
+    PRIORITY_BOUND,
+    TIERS,
+    Policy,
+    PriorityRule,
+    SkillRule,
+)
+from queues.skills import PROFICIENCY, SKILL_RE
 from router.settings_keys import SettingsError, Value, env_name, listing, show
 
 _RULE_KEYS = ("field", "op", "value", "points")
+_SKILL_RULE_KEYS = ("field", "op", "value", "skill", "min")
 
 
 def priority_rules(table: Any) -> tuple[PriorityRule, ...]:
@@ -34,6 +45,68 @@ def priority_rules(table: Any) -> tuple[PriorityRule, ...]:
     return tuple(_rule(row, f"[[priority.rules]] #{n}") for n, row in enumerate(rows, 1))
 
 
+def skill_tables(table: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split `[skills]` into its plain keys (checked by the schema) and the tables read from
+    files only: `[skills.widen_by]` (skill → seconds) and `[[skills.rules]]`."""
+    plain = {k: v for k, v in table.items() if k not in ("widen_by", "rules")}
+    extras: dict[str, Any] = {}
+    if "widen_by" in table:
+        extras["skills.widen_by"] = _widen_by(table["widen_by"])
+    if "rules" in table:
+        rows = table["rules"]
+        if not isinstance(rows, list):
+            raise SettingsError(f"[skills] rules: must be a list of rules, got {show(rows)}")
+        extras["skills.rules"] = tuple(
+            _skill_rule(row, f"[[skills.rules]] #{n}") for n, row in enumerate(rows, 1)
+        )
+    return plain, extras
+
+
+def _skill_name(value: Any, label: str) -> str:
+    if not isinstance(value, str) or not SKILL_RE.fullmatch(value):
+        raise SettingsError(
+            f"{label}: must be a skill name (1-64 letters, digits, _ . : -), got {show(value)}"
+        )
+    return value
+
+
+def _widen_by(table: Any) -> dict[str, float]:
+    if not isinstance(table, dict):
+        raise SettingsError(
+            f"[skills.widen_by]: must be a table skill = seconds, got {show(table)}"
+        )
+    out: dict[str, float] = {}
+    for name, seconds in table.items():
+        label = f"[skills.widen_by] {name}"
+        _skill_name(name, label)
+        ok = isinstance(seconds, int | float) and not isinstance(seconds, bool)
+        if not ok or not math.isfinite(seconds) or seconds < 0:
+            raise SettingsError(f"{label}: must be a number of seconds >= 0, got {show(seconds)}")
+        out[name] = float(seconds)
+    return out
+
+
+def _skill_rule(row: Any, label: str) -> SkillRule:
+    """One `[[skills.rules]]` row: a condition as in `[[priority.rules]]`, the skill it asks
+    for and its minimum (default 1)."""
+    if not isinstance(row, dict):
+        raise SettingsError(
+            f"{label}: must be a table of {listing(_SKILL_RULE_KEYS)}, got {show(row)}"
+        )
+    for key in row:
+        if key not in _SKILL_RULE_KEYS:
+            raise SettingsError(f"{label} {key}: unknown key (known: {listing(_SKILL_RULE_KEYS)})")
+    for key in ("field", "op", "value", "skill"):
+        if key not in row:
+            raise SettingsError(f"{label} {key}: missing")
+    name, op, value = _condition(row, label)
+    skill = _skill_name(row["skill"], f"{label} skill")
+    level = row.get("min", 1)
+    if isinstance(level, bool) or not isinstance(level, int) or level not in PROFICIENCY:
+        raise SettingsError(f"{label} min: must be an integer from 1 to 5, got {show(level)}")
+    return SkillRule(name, op, value, skill, level)
+
+
 def _rule(row: Any, label: str) -> PriorityRule:
     """One `[[priority.rules]]` row; its value must suit its operator, its points the bound."""
     if not isinstance(row, dict):
@@ -44,7 +117,19 @@ def _rule(row: Any, label: str) -> PriorityRule:
     for key in _RULE_KEYS:
         if key not in row:
             raise SettingsError(f"{label} {key}: missing")
-    name, op, value, points = (row[k] for k in _RULE_KEYS)
+    name, op, value = _condition(row, label)
+    points = row["points"]
+    bound = PRIORITY_BOUND
+    if not isinstance(points, int) or isinstance(points, bool) or abs(points) > bound:
+        raise SettingsError(
+            f"{label} points: must be an integer from -{bound} to {bound}, got {show(points)}"
+        )
+    return PriorityRule(name, op, value, points)
+
+
+def _condition(row: dict[str, Any], label: str) -> tuple[str, str, Any]:
+    """A rule's (field, op, value), its value suited to its operator (lists become tuples)."""
+    name, op, value = row["field"], row["op"], row["value"]
     if not isinstance(name, str) or not name:
         raise SettingsError(f"{label} field: must be a non-empty string, got {show(name)}")
     if op not in OPERATORS:
@@ -62,12 +147,7 @@ def _rule(row: Any, label: str) -> PriorityRule:
         ok, need = isinstance(value, scalar), "a string, number or boolean"
     if not ok or (isinstance(value, float) and not math.isfinite(value)):
         raise SettingsError(f"{label} value: must be {need} for op {op!r}, got {show(value)}")
-    bound = PRIORITY_BOUND
-    if not isinstance(points, int) or isinstance(points, bool) or abs(points) > bound:
-        raise SettingsError(
-            f"{label} points: must be an integer from -{bound} to {bound}, got {show(points)}"
-        )
-    return PriorityRule(name, op, tuple(value) if isinstance(value, list) else value, points)
+    return name, op, tuple(value) if isinstance(value, list) else value
 
 
 def _levels(values: Mapping[tuple[str, str], Value]) -> dict[str, dict[str, float]]:
@@ -95,10 +175,9 @@ def _levels(values: Mapping[tuple[str, str], Value]) -> dict[str, dict[str, floa
     return levels
 
 
-def build_policy(
-    values: Mapping[tuple[str, str], Value], rules: tuple[PriorityRule, ...]
-) -> Policy:
-    """The `Policy` of checked `values` (every key present) and the winning priority rules."""
+def build_policy(values: Mapping[tuple[str, str], Value], tables: Mapping[str, Any]) -> Policy:
+    """The `Policy` of checked `values` (every key present) and the winning file-only tables
+    (`priority.rules`, `skills.widen_by`, `skills.rules`)."""
 
     def get(section: str, key: str) -> Any:
         return values[(section, key)].value
@@ -117,9 +196,13 @@ def build_policy(
         presence_ttl_s=get("presence", "ttl_s"),
         last_agent_s=get("routing", "last_agent_s"),
         priority_step_s=get("routing", "priority_step_s"),
-        priority_rules=rules,
+        priority_rules=tables.get("priority.rules", ()),
         service_level_threshold_s=get("service_level", "threshold_s"),
         explain_decisions=get("explain", "decisions"),
         explain_retention_s=get("explain", "retention_s"),
         recording_retention_s=get("recording", "retention_s"),
+        skills_hard=tuple(get("skills", "hard")),
+        skills_widen_s=get("skills", "widen_s"),
+        skills_widen_by=tables.get("skills.widen_by", {}),
+        skill_rules=tables.get("skills.rules", ()),
     )

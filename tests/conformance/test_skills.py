@@ -8,7 +8,7 @@ import pytest
 from queues.base import RoutingEngine
 from queues.errors import Forbidden, Invalid
 from queues.explain import explain
-from queues.policy import Policy
+from queues.policy import Policy, SkillRule
 from tests.conformance.helpers import T0, busy, offer, pass_time, res_of, work
 from tests.conftest import EngineFactory
 from tests.support import FakeClock
@@ -204,4 +204,26 @@ async def test_explain_says_which_agents_the_skills_keep_away(
     assert await pass_time(engine, clock, 60, keep=["nodeu", "weak", "nofr", "gone"]) == [
         offer("c1", "nofr", T0 + 60),
         busy("nofr"),
+    ]
+
+
+async def test_skill_rules_ask_for_skills_by_the_profile(
+    kind: str, make_engine: EngineFactory
+) -> None:
+    """`[[skills.rules]]`: a French customer's work asks for French (hard here); the event's own
+    skills and the rules' add up, the higher minimum winning."""
+    policy = Policy(
+        skills_hard=("fr",),
+        skill_rules=(SkillRule("country", "eq", "FR", "fr", 2),),
+    )
+    engine = await make_engine(kind, policy)
+    await skilled(engine, "plain", "CCS", None)
+    await skilled(engine, "weak", "CCS", {"fr": 1})
+    assert await engine.enqueue("t1", "c1", "chat", attrs={"country": "FR"}) == []
+    assert (await engine.task_view("t1") or {})["skills"] == {"fr": 2}
+    await engine.enqueue("t2", "c2", "chat", attrs={"country": "FR"}, skills={"fr": 1, "x": 1})
+    assert (await engine.task_view("t2") or {})["skills"] == {"fr": 2, "x": 1}
+    assert await engine.enqueue("t3", "c3", "chat", attrs={"country": "DE"}) == [
+        offer("t3", "plain", T0),
+        busy("plain"),
     ]
