@@ -80,6 +80,7 @@ class Options:
     max_ops: int
     fill_seconds: float
     mixed_priorities: bool
+    skills: int = 0
 
 
 def _rate(ops: int, elapsed: float) -> float:
@@ -106,9 +107,13 @@ async def setup_subject(kind: str, waiting: int, opts: Options) -> Subject:
     engine = queues.create_engine(bench_policy(), url, domain=f"bench-{waiting}-{os.getpid()}")
     await engine.start()
     subject = Subject(
-        kind, waiting, engine, Workload(engine, f"w{waiting}", opts.mixed_priorities), {}
+        kind,
+        waiting,
+        engine,
+        Workload(engine, f"w{waiting}", opts.mixed_priorities, skills=opts.skills),
+        {},
     )
-    subject.result = {"engine": kind, "waiting": waiting}
+    subject.result = {"engine": kind, "waiting": waiting, "skills": opts.skills}
     purge = getattr(engine, "purge", None)
     if purge is not None:
         await purge()
@@ -348,6 +353,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="tasks get priority 0/1/2 (70/20/10 %%): more partitions",
     )
+    parser.add_argument(
+        "--skills",
+        type=int,
+        default=0,
+        help="each waiting task asks for one of N skills; agents have them all (default 0)",
+    )
     parser.add_argument("--json", metavar="FILE", help="write every figure here")
     parser.add_argument("--no-uvloop", action="store_true", help="use the default event loop")
     args = parser.parse_args(argv)
@@ -375,6 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.max_ops,
                 args.fill_seconds,
                 args.mixed_priorities,
+                args.skills,
             )
             with asyncio.Runner(loop_factory=loop_factory) as runner:
                 results = runner.run(run(opts, loop_factory is not None, started))
@@ -385,6 +397,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, previous)
     facts = results["machine"]
     mix = "priorities 0/1/2" if args.mixed_priorities else "priority 0"
+    if args.skills:
+        mix += f" · {args.skills} skills in play"
     print(
         f"\n{facts['date']} · {facts['cpus_usable']} usable cores of {facts['cpu_count']} · "
         f"Python {facts['python']} · Redis {facts['redis_server']} · uvloop "

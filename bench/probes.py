@@ -83,13 +83,18 @@ async def idle_run(cfg: Config, engine: str) -> dict[str, Any]:
     return result
 
 
-async def decision_latency(cfg: Config, waiting: str, seconds: float) -> dict[str, Any]:
-    out = cfg.workdir / "match-bench.json"
+async def decision_latency(
+    cfg: Config, waiting: str, seconds: float, skills: int = 0
+) -> dict[str, Any]:
+    """bench.match_bench as a subprocess; with `skills`, each waiting task asks for one of
+    that many skills (the decision cost with skills in play)."""
+    out = cfg.workdir / f"match-bench-{skills}.json"
     proc = Proc(
         "match_bench",
         bench_child("bench.match_bench", "--redis", cfg.redis_url, "--waiting", waiting,
-                    "--seconds", f"{seconds:g}", "--json", str(out), "--fill-seconds", "60"),
-        cfg.workdir / "match-bench.log",
+                    "--seconds", f"{seconds:g}", "--json", str(out), "--fill-seconds", "60",
+                    "--skills", str(skills)),
+        cfg.workdir / f"match-bench-{skills}.log",
     )  # fmt: skip
     try:
         await proc.start()
@@ -102,7 +107,7 @@ async def decision_latency(cfg: Config, waiting: str, seconds: float) -> dict[st
     rows = []
     for run in data["runs"]:
         seq = run.get("sequential", {}).get("decide", {})
-        rows.append({"engine": run["engine"], "waiting": run["waiting"],
+        rows.append({"engine": run["engine"], "waiting": run["waiting"], "skills": skills,
                      "p50_ms": seq.get("p50_ms"), "p99_ms": seq.get("p99_ms"),
                      "decisions_per_s": run.get("sequential", {}).get("ops_per_s")})  # fmt: skip
     return {"rows": rows}

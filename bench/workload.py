@@ -60,10 +60,19 @@ class Workload:
     )
 
     def __init__(
-        self, engine: RoutingEngine, label: str, mixed_priorities: bool = False, seed: int = 7
+        self,
+        engine: RoutingEngine,
+        label: str,
+        mixed_priorities: bool = False,
+        seed: int = 7,
+        skills: int = 0,
     ) -> None:
         self.engine = engine
         self.label = label
+        # with skills: each waiting task asks for one of them (preferred, minimum 1-3) and
+        # every agent has all of them at 5, so every decision still finds work; what it
+        # measures is the cost of that many partitions per group and priority
+        self.skills = [f"s{k:02d}" for k in range(skills)]
         self.attrs = self.ATTRS if mixed_priorities else (({}, 1),)
         self.rng = random.Random(seed)
         self.seq = 0
@@ -98,8 +107,9 @@ class Workload:
 
     async def enqueue_waiting(self, timed: bool = True) -> None:
         task, customer = self._new_task()
+        asks = {self.rng.choice(self.skills): self.rng.randint(1, 3)} if self.skills else None
         call = self.engine.enqueue(
-            task, customer, "chat", self._pick(self.GROUPS), self._pick(self.attrs)
+            task, customer, "chat", self._pick(self.GROUPS), self._pick(self.attrs), skills=asks
         )
         effects = await (self._timed("enqueue_wait", call) if timed else call)
         if offer_for(effects) is not None:
@@ -114,7 +124,7 @@ class Workload:
         """Log in `size` chat agents; each takes (and accepts) one task; W is topped up."""
         for i in range(size):
             agent = f"{self.label}-a{i:04d}"
-            await self.engine.login(agent, "SAM", ONE_CHAT)
+            await self.engine.login(agent, "SAM", ONE_CHAT, skills=dict.fromkeys(self.skills, 5))
             offer = offer_for(await self.engine.set_presence(agent, "available"), agent)
             if offer is None:
                 raise BenchError(f"{agent} became available but was offered nothing")
@@ -124,7 +134,7 @@ class Workload:
             await self.enqueue_waiting(timed=False)
         for j in range(IMMEDIATE_AGENTS):
             agent = f"{self.label}-i{j}"
-            await self.engine.login(agent, "SAM", ONE_SMS)
+            await self.engine.login(agent, "SAM", ONE_SMS, skills=dict.fromkeys(self.skills, 5))
             if offer_for(await self.engine.set_presence(agent, "available")) is not None:
                 raise BenchError("an sms agent was offered work before any sms task existed")
             self.immediate.append(agent)

@@ -108,8 +108,10 @@ def test_quick_bench_reports_every_figure_and_stops_everything(tmp_path: Path) -
     assert "max" in results["ceiling"]["ws"]["phases"]
     assert {i["engine"] for i in results["idle"]} == {"redis", "memory"}
     assert all(i["points"] and i["points"][-1]["rss_mb"] > 0 for i in results["idle"])
-    waiting = {(r["engine"], r["waiting"]) for r in results["decision_latency"]["rows"]}
-    assert len(waiting) == 4, waiting
+    decided = {
+        (r["engine"], r["waiting"], r["skills"]) for r in results["decision_latency"]["rows"]
+    }
+    assert len(decided) == 8, decided  # two engines, two W, without and with 50 skills
     assert results["round_trips"]["per_event"]
     assert results["replay"]["conversations"] > 0 and results["replay"]["replay_s"] > 0
     assert set(GOALS) == set(results["goals"])
