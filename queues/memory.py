@@ -115,6 +115,10 @@ class MemoryEngine(RoutingEngine):
         self._res_seq = 0
         self._customers: dict[str, set[str]] = {}
         self._parts: dict[str, dict[str, SortedList]] = {c: {} for c in CHANNELS}
+        # per channel, (rank of its first task, partition): walked in order by an agent
+        # looking for work, as lib.lua walks heads:C (the partitions' number sets no cost)
+        self._heads: dict[str, SortedList] = {c: SortedList() for c in CHANNELS}
+        self._head_of: dict[tuple[str, str], int] = {}
         self._waiting: dict[str, SortedList] = {c: SortedList() for c in CHANNELS}
         self._ready: dict[tuple[str, str], SortedList] = {
             (c, t): SortedList() for c in CHANNELS for t in TIERS
@@ -243,8 +247,20 @@ class MemoryEngine(RoutingEngine):
     def _line(self, t: _Task) -> None:
         t.state, t.agent, t.res, t.held_for = "queued", "", "", ""
         t.part = f"{t.group}|{t.restrict}|{t.prio}" + (f"|{t.sk}" if t.sk else "")
-        self._parts[t.channel].setdefault(t.part, SortedList()).add((t.enq, t.id))
+        part = self._parts[t.channel].setdefault(t.part, SortedList())
+        part.add((t.enq, t.id))
+        self._refile_head(t.channel, t.part, part, t.prio)
         self._waiting[t.channel].add((t.enq, t.id))
+
+    def _refile_head(self, channel: str, key: str, part: SortedList | None, prio: int) -> None:
+        """Keep the partition's entry in `_heads` at the rank of its first task."""
+        old = self._head_of.pop((channel, key), None)
+        if old is not None:
+            self._heads[channel].remove((old, key))
+        if part:
+            rank = part[0][0] - prio * int(self._wire["step_ms"])
+            self._head_of[(channel, key)] = rank
+            self._heads[channel].add((rank, key))
 
     def _unline(self, t: _Task) -> None:
         """Take a queued task out of its partition or hold, and off its level/pref timers."""
@@ -255,6 +271,7 @@ class MemoryEngine(RoutingEngine):
             part = self._parts[t.channel].get(t.part)
             if part is not None:
                 part.discard((t.enq, t.id))
+                self._refile_head(t.channel, t.part, part, t.prio)
                 if not part:
                     del self._parts[t.channel][t.part]
         t.part = ""
@@ -378,7 +395,10 @@ class MemoryEngine(RoutingEngine):
         for channel in CHANNELS:
             if self._free(a, channel) <= 0:
                 continue
-            for part_key, part in self._parts[channel].items():
+            for head_rank, part_key in self._heads[channel]:
+                if best is not None and head_rank > best[0]:
+                    break  # every later partition's first task ranks after the best
+                part = self._parts[channel][part_key]
                 group, restrict, _prio, *sig = part_key.split("|", 3)
                 if restrict:
                     if restrict != a.tier or not self.policy.allowed(group, restrict):

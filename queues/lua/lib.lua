@@ -379,12 +379,40 @@ local function keep_alive(a)
   call('ZADD', key('due', 'alive'), a.exp, a.id)
 end
 
+-- The heads of a channel's partitions, ordered by rank: heads:C:STEP, member the partition,
+-- score its first task's rank (enq - prio * step_ms; STEP in the key, as a policy with another
+-- step ranks differently). The member '' at -inf marks the index complete; one without it
+-- (a new step, or data from before the index) is rebuilt from parts:C on first use. An agent
+-- looking for work walks the heads in rank order and stops at the first it may take, so the
+-- number of partitions (groups x priorities x skills) does not set the cost of a decision.
+local function heads_key(c)
+  return key('heads', c, POL.step_ms)
+end
+
+local function part_prio(part)
+  return tonumber(string.match(part, '^[^|]*|[^|]*|([^|]*)'))
+end
+
+local function ensure_heads(c, first)
+  if first and first[1] == '' then return end
+  local h = heads_key(c)
+  call('DEL', h)
+  call('ZADD', h, '-inf', '')
+  for _, part in ipairs(call('SMEMBERS', key('parts', c))) do
+    local head = call('ZRANGE', key('q', c, part), 0, 0, 'WITHSCORES')
+    if #head > 0 then
+      call('ZADD', h, tonumber(head[2]) - part_prio(part) * POL.step_ms, part)
+    end
+  end
+end
+
 local function line(t)
   t.st, t.ag, t.res, t.hf = 'queued', '', '', ''
   t.part = t.grp .. '|' .. t.rs .. '|' .. t.prio
   if (t.sk or '') ~= '' then t.part = t.part .. '|' .. t.sk end
   call('ZADD', key('q', t.ch, t.part), t.enq, t.id)
   call('SADD', key('parts', t.ch), t.part)
+  call('ZADD', heads_key(t.ch), 'LT', t.enq - t.prio * POL.step_ms, t.part)
   call('ZADD', key('wait', t.ch), t.enq, t.id)
 end
 
@@ -396,7 +424,13 @@ local function unline(t)
   elseif t.part ~= '' then
     local q = key('q', t.ch, t.part)
     call('ZREM', q, t.id)
-    if call('ZCARD', q) == 0 then call('SREM', key('parts', t.ch), t.part) end
+    local head = call('ZRANGE', q, 0, 0, 'WITHSCORES')
+    if #head == 0 then
+      call('SREM', key('parts', t.ch), t.part)
+      call('ZREM', heads_key(t.ch), t.part)
+    else
+      call('ZADD', heads_key(t.ch), 'XX', tonumber(head[2]) - t.prio * POL.step_ms, t.part)
+    end
   end
   t.part = ''
   call('ZREM', key('wait', t.ch), t.id)
@@ -508,33 +542,60 @@ local function best_task_for(a)
   end)
   if found then return found, 'last_agent' end
   local brank, benq, bid = nil, nil, nil
+  -- one partition: its first task the agent may take, if it beats the best so far
+  local function consider(c, part, hrank)
+    local g, r, p, sig = string.match(part, '^([^|]*)|([^|]*)|([^|]*)|?(.*)$')
+    local cutoff = nil
+    if r ~= '' then
+      if r == a.tier and allowed(g, r) then cutoff = NOW end
+    elseif allowed(g, a.tier) then
+      cutoff = NOW - open_ms(g, a.tier)
+    end
+    if cutoff and sig ~= '' then
+      local skill_cut = skill_cutoff(a, reqs_of(sig))
+      if skill_cut == nil then cutoff = nil else cutoff = math.min(cutoff, skill_cut) end
+    end
+    local step = tonumber(p) * POL.step_ms
+    if not cutoff or hrank + step > cutoff then return end -- its head is too young already
+    walk(key('q', c, part), cutoff, function(id, enq)
+      local rank = enq - step
+      if brank and not (rank < brank or (rank == brank and before(enq, id, benq, bid))) then
+        return true
+      end
+      if not excluded(id, a.id) then
+        brank, benq, bid = rank, enq, id
+        return true
+      end
+    end)
+  end
   for _, c in ipairs(CH) do
     if free(a, c) > 0 then
-      for _, part in ipairs(call('SMEMBERS', key('parts', c))) do
-        local g, r, p, sig = string.match(part, '^([^|]*)|([^|]*)|([^|]*)|?(.*)$')
-        local cutoff = nil
-        if r ~= '' then
-          if r == a.tier and allowed(g, r) then cutoff = NOW end
-        elseif allowed(g, a.tier) then
-          cutoff = NOW - open_ms(g, a.tier)
+      local h = heads_key(c)
+      local off, size, checked = 0, 8, false
+      while true do
+        local rows = call('ZRANGEBYSCORE', h, '-inf', '+inf', 'WITHSCORES', 'LIMIT', off, size)
+        if not checked then
+          checked = true
+          if rows[1] ~= '' then -- not indexed yet: build it, then read it again
+            ensure_heads(c, rows)
+            rows = call('ZRANGEBYSCORE', h, '-inf', '+inf', 'WITHSCORES', 'LIMIT', off, size)
+          end
         end
-        if cutoff and sig ~= '' then
-          local skill_cut = skill_cutoff(a, reqs_of(sig))
-          if skill_cut == nil then cutoff = nil else cutoff = math.min(cutoff, skill_cut) end
-        end
-        if cutoff then
-          local step = tonumber(p) * POL.step_ms
-          walk(key('q', c, part), cutoff, function(id, enq)
-            local rank = enq - step
-            if brank and not (rank < brank or (rank == brank and before(enq, id, benq, bid))) then
-              return true
+        local done = false
+        for i = 1, #rows, 2 do
+          local part = rows[i]
+          if part ~= '' then
+            local hrank = tonumber(rows[i + 1])
+            if brank and hrank > brank then
+              done = true
+              break
             end
-            if not excluded(id, a.id) then
-              brank, benq, bid = rank, enq, id
-              return true
-            end
-          end)
+            consider(c, part, hrank)
+          end
         end
+        if done or #rows < 2 * size then break end
+        off = off + size
+        size = 32
       end
     end
   end
