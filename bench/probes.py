@@ -120,9 +120,9 @@ def script_names() -> dict[str, str]:
     from store import redis_base
 
     names = {}
-    for name in redis_base.SCRIPTS:
-        names[hashlib.sha1(redis_base.script_source(name).encode()).hexdigest()] = f"store:{name}"
-    library, _code = engine_redis.library()
+    for name in redis_base.SCRIPTS.ops:
+        names[hashlib.sha1(redis_base.SCRIPTS.source(name).encode()).hexdigest()] = f"store:{name}"
+    library, _code = engine_redis.LIBRARY.library()
     for name in (*engine_redis.OPS, *engine_redis.VIEWS):
         names[f"{library}_{name}"] = f"engine:{name}"
     return names

@@ -31,7 +31,7 @@ import redis
 
 from chaos.harness import JWT_SECRET, REPO, WEBHOOK_SECRET, sign
 from chaos.processes import free_port
-from queues.redis import library
+from queues.redis import LIBRARY
 
 SERVICE = "omni"
 DEADLINE_S = 15.0  # anything that waits, waits at most this
@@ -213,7 +213,7 @@ async def sentinel_failover(
         assert int(address[1]) == replica, f"Sentinel still names {address}"
         assert node.poll() is None, "the node must not have restarted"
         assert ready(base), "the node is not ready on the new primary"
-        name = library()[0].encode()
+        name = LIBRARY.library()[0].encode()
         libraries = client(replica).function_list()  # type: ignore[attr-defined]
         assert any(name in lib for lib in libraries), "no FUNCTION library on the new primary"
         after = [t for t in load.failed_at if t >= killed_at]

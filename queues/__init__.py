@@ -8,6 +8,7 @@ from collections.abc import Callable
 from queues.base import RoutingEngine
 from queues.errors import Invalid
 from queues.policy import Policy
+from queues.runtime import engine_kind
 
 __all__ = ["Policy", "RoutingEngine", "create_engine"]
 
@@ -19,14 +20,15 @@ def create_engine(
     clock: Callable[[], float] = time.time,
     domain: str = "default",
 ) -> RoutingEngine:
-    """The one switch: no URL or "memory" → the memory engine; "redis://…" → the Redis engine."""
-    if not url or url == "memory":
+    """The routing half of the switch (`router.engines.create_engines` makes both halves from
+    the settings; tests and tools make one engine with their own clock): no URL or "memory" →
+    the memory engine; "redis://…" → the Redis engine (`queues.runtime.engine_kind`)."""
+    kind = engine_kind(url)
+    if kind == "memory":
         from queues.memory import MemoryEngine
 
         return MemoryEngine(policy, clock=clock, domain=domain)
-    if url.startswith(
-        ("redis://", "rediss://", "unix://", "redis+sentinel://", "rediss+sentinel://")
-    ):
+    if kind == "redis":
         from queues.redis import RedisEngine
 
         engine: RoutingEngine = RedisEngine(policy, url, clock=clock, domain=domain)

@@ -1,7 +1,8 @@
 """Redis clients from one URL: a server, or the primary that Redis Sentinel names.
 
 Every client the node makes (the engine's, the store's, the store's blocking reader) comes
-from here, so one setting (`[redis] url`) decides for all of them:
+from here, through `queues.runtime.connect` (the pool settings), so one setting
+(`[redis] url`) decides for all of them:
 
 - `redis://…`, `rediss://…`, `unix://…` — that server (redis-py's URL syntax).
 - `redis+sentinel://[user:password@]host:port[,host:port…]/SERVICE[/DB]` — the primary of
@@ -29,8 +30,6 @@ import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
 SCHEMES: Final = ("redis+sentinel", "rediss+sentinel")
-POOL_SIZE: Final = 64
-POOL_WAIT_S: Final = 10.0
 SENTINEL_TIMEOUT_S: Final = 1.0  # one question to one Sentinel; the next is asked after it
 
 
@@ -92,7 +91,7 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
 
 
 def connect(
-    url: str, *, max_connections: int = POOL_SIZE, timeout: float = POOL_WAIT_S, **kwargs: Any
+    url: str, *, max_connections: int, timeout: float, **kwargs: Any
 ) -> aioredis.Redis[bytes]:
     """A client of `url` (see the module docstring) with a blocking pool of
     `max_connections`; `kwargs` go to every connection (e.g. `socket_timeout`)."""

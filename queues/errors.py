@@ -44,11 +44,8 @@ class Expired(RoutingError):
     code = "expired"
 
 
+# The one table of codes: a Redis script's refusal {err = code} is raised as BY_CODE[code]
+# (`queues.redis.REFUSALS`), and the router maps `code` to its wire codes.
 BY_CODE: dict[str, type[RoutingError]] = {
     cls.code: cls for cls in (Invalid, NotFound, Forbidden, Conflict, Expired)
 }
-
-
-def from_code(code: str, message: str) -> RoutingError:
-    """Rebuild the error a backend reported by code (the Redis scripts return codes)."""
-    return BY_CODE.get(code, RoutingError)(message)

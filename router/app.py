@@ -34,6 +34,7 @@ from router.connections import (
     connection_cap,
     quiet_accept_errors,
 )
+from router.engines import create_store
 from router.ingest import ingest_routes
 from router.limits import AgentLimits, ChatLimits
 from router.logs import AccessLogger
@@ -44,7 +45,6 @@ from router.service import Service
 from router.settings import Settings
 from router.web import add_web
 from router.why import add_why_routes
-from store import create_store as store_for_url
 from store.base import Store
 
 log = structlog.get_logger("omniroute.app")
@@ -54,16 +54,6 @@ ENGINE_KEY = web.AppKey("engine", RoutingEngine)
 SERVICE_KEY = web.AppKey("service", Service)
 METRICS_KEY = web.AppKey("metrics", Metrics)
 CHAT_KEY = web.AppKey("chat", ChatSocket)
-
-
-def create_store(settings: Settings) -> Store:
-    """The store that matches the engine: memory, or Redis at the same URL and domain."""
-    return store_for_url(
-        settings.redis.url,
-        domain=settings.domain,
-        claim_idle_ms=round(settings.events.claim_idle_s * 1000),
-        dedupe_s=round(settings.events.dedupe_s),
-    )
 
 
 def node_name(settings: Settings) -> str:
@@ -80,7 +70,8 @@ def create_app(
     snapshot_interval_s: float = 1.0,
     chat_limits: ChatLimits | None = None,
 ) -> web.Application:
-    """The application around a not-yet-started engine and store; it starts and closes them."""
+    """The application around a not-yet-started engine and store (`router.engines`); it starts
+    and closes them. Without a store, the one the settings name beside `engine`."""
     store = store or create_store(settings)
     service = Service(
         engine,

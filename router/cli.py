@@ -18,7 +18,6 @@ from typing import Any, NoReturn
 import jwt
 import structlog
 
-from queues import create_engine
 from queues.base import MAX_ID
 from queues.errors import RoutingError
 from queues.policy import TIERS
@@ -159,11 +158,12 @@ def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     settings = load_settings(path, env, overrides=[f for f in flags if f.text is not None])
 
     from router.app import create_app, new_event_loop, serve
+    from router.engines import create_engines
     from router.logs import configure_logging
 
     configure_logging()  # JSON lines unless stderr is a terminal; ids only, never content
     try:
-        engine = create_engine(settings.policy, settings.redis.url, domain=settings.domain)
+        engine, store = create_engines(settings)
     except RoutingError as exc:
         print(f"omniroute serve: {exc.field or 'engine'}: {exc.message}", file=sys.stderr)
         return USAGE_ERROR
@@ -202,7 +202,7 @@ def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if settings.jwt_secret and len(settings.jwt_secret.encode()) < MIN_SECRET_BYTES:
         log.warning("settings.short_secret", key="[jwt] secret", min_bytes=MIN_SECRET_BYTES)
     try:
-        serve(create_app(settings, engine), host, port, loop, reuse_port=worker is not None)
+        serve(create_app(settings, engine, store), host, port, loop, reuse_port=worker is not None)
     except OSError as exc:  # the port is taken, the address is not ours, …
         log.error("omniroute.listen_failed", listen=_host_port(host, port), error=str(exc))
         return 1

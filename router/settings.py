@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from queues.policy import GROUPS, Policy
+from queues.runtime import engine_kind
 from router.settings_keys import (
     ENV_KEYS,
     ENV_ONLY,
@@ -73,8 +74,9 @@ class RedisSettings:
 
     @property
     def engine(self) -> str:
-        """`memory` or `redis`: which engine `queues.create_engine` builds from `url`."""
-        return "memory" if self.url in ("", "memory") else "redis"
+        """`memory` or `redis`: which engines `router.engines.create_engines` builds from
+        `url` (`queues.runtime.engine_kind`; `validate` refused any other URL)."""
+        return "memory" if engine_kind(self.url) == "memory" else "redis"
 
 
 @dataclass(frozen=True)

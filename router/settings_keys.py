@@ -6,8 +6,9 @@ one-line `SettingsError` that names the key as the user wrote it. Where values c
 which order they win is `router/settings.py`; what the routing policy makes of them is
 `router/settings_policy.py`.
 
-Imports only the routing vocabulary (`queues.policy`) and Sentinel URL parsing (`queues.clients`);
-nothing from `router`, so both settings modules can build on it.
+Imports only the routing vocabulary (`queues.policy`), the reading of the Redis URL
+(`queues.runtime.engine_kind`) and Sentinel URL parsing (`queues.clients`); nothing from
+`router`, so both settings modules can build on it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit
 
 from queues.clients import is_sentinel, parse_sentinel_url
 from queues.policy import CHANNELS, GROUPS, TIERS
+from queues.runtime import engine_kind
 from queues.skills import SKILL_RE
 
 ENV_PREFIX = "OMNIROUTE_"
@@ -81,16 +83,15 @@ def _http_url(empty_ok: bool, bare: bool = False) -> Key:
 
 
 def _redis_url_ok(v: str) -> bool:
-    if v in ("", "memory"):
-        return True
+    kind = engine_kind(v)  # the one reading of the URL's scheme, `queues.runtime`
+    if kind != "redis":
+        return kind == "memory"
     if is_sentinel(v):  # edges: Redis Sentinel, `queues.clients`
         try:
             parse_sentinel_url(v)
         except ValueError:
             return False
         return True
-    if not v.startswith(("redis://", "rediss://", "unix://")):
-        return False
     try:
         urlsplit(v).port  # noqa: B018 - raises ValueError for a malformed port
     except ValueError:

@@ -7,7 +7,7 @@ compute the same way. `store.memory` (with `memory_log`, `memory_records`) and `
 (with `redis_base`, `redis_log`, `redis_codec`, and the scripts in `lua/`) implement it; neither
 backend imports the other.
 
-May import `queues`' Redis helpers (`queues.clients`, `queues.pipeline`, `queues.redis`);
+May import `queues`' Redis runtime (`queues.runtime`, `queues.clients`, `queues.pipeline`);
 never `router` — the server builds on the store, not the other way round.
 """
 
@@ -16,12 +16,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from queues.runtime import engine_kind
 from store.base import Store
 from store.errors import StoreError
 
 __all__ = ["Store", "create_store"]
-
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "rediss+sentinel://")
 
 
 def create_store(
@@ -32,13 +31,15 @@ def create_store(
     dedupe_s: int | None = None,
     claim_idle_ms: int | None = None,
 ) -> Store:
-    """The one switch, like `queues.create_engine`: no URL or "memory" → the memory store;
-    a Redis URL → the Redis store at that URL. Not started: `start()` connects."""
-    if not url or url == "memory":
+    """The store half of the switch (`router.engines.create_engines` makes both halves from
+    the settings), like `queues.create_engine`: no URL or "memory" → the memory store; a
+    Redis URL → the Redis store at that URL. Not started: `start()` connects."""
+    kind = engine_kind(url)
+    if kind == "memory":
         from store.memory import MemoryStore
 
         return MemoryStore(domain, clock=clock, dedupe_s=dedupe_s, claim_idle_ms=claim_idle_ms)
-    if url.startswith(REDIS_SCHEMES):
+    if kind == "redis":
         from store.redis import RedisStore
 
         return RedisStore(

@@ -2,8 +2,9 @@
 and `store.memory` for the decisions (ids, identity, threading, versions), which the
 scripts in `store/lua/` make the same way.
 
-`RedisStore` is built in three layers, one concept each: `store.redis_base` (connections,
-scripts, keys), `store.redis_log` (ingest, the log, jobs, leases, desktops) and this module
+`RedisStore` is built in three layers, one concept each: `store.redis_base` (its hold on
+the Redis runtime it shares with the routing engine, `queues.runtime`: keys, connections,
+scripts), `store.redis_log` (ingest, the log, jobs, leases, desktops) and this module
 (customers, conversations, history, outboxes), beside `store.redis_wakes` (the pub/sub
 connection: wakes and the client-group cache); the msgpack shapes are in `store.redis_codec`.
 
@@ -58,12 +59,12 @@ from store.common import check_edit, check_group, check_state, iso, merged_profi
 from store.errors import StaleVersion, StoreError
 from store.model import ANNOTATE_WINDOW, Applied, Conversation, Customer, Interaction, LogEntry
 from store.redis_codec import (
+    REFUSALS,
     as_text,
     conversation_from,
     customer_from,
     interaction_from,
     pack_args,
-    script_reply,
     stream_order,
 )
 from store.redis_log import RedisLog
@@ -92,22 +93,14 @@ class RedisStore(RedisLog, RedisWakes):
         if not entries:
             return []
         await self._redis()
-        assert self._pipeline is not None
-        script = self._scripts["apply"]
-        calls = [
-            (
-                script,
-                (self._anchor, self._prefix, pack_args(self._apply_args(e, now_ms, history_limit))),
-            )
-            for e in entries
-        ]
-        replies = await self._pipeline.many(calls)
+        argvs = [(pack_args(self._apply_args(e, now_ms, history_limit)),) for e in entries]
+        replies = await self._rt.many("apply", argvs)
         out: list[Applied | StoreError] = []
         for raw in replies:
             if isinstance(raw, Exception):
                 raise raw
             try:
-                out.append(self._applied(script_reply(msgpack.unpackb(raw, raw=False))))
+                out.append(self._applied(REFUSALS.check(msgpack.unpackb(raw, raw=False))))
             except StoreError as exc:
                 out.append(exc)
         return out

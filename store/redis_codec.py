@@ -2,7 +2,8 @@
 `store.model` objects, script arguments out, and the event as the log stores it.
 
 Lua's cmsgpack has its quirks (no bin type, an empty table is an array), handled here once.
-May import `store.model` and `store.errors`; never `router`.
+May import `store.model`, `store.errors` and `queues.runtime` (its refusal table); never
+`router`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 import msgpack
 
+from queues.runtime import Refusals
 from store.errors import Fenced, StoreError, UnknownConversation, UnknownCustomer
 from store.model import Conversation, Customer, Frames, InboundEvent, Interaction, LogEntry
 
@@ -79,18 +81,11 @@ def wake_frames(data: bytes) -> Frames:
     ]
 
 
-def script_reply(result: Any) -> Any:
-    """A script's reply, or its refusal raised as the matching `store.errors` error."""
-    if isinstance(result, dict) and "err" in result:
-        code, msg = result["err"], str(result["msg"])
-        if code == "customer":
-            raise UnknownCustomer(msg)
-        if code == "conversation":
-            raise UnknownConversation(msg)
-        if code == "fenced":
-            raise Fenced(msg)
-        raise StoreError(msg)
-    return result
+# A script's refusal {err = code, msg}: by code, the matching `store.errors` error.
+REFUSALS = Refusals(
+    {"customer": UnknownCustomer, "conversation": UnknownConversation, "fenced": Fenced},
+    StoreError,
+)
 
 
 def field_pairs(flat: Sequence[Any]) -> dict[bytes, Any]:

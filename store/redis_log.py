@@ -77,8 +77,8 @@ class RedisLog(RedisBase):
         args = {"c": consumer, "n": count, "idle": self.claim_idle_ms, "own": int(own)}
         args["s"] = stream
         try:
-            read = self._scripts["read"].script
-            reclaimed, raw = await read(keys=[self._anchor], args=[self._prefix, pack_args(args)])
+            read = self._rt.procedures["read"]  # on its own, not riding the pipeline
+            reclaimed, raw = await read.call(self._rt.client, self._rt.args(pack_args(args)))
         except aioredis.ResponseError as exc:
             self._own.add(mark)
             if "NOGROUP" in str(exc):  # Redis lost the group (restart without persistence)

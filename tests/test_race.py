@@ -36,7 +36,7 @@ import structlog
 from queues.base import Assigned, Effect, Offer, TaskEnded
 from queues.errors import RoutingError
 from queues.policy import CHANNELS, Policy
-from queues.redis import RedisEngine, library
+from queues.redis import LIBRARY, RedisEngine
 from tests.model import Model
 
 WORKERS = 4
@@ -245,7 +245,7 @@ async def _setup(url: str, domain: str) -> tuple[list[Call], StampingRedis, Redi
     engine = RedisEngine(POLICY, client=client, domain=domain)
     await engine.start()
     # loaded first, so no "function not found" round inside a transaction
-    await client.function_load(library()[1], replace=True)
+    await client.function_load(LIBRARY.library()[1], replace=True)
     main = Worker(-1, engine, client, 0)
     for agent in AGENTS:
         await main.call("login", agent=agent, tier=tier_of(agent), capacity=None)

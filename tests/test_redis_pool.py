@@ -9,7 +9,8 @@ import asyncio
 import uuid
 
 from queues import Policy
-from queues.redis import POOL_SIZE, RedisEngine
+from queues.redis import RedisEngine
+from queues.runtime import POOL_SIZE
 from store.redis import RedisStore
 
 BURST = 3 * POOL_SIZE + 100  # well past both our pool and redis-py's default of 100
