@@ -14,7 +14,9 @@ from multidict import CIMultiDictProxy
 
 from channels.base import SIGNATURE_HEADER as SIGNATURE_HEADER  # re-exported for ingest
 from channels.base import sign as sign
+from queues.errors import Invalid
 from queues.policy import CHANNELS, TIERS
+from queues.skills import check_skills
 from router.identity import AgentIdentity
 
 ROLES = ("agent", "supervisor", "ops")
@@ -54,9 +56,10 @@ def identity_from_claims(claims: Mapping[str, Any]) -> AgentIdentity:
         raise AuthError("unauthorized", f"token role must be one of {', '.join(ROLES)}")
     if tier not in TIERS:
         raise AuthError("unauthorized", f"token tier must be one of {', '.join(TIERS)}")
-    skills = claims.get("skills") or []
-    if not isinstance(skills, list) or not all(isinstance(s, str) for s in skills):
-        raise AuthError("unauthorized", "token skills must be a list of strings")
+    try:
+        skills = check_skills(claims.get("skills"))
+    except Invalid as exc:
+        raise AuthError("unauthorized", f"token skills: {exc.message}") from None
     capacity = claims.get("capacity")
     if capacity is not None and (
         not isinstance(capacity, dict)
@@ -73,7 +76,7 @@ def identity_from_claims(claims: Mapping[str, Any]) -> AgentIdentity:
         tier=str(tier),
         name=name if isinstance(name, str) else sub,
         role=str(role),
-        skills=tuple(skills),
+        skills=skills,
         capacity=dict(capacity) if capacity is not None else None,
         endpoint=endpoint if isinstance(endpoint, str) else None,
     )

@@ -21,6 +21,7 @@ import structlog
 from queues.base import MAX_ID
 from queues.errors import RoutingError
 from queues.policy import TIERS
+from queues.skills import check_skills
 from router.settings import Override, Settings, describe_engine, load_settings
 from router.settings_keys import SettingsError
 
@@ -59,6 +60,25 @@ def _identifier(text: str) -> str:
     return text
 
 
+def _skills_arg(text: str) -> list[str] | dict[str, int]:
+    """`de:4,fr` → {"de": 4, "fr": 1}; `de,fr` → ["de", "fr"] (the claim as DESIGN.md has it)."""
+    pairs: dict[str, int] = {}
+    levelled = False
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        name, colon, level = item.partition(":")
+        levelled = levelled or bool(colon)
+        if colon and not level.isdigit():
+            raise argparse.ArgumentTypeError(f"skill {name}: the level must be 1-5, got {level!r}")
+        pairs[name] = int(level) if colon else 1
+    try:
+        check_skills(pairs)
+    except RoutingError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+    return pairs if levelled else list(pairs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="omniroute", description="Real-time omnichannel routing server.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -86,7 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument(
         "--ttl", type=_positive_int, default=DEFAULT_TTL_S, metavar="SECONDS", help="default 8 h"
     )
-    token.add_argument("--skills", help="comma-separated skill names")
+    token.add_argument(
+        "--skills",
+        type=_skills_arg,
+        help="comma-separated skills, each NAME or NAME:LEVEL (1-5), e.g. de:4,fr",
+    )
     token.add_argument("--endpoint", help="the agent's phone endpoint for voice (claim endpoint)")
     token.add_argument("--config", metavar="FILE", help=config_help)
 
@@ -236,7 +260,7 @@ def _token(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         "exp": now + args.ttl,
     }
     if args.skills is not None:
-        claims["skills"] = [s.strip() for s in args.skills.split(",") if s.strip()]
+        claims["skills"] = args.skills
     if args.endpoint:
         claims["endpoint"] = args.endpoint
     if len(settings.jwt_secret.encode()) < MIN_SECRET_BYTES:

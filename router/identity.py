@@ -17,7 +17,7 @@ class AgentIdentity:
     tier: str
     name: str
     role: str = "agent"  # agent | supervisor | ops
-    skills: tuple[str, ...] = ()
+    skills: Mapping[str, int] = field(default_factory=dict)  # name → proficiency 1-5
     capacity: Mapping[str, int] | None = None
     endpoint: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)

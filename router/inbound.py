@@ -8,7 +8,7 @@ for call steps, which need the engine's view of the task first. It works through
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -34,10 +34,17 @@ if TYPE_CHECKING:
 log = structlog.get_logger("omniroute.inbound")
 
 
-def _item(task_id: str, customer: Customer, channel: str, last_agent: str | None) -> Enqueue:
-    """A task to put in line; its priority attributes are the profile and the channel."""
+def _item(
+    task_id: str,
+    customer: Customer,
+    channel: str,
+    last_agent: str | None,
+    skills: Mapping[str, int] | None = None,
+) -> Enqueue:
+    """A task to put in line; its priority (and skill-rule) attributes are the profile and the
+    channel, its own skills those of the event that opened it."""
     attrs: dict[str, Any] = {**customer.profile, "channel": channel}
-    return Enqueue(task_id, customer.id, channel, customer.client_group, attrs, last_agent)
+    return Enqueue(task_id, customer.id, channel, customer.client_group, attrs, last_agent, skills)
 
 
 class Inbound:
@@ -114,7 +121,9 @@ class Inbound:
                 # right now, its push not yet made), the message goes to that holder.
                 racing.setdefault(conv.id, []).append(message_frame(conv, customer, interaction))
             if conv.state != "closed" and conv.id not in waiting:
-                waiting[conv.id] = _item(conv.id, customer, event.channel, conv.last_agent)
+                waiting[conv.id] = _item(
+                    conv.id, customer, event.channel, conv.last_agent, event.skills
+                )
         states: list[tuple[str, str, str | None]] = []
         effects: list[Effect] = []
         to_holder: list[tuple[str, Frame]] = []
@@ -191,12 +200,17 @@ class Inbound:
         await self._route_applied([entry], [result], ack=[])
 
     async def _enqueue(
-        self, task_id: str, customer: Customer, channel: str, last_agent: str | None
+        self,
+        task_id: str,
+        customer: Customer,
+        channel: str,
+        last_agent: str | None,
+        skills: Mapping[str, int] | None = None,
     ) -> None:
         """Put one task in line and deliver what the engine decided; raises the engine's
         Conflict when the task is in line already."""
         [decided] = await self.service.engine.enqueue_many(
-            [_item(task_id, customer, channel, last_agent)]
+            [_item(task_id, customer, channel, last_agent, skills)]
         )
         if isinstance(decided, RoutingError):
             raise decided
@@ -222,7 +236,7 @@ class Inbound:
             if main is None or main["channel"] == "voice" or not main["agent"]:
                 return False  # the conversation's own (first) task: the ordinary path
             if await self.service.engine.task_view(sub_id) is None:
-                await self._enqueue(sub_id, customer, "voice", main["agent"])
+                await self._enqueue(sub_id, customer, "voice", main["agent"], event.skills)
             return True
         if event.type != "call.ended":
             return True  # call.answered: history only

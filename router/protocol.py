@@ -19,6 +19,8 @@ from dataclasses import fields
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any, Final
 
+from queues.errors import Invalid
+from queues.skills import check_skills
 from router.clock import rfc3339_moment
 from router.codec import codec_for
 from router.errors import BadEvent, DecodeError
@@ -140,6 +142,7 @@ def validate_event(raw: Any, prefix: str = "") -> InboundEvent:
         references=references or (),
         occurred_at=opt("occurred_at", _time),
         meta=opt("meta", _meta) or {},
+        skills=opt("skills", _skills) or {},
     )
 
 
@@ -271,6 +274,14 @@ def _time(value: Any, field: str) -> str:
     except (ValueError, OverflowError):
         raise BadEvent("must be a real RFC 3339 time", field) from None
     return rfc3339_moment(moment)
+
+
+def _skills(value: Any, field: str) -> dict[str, int]:
+    """What the event's work asks for: names, or name → minimum proficiency 1-5."""
+    try:
+        return check_skills(value, field)
+    except Invalid as exc:
+        raise BadEvent(exc.message, field) from None
 
 
 def _meta(value: Any, field: str) -> dict[str, Any]:

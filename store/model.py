@@ -53,6 +53,7 @@ class InboundEvent:
     references: tuple[str, ...] = ()
     occurred_at: str | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)  # channel extras (call_id, to, …)
+    skills: Mapping[str, int] = field(default_factory=dict)  # what its work asks for (1-5)
 
 
 @dataclass(frozen=True)

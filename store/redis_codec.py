@@ -44,6 +44,7 @@ def event_wire(ev: InboundEvent) -> dict[str, Any]:
         "references": list(ev.references),
         "occurred_at": ev.occurred_at,
         "meta": dict(ev.meta),
+        "skills": dict(ev.skills),
     }
 
 
@@ -64,6 +65,7 @@ def event_from_wire(raw: Mapping[str, Any]) -> InboundEvent:
         references=tuple(raw.get("references") or ()),
         occurred_at=raw.get("occurred_at"),
         meta=dict(raw.get("meta") or {}),
+        skills=dict(raw.get("skills") or {}),  # entries logged before skills have none
     )
 
 
