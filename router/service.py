@@ -303,7 +303,9 @@ class Service:
         if pending is not None:
             pending.cancel()
         try:
-            effects = await self.engine.login(identity.id, identity.tier, identity.capacity)
+            effects = await self.engine.login(
+                identity.id, identity.tier, identity.capacity, skills=identity.skills
+            )
         except RoutingError as exc:
             raise ServiceError(exc.code, exc.message) from exc
         self._sessions[identity.id] = self._sessions.get(identity.id, 0) + 1
@@ -370,7 +372,9 @@ class Service:
         results = await self.engine.heartbeat_many([i.id for i in identities])
         for identity, result in zip(identities, results, strict=True):
             if isinstance(result, RoutingError):
-                effects = await self.engine.login(identity.id, identity.tier, identity.capacity)
+                effects = await self.engine.login(
+                    identity.id, identity.tier, identity.capacity, skills=identity.skills
+                )
                 await self.apply_effects(effects)
 
     # -- agent requests --------------------------------------------------------------------------
