@@ -46,10 +46,12 @@ from router.errors import (
     CLOSE_RATE_LIMITED,
     CLOSE_UNAUTHORIZED,
     ProtocolError,
+    ServiceError,
     unreachable,
 )
+from router.identity import AgentIdentity
 from router.limits import AgentLimits, FrameLimit, Verdict
-from router.service import AgentIdentity, Service, ServiceError
+from router.service import Service
 from store.base import Store
 
 log = structlog.get_logger("omniroute.agent_ws")
