@@ -19,14 +19,12 @@ from router.errors import ServiceError
 from router.frames import classified_frame, customer_frame, customer_view
 from router.identity import AgentIdentity
 from store.errors import StaleVersion
-from store.model import EDITABLE_FIELDS, Customer
+from store.model import Customer, edit_refusal
 
 if TYPE_CHECKING:
     from router.service import Service
 
 log = structlog.get_logger("omniroute.service")
-
-MAX_FIELD = {"first_name": 200, "residence_city": 200, "job": 200, "vcard": 20_000}
 
 
 class Customers:
@@ -58,10 +56,9 @@ class Customers:
     ) -> None:
         """Versioned edit: a stale version is refused with the current customer."""
         for name, value in fields.items():
-            if name not in EDITABLE_FIELDS:
-                raise ServiceError("invalid", f"{name} is not editable", {"field": name})
-            if not isinstance(value, str) or len(value) > MAX_FIELD[name]:
-                raise ServiceError("invalid", f"{name} must be text", {"field": name})
+            refused = edit_refusal(name, value)
+            if refused:
+                raise ServiceError("invalid", f"{name} {refused}", {"field": name})
         await self._visible_customer(identity, customer)
         svc = self.service
         try:
