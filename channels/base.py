@@ -6,6 +6,12 @@ the router hands an `OutboundMessage` to the channel's `OutboundPort`.
 
 Until the native adapters exist, `RecordingPort` is the port of every channel: it records
 what would be sent (ids and sizes in the log, the message itself in memory) and sends nothing.
+
+`MAX_ID` is the contract's bound on ids, as the adapters check what they receive before the
+router does. Its home is the routing engine's `queues.base.MAX_ID`; `channels` imports nothing
+of this repository (an adapter runs and is tested on its own, and the engine's contract would
+come with it for one number), so it is written here a second time and
+`tests/test_layout.py` fails if the two ever differ.
 """
 
 from __future__ import annotations
@@ -14,13 +20,14 @@ import hmac
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import structlog
 
 log = structlog.get_logger("omniroute.channels")
 
 SIGNATURE_HEADER = "X-Omniroute-Signature"
+MAX_ID: Final = 200  # event, customer and interaction ids: as queues.base.MAX_ID (see above)
 
 
 def sign(body: bytes, secret: str) -> str:

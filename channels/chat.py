@@ -31,13 +31,12 @@ from typing import Any, Final
 import jwt
 import structlog
 
-from channels.base import OutboundMessage, OutboundPort
+from channels.base import MAX_ID, OutboundMessage, OutboundPort
 
 log = structlog.get_logger("omniroute.channels.chat")
 
 MAX_FRAME_BYTES: Final = 64 * 1024  # larger client frames close the socket with 1009
 MAX_BODY_CHARS: Final = 4_000
-MAX_CUSTOMER_ID: Final = 200  # as `customer_id` of /v1/events
 MAX_LINKED: Final = 5  # phone or email claims per token
 MAX_REF: Final = 64
 VISITOR_PREFIX: Final = "visitor:"
@@ -123,8 +122,8 @@ def from_token(token: str, secret: str, leeway_s: float = 5.0) -> Visitor:
     except jwt.InvalidTokenError as exc:
         raise ChatRefused("unauthorized", "invalid visitor token") from exc
     sub = claims["sub"]
-    if not isinstance(sub, str) or not 1 <= len(sub) <= MAX_CUSTOMER_ID or _CONTROL.search(sub):
-        raise ChatRefused("unauthorized", f"token sub must be 1 to {MAX_CUSTOMER_ID} characters")
+    if not isinstance(sub, str) or not 1 <= len(sub) <= MAX_ID or _CONTROL.search(sub):
+        raise ChatRefused("unauthorized", f"token sub must be 1 to {MAX_ID} characters")
     site = claims["site"]
     if not isinstance(site, str) or not _CODE.fullmatch(site):
         raise ChatRefused("unauthorized", "token site must be 1 to 64 of A-Z a-z 0-9 _ -")

@@ -34,7 +34,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import phonenumbers
 import structlog
 
-from channels.base import Delivered, OutboundMessage, OutboundPort
+from channels.base import MAX_ID, Delivered, OutboundMessage, OutboundPort
 from channels.retry import Backoff
 
 log = structlog.get_logger("omniroute.channels.sms")
@@ -45,7 +45,6 @@ MAX_FORM_FIELDS: Final = 200  # Twilio sends ~20 (plus MediaUrlN/MediaContentTyp
 MAX_SMS_CHARS: Final = 1_600  # Twilio's limit for one (concatenated) message body
 MAX_BODY_BYTES: Final = 64 * 1024  # the event contract's bound on `body`
 MAX_NUMBER: Final = 64  # a raw From/To longer than this is no phone number
-MAX_TOKEN: Final = 200  # event ids, customer and interaction ids (the contract's bound)
 
 _SID: Final = re.compile(r"[A-Za-z0-9]{2,64}")  # SM…/MM… (34 characters) from Twilio itself
 _REGION: Final = re.compile(r"[A-Z]{2}")
@@ -259,7 +258,7 @@ def callback_ids(cu: str | None, ix: str | None) -> tuple[str, str]:
     """The customer and interaction a status callback URL names (`?cu=…&ix=…`), checked."""
     ids = []
     for name, value in (("cu", cu), ("ix", ix)):
-        if not value or len(value) > MAX_TOKEN or _CONTROL.search(value):
+        if not value or len(value) > MAX_ID or _CONTROL.search(value):
             raise SmsRefused("invalid", f"{name} must name a customer and an interaction", name)
         ids.append(value)
     return ids[0], ids[1]

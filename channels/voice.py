@@ -28,7 +28,7 @@ from typing import Any, Final
 import phonenumbers
 import structlog
 
-from channels.base import SIGNATURE_HEADER, sign
+from channels.base import MAX_ID, SIGNATURE_HEADER, sign
 from channels.retry import Backoff
 
 log = structlog.get_logger("omniroute.channels.voice")
@@ -37,7 +37,6 @@ CALL_TYPES: Final = ("call.offered", "call.answered", "call.ended")
 ID_PREFIX: Final = "voice:"
 MAX_CALL_ID: Final = 200
 MAX_BYTES: Final = 64 * 1024  # a call event is a few hundred bytes
-MAX_ID: Final = 200  # as /v1/events
 MAX_ADDRESS: Final = 320  # as /v1/events
 
 

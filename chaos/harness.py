@@ -404,4 +404,3 @@ async def agent_rows(http: aiohttp.ClientSession, node: Node) -> dict[str, dict[
 
 
 GROUP_CYCLE = ("normal", None, "SIC", "normal", "CSC", None, "SIC", "normal", "CSC", "SIC")
-TIERS = ("TRN", "CCS", "PAM", "SAM")

@@ -20,7 +20,6 @@ from chaos.cluster import LEASE_S, cluster
 from chaos.harness import (
     GROUP_CYCLE,
     STOP_DEADLINE_S,
-    TIERS,
     Desktop,
     Node,
     agent_rows,
@@ -36,6 +35,7 @@ from chaos.harness import (
     sign,
     wait_until,
 )
+from queues.policy import TIERS
 from store.redis import RedisStore
 
 Figures = dict[str, float | int | str]

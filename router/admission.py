@@ -31,7 +31,7 @@ makes the wait unbounded: refused until the log moves again; the first busy inte
 stall replaces the zero rather than climbing from it, and a reading with nothing waiting
 reopens the gate.
 
-`sample` is fed by `Service.run_backlog` (one `Store.backlog` call every 0.2 s); `admit` does
+`sample` is fed by `NodeLoops.run_backlog` (one `Store.backlog` call every 0.2 s); `admit` does
 no I/O, so the edges ask it before they read a request's body.
 """
 

@@ -3,7 +3,8 @@ raises `Invalid` naming the field, which the session answers with `error` {code:
 
 Pure functions over decoded frames (no socket, no I/O), so the session's handlers read as
 "take these fields, call the Service" (`router.agent_session` imports this module as `check`).
-Imports only `store.model`, for the customer fields an agent may edit.
+Imports `store.model`, for the rule of the customer fields an agent may edit, and the
+contract's bound on ids (`queues.base.MAX_ID`: what the engine takes is what a client may send).
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
-from store.model import EDITABLE_FIELDS
+from queues.base import MAX_ID
+from store.model import EDITABLE_FIELDS, edit_refusal
 
 Frame = dict[str, Any]
 
 MAX_FRAME_BYTES: Final = 64 * 1024  # larger client frames close the socket with 1009
-MAX_ID: Final = 200  # ids and refs from clients: non-empty strings up to this many characters
 
 
 class Invalid(Exception):
@@ -82,15 +83,17 @@ def version(frame: Frame) -> int:
 
 
 def editable_fields(frame: Frame) -> dict[str, str]:
-    """`customer.update`'s `fields`: a non-empty object of editable fields, each a string."""
+    """`customer.update`'s `fields`: a non-empty object of editable fields, each text within
+    its bound."""
     fields = frame.get("fields")
     if not isinstance(fields, dict) or not fields:
         raise Invalid(
             f"fields must be an object with any of {', '.join(EDITABLE_FIELDS)}", "fields"
         )
     for name, value in fields.items():
-        if name not in EDITABLE_FIELDS:
+        refused = edit_refusal(name, value)
+        if refused == "is not editable":
             raise Invalid(f"{str(name)[:MAX_ID]} is not editable", f"fields.{name}")
-        if not isinstance(value, str):
-            raise Invalid(f"fields.{name} must be a string", f"fields.{name}")
+        if refused:
+            raise Invalid(f"fields.{name} {refused}", f"fields.{name}")
     return fields

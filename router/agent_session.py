@@ -34,9 +34,10 @@ from typing import Any, Final
 import structlog
 from aiohttp import WSMsgType, web
 
+from queues.base import MAX_ID
 from queues.policy import CHANNELS, GROUPS, TIERS
 from router import agent_fields as check
-from router.agent_fields import MAX_FRAME_BYTES, MAX_ID, Frame, Invalid
+from router.agent_fields import MAX_FRAME_BYTES, Frame, Invalid
 from router.codec import Codec, decode_frame, encode_frame
 from router.delivery import Delivery
 from router.errors import (
@@ -46,10 +47,12 @@ from router.errors import (
     CLOSE_RATE_LIMITED,
     CLOSE_UNAUTHORIZED,
     ProtocolError,
+    ServiceError,
     unreachable,
 )
+from router.identity import AgentIdentity
 from router.limits import AgentLimits, FrameLimit, Verdict
-from router.service import AgentIdentity, Service, ServiceError
+from router.service import Service
 from store.base import Store
 
 log = structlog.get_logger("omniroute.agent_ws")

@@ -14,6 +14,7 @@ from multidict import CIMultiDictProxy
 
 from channels.base import SIGNATURE_HEADER as SIGNATURE_HEADER  # re-exported for ingest
 from channels.base import sign as sign
+from queues.base import MAX_ID
 from queues.errors import Invalid
 from queues.policy import CHANNELS, TIERS
 from queues.skills import check_skills
@@ -49,9 +50,9 @@ def verify_token(token: str, secret: str) -> AgentIdentity:
 def identity_from_claims(claims: Mapping[str, Any]) -> AgentIdentity:
     """Validate claim shapes; a token with a bad tier or role is refused, not guessed."""
     sub, tier, role = claims.get("sub"), claims.get("tier"), claims.get("role", "agent")
-    if not isinstance(sub, str) or not sub or len(sub) > 200 or ":" in sub:
+    if not isinstance(sub, str) or not sub or len(sub) > MAX_ID or ":" in sub:
         # ':' is kept for the server's own outbox names (chat:visitor:…)
-        raise AuthError("unauthorized", "token sub must be 1-200 characters without ':'")
+        raise AuthError("unauthorized", f"token sub must be 1-{MAX_ID} characters without ':'")
     if role not in ROLES:
         raise AuthError("unauthorized", f"token role must be one of {', '.join(ROLES)}")
     if tier not in TIERS:

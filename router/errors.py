@@ -1,8 +1,9 @@
 """Wire error codes → HTTP status and WebSocket close codes, in one table; the edge's errors.
 
-The errors raised on input from outside live here too (`ProtocolError` and its kinds): the
-codecs (`router/codec.py`) raise some, event validation (`router/protocol.py`) others, and both
-import them from here, below either of them. Imports nothing of `router`.
+The errors raised on input from outside live here too (`ProtocolError` and its kinds: the
+codecs in `router/codec.py` raise some, event validation in `router/protocol.py` others), and
+`ServiceError`, the refusal of an agent's request by the Service and its parts; they import
+them from here, below any of them. Imports nothing of `router`.
 
 Close codes follow one rule a client can act on without knowing each code:
 4000-4499 "reconnect (after a back-off)", 4500-4999 "do not reconnect with these credentials".
@@ -10,7 +11,8 @@ Close codes follow one rule a client can act on without knowing each code:
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -49,6 +51,17 @@ def http_status(code: str) -> int:
 def error_body(code: str, message: str, field: str | None = None) -> dict[str, object]:
     """The contract's error shape: {"error": {"code", "message", "field"}}."""
     return {"error": {"code": code, "message": message, "field": field}}
+
+
+class ServiceError(Exception):
+    """Raised when an agent's request is refused; `code` is a wire error code, `details` the
+    extra keys of the `error` frame (`field`, the current `customer`)."""
+
+    def __init__(self, code: str, message: str, details: Mapping[str, Any] | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = dict(details or {})
 
 
 class Overloaded(Exception):

@@ -80,6 +80,47 @@ def conversation_view(conversation_id: str, view: View, state: str | None = None
     }
 
 
+def customer_frame(customer: Customer, ref: Any) -> Frame:
+    """The answer to `customer.get` and `customer.update`: the customer as it is now."""
+    return {"type": "customer", "customer": customer_view(customer), "ref": ref}
+
+
+def classified_frame(customer: str, group: str, ref: Any) -> Frame:
+    """The answer to `customer.classify`: an `ack` naming the customer's new group."""
+    return {"type": "ack", "ref": ref, "customer": customer, "client_group": group}
+
+
+def reply_taken_frame(
+    conversation: str, customer: str, interaction: Interaction, ref: Any
+) -> Frame:
+    """The answer to `message.send`: an `ack` with the stored reply. `customer` lets the
+    send-time tier filter judge the body inside."""
+    return {
+        "type": "ack",
+        "ref": ref,
+        "conversation": conversation,
+        "customer": customer,
+        "interaction": interaction.wire(),
+    }
+
+
+def status_frame(
+    conversation: str, customer: str, interaction: str, status: str, error: str | None
+) -> Frame:
+    """`message.status`: what became of a reply (`customer`: the send-time tier filter
+    judges by it)."""
+    frame: Frame = {
+        "type": "message.status",
+        "conversation": conversation,
+        "customer": customer,
+        "interaction": interaction,
+        "status": status,
+    }
+    if error:
+        frame["error"] = error
+    return frame
+
+
 def message_frame(conv: Conversation, customer: Customer, interaction: Interaction) -> Frame:
     """A customer's message to the conversation's holder."""
     return {

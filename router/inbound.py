@@ -2,29 +2,27 @@
 
 `Inbound` routes what the event log hands a node: a batch at a time on the common path (one
 `apply_many`, one `enqueue_many`, one push that acknowledges the batch), one entry at a time
-for call steps, which need the engine's view of the task first. It works through its
-`Service` (store, engine, effects → frames); `docs/server.md` draws the path.
+for call steps, which need the engine's view of the task first (`router.voice_tasks` routes
+those). It works through its `Service` (store, engine, effects → frames); `docs/server.md`
+draws the path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from queues.base import Effect, Enqueue, Offer, TaskEnded
+from queues.base import Effect, Enqueue, Offer
 from queues.errors import RoutingError
 from router.frames import Frame, View, message_frame
 from store.errors import StoreError
 from store.model import (
     HELD_STATES,
     Applied,
-    Conversation,
     Customer,
     InboundEvent,
-    Interaction,
     LogEntry,
 )
 
@@ -81,7 +79,7 @@ class Inbound:
     @staticmethod
     def _plain(event: InboundEvent) -> bool:
         """An event the batched path routes: anything but call steps with a call id and
-        `call.ended` (see `_route_call`)."""
+        `call.ended` (see `router.voice_tasks`)."""
         if event.type == "call.ended":
             return False
         return not (event.channel == "voice" and event.meta.get("call_id"))
@@ -139,9 +137,9 @@ class Inbound:
                     continue
                 effects.extend(decided)
             effects.extend(await self._offers_never_sent(unsent, views))
-            more_frames, states = await self.service._shape(effects, views=views)
+            more_frames, states = await self.service.shape_effects(effects, views=views)
             frames.extend(more_frames)
-        await self.service._run_hooks(effects)  # before the agents are told
+        await self.service.run_hooks(effects)  # before the agents are told
         consumer = self.service.node if ack else None  # fenced: see router.liveness
         await self.service.store.push(
             frames, states, ack=ack, to_holder=to_holder, consumer=consumer
@@ -189,7 +187,7 @@ class Inbound:
         if (
             isinstance(call_id, str)
             and call_id
-            and await self._route_call(conv, customer, event, call_id, interaction)
+            and await svc.voice_tasks.route(conv, customer, event, call_id, interaction)
         ):
             return
         if event.type == "call.ended":
@@ -199,7 +197,7 @@ class Inbound:
             return
         await self._route_applied([entry], [result], ack=[])
 
-    async def _enqueue(
+    async def enqueue(
         self,
         task_id: str,
         customer: Customer,
@@ -215,73 +213,3 @@ class Inbound:
         if isinstance(decided, RoutingError):
             raise decided
         await self.service.apply_effects(decided)
-
-    async def _route_call(
-        self,
-        conv: Conversation,
-        customer: Customer,
-        event: InboundEvent,
-        call_id: str,
-        interaction: Interaction | None,
-    ) -> bool:
-        """Voice specifics; True when the event was fully handled here.
-
-        A call for a conversation already held on another channel is its own task
-        `<conversation>~<call_id>`, preferring that agent. `call.ended` withdraws an unanswered
-        call (abandoned) and starts wrap-up for an answered one; talk time is annotated.
-        """
-        main = await self.service.engine.task_view(conv.id)
-        sub_id = f"{conv.id}~{call_id}"
-        if event.type == "call.offered":
-            if main is None or main["channel"] == "voice" or not main["agent"]:
-                return False  # the conversation's own (first) task: the ordinary path
-            if await self.service.engine.task_view(sub_id) is None:
-                await self._enqueue(sub_id, customer, "voice", main["agent"], event.skills)
-            return True
-        if event.type != "call.ended":
-            return True  # call.answered: history only
-        if interaction is not None:
-            await self._record_talk_time(customer.id, call_id, interaction)
-        sub = await self.service.engine.task_view(sub_id)
-        task_id, task = (sub_id, sub) if sub is not None else (conv.id, main)
-        if task is None or task["channel"] != "voice":
-            return True
-        if task["state"] in ("queued", "reserved"):
-            await self.service.apply_effects(await self.service.engine.withdraw(task_id))
-        elif task["state"] == "assigned":
-            effects = await self.service.engine.complete(task_id, task["agent"])
-            wrapup: list[tuple[str, str, str | None]] = []
-            if task_id == conv.id and not any(isinstance(e, TaskEnded) for e in effects):
-                wrapup.append((conv.id, "wrapup", task["agent"]))
-            await self.service.apply_effects(effects, states=wrapup)
-        return True
-
-    async def _record_talk_time(self, customer: str, call_id: str, ended: Interaction) -> None:
-        for earlier in reversed(
-            await self.service.store.history(customer, self.service.history_limit)
-        ):
-            if earlier.type == "call.answered" and earlier.meta.get("call_id") == call_id:
-                try:
-                    start = datetime.fromisoformat(earlier.at.replace("Z", "+00:00"))
-                    end = datetime.fromisoformat(ended.at.replace("Z", "+00:00"))
-                except ValueError:
-                    return
-                talk_s = round(max(0.0, (end - start).total_seconds()), 3)
-                await self.service.store.annotate(customer, ended.id, {"talk_s": talk_s})
-                log.info("call.ended", call=call_id, talk_s=talk_s)
-                return
-
-    async def call_id_of(self, task_id: str) -> str | None:
-        """The PBX call id of a voice task (from its id, else the conversation's last call)."""
-        if "~" in task_id:
-            return task_id.split("~", 1)[1]
-        conv = await self.service.store.conversation(task_id)
-        if conv is None:
-            return None
-        for earlier in reversed(
-            await self.service.store.history(conv.customer, self.service.history_limit)
-        ):
-            call_id = earlier.meta.get("call_id")
-            if earlier.conversation == conv.id and earlier.channel == "voice" and call_id:
-                return str(call_id)
-        return None

@@ -6,9 +6,10 @@ call `validate_event` for one event they built themselves. Messages name fields 
 never values, so an error can be logged and echoed without carrying customer content.
 
 Bytes become a tree in `router/codec.py` (JSON or msgpack, checked the same way); the errors
-are `router/errors.py`'s. Imports those two and, for the wire type `InboundEvent` and its
-`PROFILE_FIELDS`, `store.model`. No aiohttp here: `router/ingest.py` and the channel modules
-call in.
+are `router/errors.py`'s. Imports those two; for the wire type `InboundEvent`, its
+`PROFILE_FIELDS` and `EVENT_TYPES`, `store.model`; and the routing vocabulary an event names
+(`CHANNELS`, client `GROUPS`, the bound on ids `MAX_ID`) from `queues`. No aiohttp here:
+`router/ingest.py` and the channel modules call in.
 """
 
 from __future__ import annotations
@@ -19,20 +20,18 @@ from dataclasses import fields
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any, Final
 
+from queues.base import MAX_ID
 from queues.errors import Invalid
+from queues.policy import CHANNELS, GROUPS
 from queues.skills import check_skills
 from router.clock import rfc3339_moment
 from router.codec import codec_for
 from router.errors import BadEvent, DecodeError
-from store.model import PROFILE_FIELDS, InboundEvent
+from store.model import EVENT_TYPES, PROFILE_FIELDS, InboundEvent
 
 MAX_BATCH: Final = 500
-EVENT_TYPES: Final = ("message", "call.offered", "call.answered", "call.ended")
-CHANNELS: Final = ("chat", "sms", "email", "voice")
-CLIENT_GROUPS: Final = ("normal", "SIC", "CSC")
-MAX_ID: Final = 200
 MAX_ADDRESS: Final = 320  # RFC 5321: 64 + 1 + 255
-MAX_SHORT: Final = 200  # customer_id, site, string profile fields
+MAX_SHORT: Final = 200  # site, string profile fields
 MAX_SUBJECT: Final = 1_000
 MAX_BODY_BYTES: Final = 64 * 1024  # UTF-8 bytes of `body`
 MAX_MESSAGE_ID: Final = 998  # RFC 5322 line length
@@ -132,7 +131,7 @@ def validate_event(raw: Any, prefix: str = "") -> InboundEvent:
         type=kind,
         channel=channel,
         sender=sender,
-        customer_id=opt("customer_id", _token, MAX_SHORT),
+        customer_id=opt("customer_id", _token, MAX_ID),
         site=opt("site", _token, MAX_SHORT),
         profile=opt("profile", _profile) or {},
         subject=subject,
@@ -218,8 +217,8 @@ def _profile(value: Any, field: str) -> dict[str, Any]:
 
 def _profile_value(key: str, value: Any, field: str) -> Any:
     if key == "client_group":
-        if value not in CLIENT_GROUPS:
-            raise BadEvent(f"must be one of {', '.join(CLIENT_GROUPS)}", field)
+        if value not in GROUPS:
+            raise BadEvent(f"must be one of {', '.join(GROUPS)}", field)
         return value
     if key == "coins":
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:

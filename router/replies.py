@@ -1,8 +1,10 @@
 """Replies: the outgoing jobs of a node — agents' replies to send, commands for the PBX.
 
-An agent's reply is stored with the job that sends it in one atomic step
-(`Store.add_outbound(send=True)`) before the agent's `ack`; this loop, on whichever node is
-alive, takes the job (`Store.read_jobs`: a dead node's jobs are taken over with its lease),
+An agent's reply (`message.send`, `send`) is checked first — the agent holds the
+conversation, may see its customer, and the channel's port could carry the reply — then
+stored with the job that sends it in one atomic step (`Store.add_outbound(send=True)`) before
+the agent's `ack`; the job loop (`run`), on whichever node is alive, takes the job
+(`Store.read_jobs`: a dead node's jobs are taken over with its lease),
 hands the reply to its channel's port, tells the agent what became of it (`message.status`:
 `sent`, or `failed` with the reason) and only then marks the job done. A job whose reply an
 earlier node already handed over (the interaction says `sent`, or carries the provider's id)
@@ -19,13 +21,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from channels.base import ChannelRefused, Delivered
-from store.model import ANNOTATE_WINDOW, Job
+from channels.base import ChannelRefused, Delivered, OutboundMessage
+from queues.policy import CHANNELS
+from router.errors import ServiceError
+from router.frames import reply_taken_frame, status_frame
+from router.identity import AgentIdentity
+from router.protocol import MAX_BODY_BYTES
+from store.model import ANNOTATE_WINDOW, Conversation, Interaction, Job
 
 if TYPE_CHECKING:
     from router.service import Service
@@ -49,6 +56,90 @@ class Replies:
         """Run `handler(job_id, fields)` for jobs of `kind`; it raises to have the job tried
         again (after `claim_idle_s`, or by the node that takes this one over)."""
         self.handlers[kind] = handler
+
+    async def send(
+        self,
+        identity: AgentIdentity,
+        conversation: str,
+        body: str,
+        channel: str | None = None,
+        ref: Any = None,
+    ) -> Interaction:
+        """`message.send`: store the reply, count it, hand it to the channel's port."""
+        svc = self.service
+        if not isinstance(body, str) or not body or len(body.encode()) > MAX_BODY_BYTES:
+            raise ServiceError("invalid", "body must be 1 byte to 64 KiB of text")
+        task = await self._holding(identity, conversation)
+        if task["state"] != "assigned":
+            raise ServiceError("conflict", f"conversation {conversation} is {task['state']}")
+        conv = await svc.store.conversation(conversation)
+        if conv is None:
+            raise ServiceError("not_found", f"conversation {conversation} is not known")
+        if not await svc.visible(identity, conv.customer):
+            raise ServiceError("forbidden", "this customer is not for your tier")
+        if channel is None:  # the customer's last text channel: nobody types into a call
+            text = [c for c in (conv.last_channel, *reversed(conv.channels)) if c != "voice"]
+            channel = text[0] if text else "voice"
+        if channel not in CHANNELS:
+            raise ServiceError("invalid", f"channel must be one of {', '.join(CHANNELS)}")
+        if channel == "voice":
+            raise ServiceError("invalid", "a reply cannot be sent on a call", {"field": "channel"})
+        try:  # a reply its channel cannot carry at all is refused before anything is stored
+            svc.outbound.check(await self.outbound_message(conv, channel, body, "", identity.id))
+        except ChannelRefused as exc:
+            raise ServiceError(exc.code, exc.message) from exc
+        # the reply and the job that sends it, in one step, before the agent hears `ack`:
+        # whichever node is alive sends it (`run`)
+        interaction = await svc.store.add_outbound(
+            conversation, channel, body, identity.id, svc.now_ms(), send=True
+        )
+        frame = reply_taken_frame(conversation, conv.customer, interaction, ref)
+        await svc.store.push([(identity.id, frame)])
+        log.info("message.sent", agent=identity.id, conversation=conversation, channel=channel)
+        return interaction
+
+    async def _holding(self, identity: AgentIdentity, conversation: str) -> dict[str, Any]:
+        task = await self.service.engine.task_view(conversation)
+        if task is None:
+            raise ServiceError("not_found", f"conversation {conversation} is not open")
+        if task["agent"] != identity.id:
+            raise ServiceError("forbidden", f"conversation {conversation} is not yours")
+        return task
+
+    async def outbound_message(
+        self,
+        conv: Conversation,
+        channel: str,
+        body: str,
+        interaction: str,
+        agent: str,
+        history: Sequence[Interaction] | None = None,
+    ) -> OutboundMessage:
+        """What a channel port needs to reply: addresses and the customer's last inbound meta
+        (from `history`, the customer's latest interactions, when the caller has read them)."""
+        svc = self.service
+        customer = await svc.store.customer(conv.customer)
+        if history is None:
+            history = await svc.store.history(conv.customer, svc.history_limit)
+        reply_meta: dict[str, Any] = {}
+        recent = history[-svc.history_limit :] if svc.history_limit else []
+        for earlier in reversed(recent):
+            if earlier.direction == "in" and earlier.channel == channel:
+                reply_meta = dict(earlier.meta)
+                if earlier.subject and "subject" not in reply_meta:
+                    reply_meta["subject"] = earlier.subject
+                break
+        return OutboundMessage(
+            conversation=conv.id,
+            customer=conv.customer,
+            channel=channel,
+            body=body,
+            interaction=interaction,
+            agent=agent,
+            addresses=customer.addresses if customer else (),
+            reply_meta=reply_meta,
+            site=customer.site if customer else None,
+        )
 
     async def run(self, stopping: asyncio.Event, block_ms: int = 500) -> None:
         """Do jobs until `stopping` is set; a failed read (the store is down) is retried."""
@@ -91,7 +182,7 @@ class Replies:
         conv = await svc.store.conversation(str(job["cv"]))
         if conv is None:
             return
-        message = await svc.outbound_message(
+        message = await self.outbound_message(
             conv, str(job["ch"]), str(job["body"]), interaction_id, str(job["ag"]), history
         )
         try:
@@ -104,15 +195,7 @@ class Replies:
         self, conversation: str, customer: str, interaction: str, agent: str, outcome: Delivered
     ) -> None:
         """Tell the agent what became of a reply (`message.status`)."""
-        frame: dict[str, Any] = {
-            "type": "message.status",
-            "conversation": conversation,
-            "customer": customer,  # the send-time tier filter judges by it
-            "interaction": interaction,
-            "status": outcome.status,
-        }
-        if outcome.error:
-            frame["error"] = outcome.error
+        frame = status_frame(conversation, customer, interaction, outcome.status, outcome.error)
         if agent:
             await self.service.store.push([(agent, frame)])
 

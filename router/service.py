@@ -4,19 +4,25 @@
 channel ports (`channels.base`). The HTTP and WebSocket modules (`ingest.py`, `agent_ws.py` and
 `agent_session.py`, `ops.py`) decode what arrives and call it; it answers by pushing frames to
 agents' outboxes, from where every node's sessions deliver them. See `docs/server.md`.
+
+This module wires the node's parts and holds what they all use — effects → frames → one push
+— and the agent's work on offers and conversations (accept, reject, complete, transfer,
+presence). The rest is a part of its own that the Service hands on to: the node's loops
+(`router.node_loops`), the desktops connected here and their timers (`router.attendance`),
+log entries → routing (`router.inbound`, call steps `router.voice_tasks`), customers
+(`router.customers`), replies (`router.replies`), the lease (`router.liveness`). No aiohttp.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
 
-from channels.base import ChannelPorts, ChannelRefused, OutboundMessage, OutboundPort
+from channels.base import ChannelPorts, OutboundPort
 from queues.base import (
     Assigned,
     Effect,
@@ -25,46 +31,21 @@ from queues.base import (
     TaskEnded,
 )
 from queues.errors import RoutingError
-from queues.policy import CHANNELS, GROUPS
 from router.admission import Admission
-from router.frames import (
-    Frame,
-    View,
-    customer_view,
-    needed,
-    shape,
-)
-from router.identity import AgentIdentity as AgentIdentity  # re-exported: the socket modules
+from router.attendance import Attendance
+from router.customers import Customers
+from router.errors import ServiceError
+from router.frames import Frame, View, conversation_of, needed, shape
+from router.identity import AgentIdentity
 from router.inbound import Inbound
 from router.liveness import Liveness
+from router.node_loops import NodeLoops
 from router.replies import Replies
+from router.voice_tasks import VoiceTasks
 from store.base import Store
-from store.errors import Fenced, StaleVersion
-from store.model import (
-    EDITABLE_FIELDS,
-    Conversation,
-    Customer,
-    InboundEvent,
-    Ingested,
-    Interaction,
-    LogEntry,
-)
+from store.model import InboundEvent, Ingested, Interaction, LogEntry
 
 log = structlog.get_logger("omniroute.service")
-
-MAX_FIELD = {"first_name": 200, "residence_city": 200, "job": 200, "vcard": 20_000}
-MAX_BODY = 64 * 1024
-
-
-class ServiceError(Exception):
-    """Raised when an agent's request is refused; `code` is a wire error code."""
-
-    def __init__(self, code: str, message: str, details: Mapping[str, Any] | None = None):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details = dict(details or {})
-
 
 HELD = ("assigned", "wrapup")  # the engine's states of work an agent holds (welcome.held)
 
@@ -90,24 +71,20 @@ class Service:
         self.store = store
         self.outbound = outbound if isinstance(outbound, ChannelPorts) else ChannelPorts(outbound)
         self.hooks: list[Callable[[Effect], Awaitable[None]]] = []  # adapters: e.g. voice connect
-        self.identities: dict[str, AgentIdentity] = {}  # agents connected to this node
         self.node = node
-        self.offline_grace_s = offline_grace_s
-        self.release_after_s = release_after_s
         self.history_limit = history_limit
         self.max_backlog_s = max_backlog_s  # 0: no bound
         self.admission = Admission(max_backlog_s)
         self.clock = clock
-        self._sessions: dict[str, int] = {}
-        self._away: dict[str, asyncio.Task[None]] = {}
-        self._background: set[asyncio.Task[None]] = set()
-        self._stopping = asyncio.Event()
-        self._consuming = False
-        self._consumer: asyncio.Task[None] | None = None
         self.metrics: Any = None  # router.metrics.Metrics when served; counts offers
+        self.loops = NodeLoops(self)
+        self.attendance = Attendance(self, self.loops.stopping, offline_grace_s, release_after_s)
+        self.identities = self.attendance.identities  # agents connected to this node
         self.inbound = Inbound(self)
+        self.voice_tasks = VoiceTasks(self)
         self.liveness = Liveness(self, lease_s)
         self.replies = Replies(self)
+        self.customers = Customers(self)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -122,37 +99,13 @@ class Service:
             log.warning("store.unavailable", node=self.node, error=type(exc).__name__)
 
     def run(self) -> None:
-        """Start the loops of a node: the log consumer, the engine ticker and (with a bound on
-        the backlog) the backlog sampler."""
-        self._consumer = asyncio.create_task(self.run_consumer())
-        loops = [
-            self._consumer,
-            asyncio.create_task(self.run_ticker()),
-            asyncio.create_task(self.liveness.run(self._stopping)),
-            asyncio.create_task(self.replies.run(self._stopping)),
-        ]
-        if self.max_backlog_s:
-            loops.append(asyncio.create_task(self.run_backlog()))
-        for task in loops:
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+        """Start the loops of a node (router.node_loops)."""
+        self.loops.run()
 
     async def close(self, drain_s: float = 5.0) -> None:
         """Stop the loops after the batch in hand (bounded), stop timers, close engine+store."""
-        self._stopping.set()
-        if self._consumer is not None and not self._consuming:
-            self._consumer.cancel()  # idle in a blocking read: nothing in hand to finish
-        loops = list(self._background)
-        if loops:
-            _done, pending = await asyncio.wait(loops, timeout=drain_s)
-            for task in pending:
-                task.cancel()
-        for task in [*self._away.values(), *loops]:
-            task.cancel()
-        for task in [*self._away.values(), *loops]:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._away.clear()
+        await self.loops.stop(drain_s)
+        await self.attendance.stop()
         await self.store.close()
         await self.engine.close()
 
@@ -177,58 +130,6 @@ class Service:
         starves the consumer that would end the overload)."""
         self.admission.admit()
 
-    async def run_backlog(self, interval_s: float = 0.2) -> None:
-        """Sample the log's backlog (one pipeline on Redis) until stopped; ingest reads it."""
-        while not self._stopping.is_set():
-            try:
-                backlog = await self.store.backlog()
-                self.admission.sample(backlog)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the store is down: ingest will say so by itself
-                log.debug("backlog.unknown", error=type(exc).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), interval_s)
-
-    async def run_consumer(self, batch: int = 100, block_ms: int = 500) -> None:
-        """Consume the log until stopped: process each entry, acknowledge it after. A blocking
-        read waits at most `block_ms`, so entries taken over from a dead node (read first) wait
-        no longer than that."""
-        while not self._stopping.is_set():
-            try:
-                entries = await self.store.read_log(self.node, batch, block_ms)
-                self._consuming = True  # close() lets a batch in hand finish
-                if entries:
-                    await self.process_batch(entries)
-            except asyncio.CancelledError:
-                raise
-            except Fenced as exc:  # presumed dead meanwhile: what is still ours comes again
-                log.warning("consumer.fenced", node=self.node, reason=str(exc))
-                self.store.reread(self.node)
-            except Exception as exc:  # keep consuming; what it still holds is retried
-                log.error("consumer.failed", node=self.node, error=type(exc).__name__)
-                self.store.reread(self.node)
-                await asyncio.sleep(0.5)
-                with contextlib.suppress(Exception):
-                    await self.store.start()  # idempotent; re-creates a lost consumer group
-            finally:
-                self._consuming = False
-
-    async def run_ticker(self, interval_s: float = 0.25) -> None:
-        """Fire the engine's timers until stopped (offer time-outs, wrap-up ends, levels)."""
-        while not self._stopping.is_set():
-            try:
-                effects = await self.engine.tick()
-                await self.apply_effects(effects)
-                if effects:
-                    continue  # more may be due: tick again at once
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.error("ticker.failed", node=self.node, error=type(exc).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), interval_s)
-
     async def process_batch(self, entries: Sequence[LogEntry]) -> None:
         """Route a batch of log entries in order and acknowledge them (router.inbound)."""
         await self.inbound.process_batch(entries)
@@ -238,8 +139,8 @@ class Service:
         await self.inbound.process(entry)
 
     async def call_id_of(self, task_id: str) -> str | None:
-        """The PBX call id of a voice task (router.inbound)."""
-        return await self.inbound.call_id_of(task_id)
+        """The PBX call id of a voice task (router.voice_tasks)."""
+        return await self.voice_tasks.call_id_of(task_id)
 
     # -- effects → frames ------------------------------------------------------------------------
 
@@ -256,13 +157,15 @@ class Service:
         the ref; when there is none, an `ack` {ref} is added — every ref gets an answer.
         `states` are changes the caller adds (applied before those of the effects).
         """
-        frames, shaped = await self._shape(effects, answer, views)
+        frames, shaped = await self.shape_effects(effects, answer, views)
         states = [*states, *shaped]
-        await self._run_hooks(effects)  # before the agent is told: e.g. the PBX connect's job
+        await self.run_hooks(effects)  # before the agent is told: e.g. the PBX connect's job
         if frames or states:
             await self.store.push(frames, states)  # one round trip: frames and their states
 
-    async def _run_hooks(self, effects: Sequence[Effect]) -> None:
+    async def run_hooks(self, effects: Sequence[Effect]) -> None:
+        """Show each effect to the adapters' hooks (the voice connector); a hook's failure is
+        logged, never raised: the routing is decided already."""
         for effect in effects:
             for hook in self.hooks:
                 try:
@@ -271,7 +174,7 @@ class Service:
                     log.error("hook.failed", hook=getattr(hook, "__qualname__", "?"),
                               error=type(exc).__name__)  # fmt: skip
 
-    async def _shape(
+    async def shape_effects(
         self,
         effects: Sequence[Effect],
         answer: tuple[str, Any, str | None] | None = None,
@@ -287,99 +190,32 @@ class Service:
         if shaped.offers and self.metrics is not None:
             self.metrics.offered(shaped.offers)
         for agent in shaped.offline:
-            self._watch_offline(agent)
+            self.attendance.watch_offline(agent)
         return shaped.frames, shaped.states
 
-    # -- agent sessions --------------------------------------------------------------------------
+    # -- desktops on this node (router.attendance) -----------------------------------------------
 
     @property
     def desktops(self) -> dict[str, int]:
         """Agent → desktops connected to this node."""
-        return dict(self._sessions)
+        return self.attendance.desktops
 
     async def connect(self, identity: AgentIdentity) -> None:
         """A desktop connected: log the agent in (away) and cancel a pending disconnect."""
-        pending = self._away.pop(identity.id, None)
-        if pending is not None:
-            pending.cancel()
-        try:
-            effects = await self.engine.login(
-                identity.id, identity.tier, identity.capacity, skills=identity.skills
-            )
-        except RoutingError as exc:
-            raise ServiceError(exc.code, exc.message) from exc
-        self._sessions[identity.id] = self._sessions.get(identity.id, 0) + 1
-        self.identities[identity.id] = identity
-        await self.store.desktop(identity.id, self.node, 0, count=self._sessions[identity.id])
-        await self.apply_effects(effects)
-        log.info("agent.connected", agent=identity.id, tier=identity.tier, node=self.node)
+        await self.attendance.connect(identity)
 
     async def disconnect(self, identity: AgentIdentity) -> None:
         """A desktop went away. With none left: offline after the grace, release later."""
-        left = self._sessions.get(identity.id, 1) - 1
-        if left > 0:
-            self._sessions[identity.id] = left
-            with contextlib.suppress(Exception):  # the count is refreshed on a fence
-                await self.store.desktop(identity.id, self.node, 0, count=left)
-            return
-        self._sessions.pop(identity.id, None)
-        self.identities.pop(identity.id, None)
-        try:
-            elsewhere = await self.store.desktop(identity.id, self.node, 0, count=0)
-        except Exception:
-            elsewhere = 0  # the store is down: the grace decides, as on one node
-        if elsewhere:  # a desktop on another node keeps the agent online
-            log.info("agent.disconnected", agent=identity.id, node=self.node, elsewhere=elsewhere)
-            return
-        if not self._stopping.is_set() and identity.id not in self._away:
-            self._away[identity.id] = asyncio.create_task(self._absent(identity.id))
-        log.info("agent.disconnected", agent=identity.id, node=self.node)
-
-    async def _absent(self, agent: str, grace_s: float | None = None) -> None:
-        """Offline after the grace (offers re-routed); assigned work re-queued after longer."""
-        grace = self.offline_grace_s if grace_s is None else grace_s
-        try:
-            if grace_s is None:
-                await asyncio.sleep(grace)
-                if await self.store.desktop(agent, self.node, 0) > 0:
-                    return  # connected on another node meanwhile: it stays online
-                await self.apply_effects(await self.engine.logout(agent))
-            await asyncio.sleep(max(0.0, self.release_after_s - grace))
-            view = await self.engine.agent_view(agent)
-            if view is None or view["chosen"] != "offline":
-                return  # it came back (on some node): its work stays with it
-            for task_id in view["tasks"]:
-                task = await self.engine.task_view(task_id)
-                if task is not None and task["state"] == "assigned":
-                    with contextlib.suppress(RoutingError):
-                        await self.apply_effects(await self.engine.release(task_id, agent))
-        except RoutingError as exc:
-            log.warning("agent.absent_failed", agent=agent, code=exc.code)
-        finally:
-            if self._away.get(agent) is asyncio.current_task():
-                del self._away[agent]
-
-    def _watch_offline(self, agent: str) -> None:
-        """An agent went offline without a socket on this node (e.g. its node died): give its
-        assigned work back after `release_after_s`, unless it comes back meanwhile."""
-        if agent in self._sessions or agent in self._away or self._stopping.is_set():
-            return
-        self._away[agent] = asyncio.create_task(self._absent(agent, grace_s=0.0))
+        await self.attendance.disconnect(identity)
 
     async def heartbeat_many(self, identities: Sequence[AgentIdentity]) -> None:
-        """Keep every given agent's presence alive in one engine call; log in again those
-        whose presence had expired."""
-        results = await self.engine.heartbeat_many([i.id for i in identities])
-        for identity, result in zip(identities, results, strict=True):
-            if isinstance(result, RoutingError):
-                effects = await self.engine.login(
-                    identity.id, identity.tier, identity.capacity, skills=identity.skills
-                )
-                await self.apply_effects(effects)
+        """Keep every given agent's presence alive in one engine call (router.attendance)."""
+        await self.attendance.heartbeat_many(identities)
 
-    # -- agent requests --------------------------------------------------------------------------
+    # -- agent requests: offers and conversations ------------------------------------------------
 
-    async def _engine(self, call: Any, *args: Any, **kwargs: Any) -> list[Effect]:
+    async def engine_call(self, call: Any, *args: Any, **kwargs: Any) -> list[Effect]:
+        """`call(*args, **kwargs)` on the engine; a refusal becomes a `ServiceError`."""
         try:
             effects: list[Effect] = await call(*args, **kwargs)
         except RoutingError as exc:
@@ -388,7 +224,7 @@ class Service:
 
     async def presence(self, identity: AgentIdentity, state: str, ref: Any = None) -> None:
         """`presence.set`: answered by a `presence` frame, also when nothing changed."""
-        effects = await self._engine(self.engine.set_presence, identity.id, state)
+        effects = await self.engine_call(self.engine.set_presence, identity.id, state)
         if not any(isinstance(e, PresenceChanged) and e.agent == identity.id for e in effects):
             view = await self.engine.agent_view(identity.id)
             shown = view["state"] if view else state
@@ -406,10 +242,10 @@ class Service:
         frame carries is read while the engine decides, not after it."""
         answer = (identity.id, ref, "assigned")
         if conversation is None:
-            effects = await self._engine(self.engine.accept, reservation, identity.id)
+            effects = await self.engine_call(self.engine.accept, reservation, identity.id)
             await self.apply_effects(effects, answer)
             return
-        deciding = self._engine(self.engine.accept, reservation, identity.id)
+        deciding = self.engine_call(self.engine.accept, reservation, identity.id)
         reading = self.store.view(conversation, self.history_limit)
         decided, view = await asyncio.gather(deciding, reading, return_exceptions=True)
         views = {} if isinstance(view, BaseException) else {conversation: view}
@@ -440,103 +276,15 @@ class Service:
         for task_id in view["tasks"] if view else ():
             task = await self.engine.task_view(task_id)
             if task is not None and task["agent"] == identity.id and task["state"] in HELD:
-                out.append({"conversation": task_id.split("~", 1)[0], "state": task["state"]})
+                out.append({"conversation": conversation_of(task_id), "state": task["state"]})
         return out
 
     async def reject(
         self, identity: AgentIdentity, reservation: str, reason: str | None = None, ref: Any = None
     ) -> None:
-        effects = await self._engine(self.engine.reject, reservation, identity.id)
+        effects = await self.engine_call(self.engine.reject, reservation, identity.id)
         await self.apply_effects(effects, (identity.id, ref, None))
         log.info("offer.rejected", agent=identity.id, reservation=reservation)
-
-    async def _holding(self, identity: AgentIdentity, conversation: str) -> dict[str, Any]:
-        task = await self.engine.task_view(conversation)
-        if task is None:
-            raise ServiceError("not_found", f"conversation {conversation} is not open")
-        if task["agent"] != identity.id:
-            raise ServiceError("forbidden", f"conversation {conversation} is not yours")
-        return task
-
-    async def send_message(
-        self,
-        identity: AgentIdentity,
-        conversation: str,
-        body: str,
-        channel: str | None = None,
-        ref: Any = None,
-    ) -> Interaction:
-        """`message.send`: store the reply, count it, hand it to the channel's port."""
-        if not isinstance(body, str) or not body or len(body.encode()) > MAX_BODY:
-            raise ServiceError("invalid", "body must be 1 byte to 64 KiB of text")
-        task = await self._holding(identity, conversation)
-        if task["state"] != "assigned":
-            raise ServiceError("conflict", f"conversation {conversation} is {task['state']}")
-        conv = await self.store.conversation(conversation)
-        if conv is None:
-            raise ServiceError("not_found", f"conversation {conversation} is not known")
-        if not await self.visible(identity, conv.customer):
-            raise ServiceError("forbidden", "this customer is not for your tier")
-        if channel is None:  # the customer's last text channel: nobody types into a call
-            text = [c for c in (conv.last_channel, *reversed(conv.channels)) if c != "voice"]
-            channel = text[0] if text else "voice"
-        if channel not in CHANNELS:
-            raise ServiceError("invalid", f"channel must be one of {', '.join(CHANNELS)}")
-        if channel == "voice":
-            raise ServiceError("invalid", "a reply cannot be sent on a call", {"field": "channel"})
-        try:  # a reply its channel cannot carry at all is refused before anything is stored
-            self.outbound.check(await self.outbound_message(conv, channel, body, "", identity.id))
-        except ChannelRefused as exc:
-            raise ServiceError(exc.code, exc.message) from exc
-        # the reply and the job that sends it, in one step, before the agent hears `ack`:
-        # whichever node is alive sends it (router.replies)
-        interaction = await self.store.add_outbound(
-            conversation, channel, body, identity.id, self.now_ms(), send=True
-        )
-        frame = {
-            "type": "ack",
-            "ref": ref,
-            "conversation": conversation,
-            "customer": conv.customer,  # lets the send-time tier filter judge the body inside
-            "interaction": interaction.wire(),
-        }
-        await self.store.push([(identity.id, frame)])
-        log.info("message.sent", agent=identity.id, conversation=conversation, channel=channel)
-        return interaction
-
-    async def outbound_message(
-        self,
-        conv: Conversation,
-        channel: str,
-        body: str,
-        interaction: str,
-        agent: str,
-        history: Sequence[Interaction] | None = None,
-    ) -> OutboundMessage:
-        """What a channel port needs to reply: addresses and the customer's last inbound meta
-        (from `history`, the customer's latest interactions, when the caller has read them)."""
-        customer = await self.store.customer(conv.customer)
-        if history is None:
-            history = await self.store.history(conv.customer, self.history_limit)
-        reply_meta: dict[str, Any] = {}
-        recent = history[-self.history_limit :] if self.history_limit else []
-        for earlier in reversed(recent):
-            if earlier.direction == "in" and earlier.channel == channel:
-                reply_meta = dict(earlier.meta)
-                if earlier.subject and "subject" not in reply_meta:
-                    reply_meta["subject"] = earlier.subject
-                break
-        return OutboundMessage(
-            conversation=conv.id,
-            customer=conv.customer,
-            channel=channel,
-            body=body,
-            interaction=interaction,
-            agent=agent,
-            addresses=customer.addresses if customer else (),
-            reply_meta=reply_meta,
-            site=customer.site if customer else None,
-        )
 
     async def complete(
         self,
@@ -546,7 +294,7 @@ class Service:
         ref: Any = None,
     ) -> None:
         try:
-            effects = await self._engine(self.engine.complete, conversation, identity.id)
+            effects = await self.engine_call(self.engine.complete, conversation, identity.id)
         except ServiceError as exc:
             if (
                 exc.code != "conflict"
@@ -564,7 +312,7 @@ class Service:
     async def wrapup_done(
         self, identity: AgentIdentity, conversation: str, ref: Any = None
     ) -> None:
-        effects = await self._engine(self.engine.wrapup_done, conversation, identity.id)
+        effects = await self.engine_call(self.engine.wrapup_done, conversation, identity.id)
         await self.apply_effects(effects, (identity.id, ref, None))
 
     async def transfer(
@@ -575,23 +323,26 @@ class Service:
         to_tier: str | None = None,
         ref: Any = None,
     ) -> None:
-        effects = await self._engine(
+        effects = await self.engine_call(
             self.engine.transfer, conversation, identity.id, to_agent=to_agent, to_tier=to_tier
         )
         await self.apply_effects(effects, (identity.id, ref, None))
 
-    async def _visible_customer(self, identity: AgentIdentity, customer_id: str) -> Customer:
-        customer = await self.store.customer(customer_id)
-        if customer is None:
-            raise ServiceError("not_found", f"customer {customer_id} is not known")
-        if not self.engine.policy.allowed(customer.client_group, identity.tier):
-            raise ServiceError("forbidden", "this customer is not for your tier")
-        return customer
+    # -- agent requests: replies (router.replies) and customers (router.customers) ---------------
+
+    async def send_message(
+        self,
+        identity: AgentIdentity,
+        conversation: str,
+        body: str,
+        channel: str | None = None,
+        ref: Any = None,
+    ) -> Interaction:
+        """`message.send`: store the reply and its sending job, answer `ack`."""
+        return await self.replies.send(identity, conversation, body, channel, ref)
 
     async def get_customer(self, identity: AgentIdentity, customer: str, ref: Any = None) -> None:
-        found = await self._visible_customer(identity, customer)
-        frame = {"type": "customer", "customer": customer_view(found), "ref": ref}
-        await self.store.push([(identity.id, frame)])
+        await self.customers.get(identity, customer, ref)
 
     async def update_customer(
         self,
@@ -602,41 +353,14 @@ class Service:
         ref: Any = None,
     ) -> None:
         """Versioned edit: a stale version is refused with the current customer."""
-        for name, value in fields.items():
-            if name not in EDITABLE_FIELDS:
-                raise ServiceError("invalid", f"{name} is not editable", {"field": name})
-            if not isinstance(value, str) or len(value) > MAX_FIELD[name]:
-                raise ServiceError("invalid", f"{name} must be text", {"field": name})
-        await self._visible_customer(identity, customer)
-        try:
-            updated = await self.store.update_customer(customer, version, fields)
-        except StaleVersion as stale:
-            raise ServiceError(
-                "conflict",
-                f"customer {customer} changed since version {version}",
-                {"customer": customer_view(stale.current)},
-            ) from stale
-        frame = {"type": "customer", "customer": customer_view(updated), "ref": ref}
-        await self.store.push([(identity.id, frame)])
-        log.info("customer.updated", agent=identity.id, customer=customer, fields=sorted(fields))
+        await self.customers.update(identity, customer, version, fields, ref)
 
     async def classify(
         self, identity: AgentIdentity, customer: str, group: str, ref: Any = None
     ) -> None:
         """Mark SIC/CSC (or back to normal): work held by now-ineligible agents is revoked."""
-        if group not in GROUPS:
-            raise ServiceError("invalid", f"group must be one of {', '.join(GROUPS)}")
-        await self._visible_customer(identity, customer)
-        updated = await self.store.set_group(customer, group)
-        effects = await self._engine(self.engine.reclassify, customer, group)
-        await self.apply_effects(effects)
-        frame = {"type": "ack", "ref": ref, "customer": customer, "client_group": group}
-        await self.store.push([(identity.id, frame)])
-        log.info(
-            "customer.classified", agent=identity.id, customer=customer, version=updated.version
-        )
+        await self.customers.classify(identity, customer, group, ref)
 
     async def visible(self, identity: AgentIdentity, customer_id: str) -> bool:
         """The hard filter, now: may this agent see anything of this customer?"""
-        group = await self.store.client_group(customer_id)
-        return group is None or self.engine.policy.allowed(group, identity.tier)
+        return await self.customers.visible(identity, customer_id)

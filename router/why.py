@@ -19,6 +19,7 @@ from __future__ import annotations
 import structlog
 from aiohttp import web
 
+from queues.base import MAX_ID
 from queues.explain import explain
 from router.auth import AuthError, verify_token
 from router.errors import error_body, http_status
@@ -53,8 +54,8 @@ class Why:
         except AuthError as exc:
             log.info("why.refused", code=exc.code)
             return self._refuse(exc.code, exc.message)
-        if not conversation or len(conversation) > 200:
-            return self._refuse("invalid", "a conversation id is 1-200 characters")
+        if not conversation or len(conversation) > MAX_ID:
+            return self._refuse("invalid", f"a conversation id is 1-{MAX_ID} characters")
         engine, store = self.service.engine, self.service.store
         conv = await store.conversation(conversation)
         if conv is None:

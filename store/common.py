@@ -3,7 +3,8 @@ timestamps, the order email threading tries references in, the profile fields a 
 calling listeners, and whether an outbox could replay a gap. Both backends import this module
 so that neither imports the other.
 
-May import `store.model` and `store.errors`; never a backend, never `router`.
+May import `store.model`, `store.errors` and the routing vocabulary (`queues.policy`); never a
+backend, never `router`.
 """
 
 from __future__ import annotations
@@ -15,17 +16,16 @@ from typing import Any
 
 import structlog
 
+from queues.policy import CHANNELS, GROUPS
 from store.errors import StoreError
 from store.model import (
-    CHANNELS,
     CONVERSATION_STATES,
-    EDITABLE_FIELDS,
     EVENT_TYPES,
-    GROUPS,
     PROFILE_FIELDS,
     Frames,
     InboundEvent,
     Wake,
+    edit_refusal,
 )
 
 THREAD_S = 180 * 86_400  # how long a Message-ID threads replies (and dedupes its mail)
@@ -54,12 +54,11 @@ def check_batch(events: Sequence[InboundEvent]) -> None:
 
 
 def check_edit(fields: Mapping[str, str]) -> None:
-    """Only agent-editable fields, as text."""
+    """Only agent-editable fields, as text within their bounds (`store.model.edit_refusal`)."""
     for name, value in fields.items():
-        if name not in EDITABLE_FIELDS:
-            raise StoreError(f"field {name!r} is not editable")
-        if not isinstance(value, str):
-            raise StoreError(f"field {name!r} must be text")
+        refused = edit_refusal(name, value)
+        if refused:
+            raise StoreError(f"field {name!r} {refused}")
 
 
 def check_group(group: str) -> None:

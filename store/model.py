@@ -2,13 +2,14 @@
 methods return. Frozen dataclasses, so a caller can hold one without the store changing it.
 
 Imports nothing of this repository: `store.base`, both backends and `router` all speak these.
+The channels and client groups an event may name are the routing engine's (`queues.policy`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 PROFILE_FIELDS = (
     "client_group",
@@ -26,13 +27,26 @@ PROFILE_FIELDS = (
     "last_ip",
     "signup_date",
 )
-EDITABLE_FIELDS = ("first_name", "residence_city", "job", "vcard")
+# the customer fields an agent may edit, each with the most characters it holds
+EDITABLE_FIELDS: Final = {"first_name": 200, "residence_city": 200, "job": 200, "vcard": 20_000}
 CONVERSATION_STATES = ("queued", "offered", "assigned", "wrapup", "closed")
 HELD_STATES = ("offered", "assigned", "wrapup")  # the states in which a conversation has a holder
 ANNOTATE_WINDOW = 200
-GROUPS = ("normal", "SIC", "CSC")
-CHANNELS = ("chat", "sms", "email", "voice")
-EVENT_TYPES = ("message", "call.offered", "call.answered", "call.ended")
+EVENT_TYPES: Final = ("message", "call.offered", "call.answered", "call.ended")
+
+
+def edit_refusal(name: Any, value: Any) -> str | None:
+    """Why an agent may not set the customer field `name` to `value`: "is not editable", or
+    "must be text" (a string of at most the field's bound); None when it may.
+
+    The one rule for agent edits. The desktop's frame check (`router.agent_fields`), the
+    Service and the store each apply it and raise it as their own error.
+    """
+    if not isinstance(name, str) or name not in EDITABLE_FIELDS:
+        return "is not editable"
+    if not isinstance(value, str) or len(value) > EDITABLE_FIELDS[name]:
+        return "must be text"
+    return None
 
 
 @dataclass(frozen=True)

@@ -438,6 +438,17 @@ async def test_frames_without_an_attributable_customer_fail_closed(server: Serve
             "fields.coins",
         ),
         (
+            {
+                "type": "customer.update",
+                "customer": "c",
+                "version": 1,
+                "fields": {"vcard": "x" * 20_001},
+                "ref": "r",
+            },
+            "invalid",
+            "fields.vcard",
+        ),
+        (
             {"type": "customer.classify", "customer": "c", "group": "VIP", "ref": "r"},
             "invalid",
             "group",

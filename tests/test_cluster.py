@@ -36,7 +36,6 @@ from chaos.harness import (
     LOG_STREAM,
     PRESENCE_TTL_S,
     STOP_DEADLINE_S,
-    TIERS,
     Node,
     agent_rows,
     assignments,
@@ -50,6 +49,7 @@ from chaos.harness import (
     timers,
     wait_until,
 )
+from queues.policy import TIERS
 from router.protocol import validate_events
 from store.redis import RedisStore
 from store.redis_base import GROUP

@@ -68,3 +68,11 @@ def test_no_store_backend_imports_the_other() -> None:
             assert not any(m.startswith("store.redis") for m in modules), path.name
         if path.stem.startswith("redis"):
             assert not any(m.startswith("store.memory") for m in modules), path.name
+
+
+def test_the_adapters_bound_on_ids_is_the_engines() -> None:
+    """`channels` imports nothing of this repository, so it keeps its own copy of the one
+    number it shares with the engine: the contract's bound on ids. The two must not differ."""
+    channels_base = importlib.import_module("channels.base")
+    queues_base = importlib.import_module("queues.base")
+    assert channels_base.MAX_ID == queues_base.MAX_ID

@@ -35,7 +35,7 @@ import structlog
 
 from queues.base import Assigned, Effect, Offer, TaskEnded
 from queues.errors import RoutingError
-from queues.policy import CHANNELS, Policy
+from queues.policy import CHANNELS, GROUPS, TIERS, Policy
 from queues.redis import LIBRARY, RedisEngine
 from tests.model import Model
 
@@ -43,7 +43,6 @@ WORKERS = 4
 TARGET_ASSIGNMENTS = 3000
 RUN_SECONDS = 45.0  # the workers stop here at the latest; the test then fails on the count
 JOIN_GRACE = 30.0
-TIERS_OF_AGENTS = ("TRN", "CCS", "PAM", "SAM")
 AGENTS = tuple(f"ag{n:02d}" for n in range(40))
 CUSTOMERS = tuple(f"cu{n:03d}" for n in range(120))
 # long time-outs: no reservation times out and no wrap-up ends by itself during the run, so
@@ -180,7 +179,7 @@ class Worker:
             if rng.random() < 0.5:
                 await self.call("transfer", task=task, agent=agent, to_agent=rng.choice(AGENTS))
             else:
-                tier = rng.choice(TIERS_OF_AGENTS)
+                tier = rng.choice(TIERS)
                 await self.call("transfer", task=task, agent=agent, to_tier=tier)
             if self.calls[-1].refused:  # still ours to finish, unless revoked meanwhile
                 self.assigned[task] = agent
@@ -204,12 +203,12 @@ class Worker:
             await self.call("login", agent=agent, tier=tier_of(agent), capacity=None)
             await self.call("set_presence", agent=agent, state="available")
         elif action == "reclassify":
-            group = rng.choice(("normal", "SIC", "CSC"))
+            group = rng.choice(GROUPS)
             await self.call("reclassify", customer=rng.choice(CUSTOMERS), group=group)
 
 
 def tier_of(agent: str) -> str:
-    return TIERS_OF_AGENTS[int(agent[2:]) % len(TIERS_OF_AGENTS)]
+    return TIERS[int(agent[2:]) % len(TIERS)]
 
 
 async def _work(

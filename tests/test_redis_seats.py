@@ -11,10 +11,9 @@ from typing import Any
 import msgpack
 import redis.asyncio as aioredis
 
+from queues.policy import CHANNELS
 from tests.conformance.helpers import agent, agent_counts, stats_row
 from tests.conftest import EngineFactory
-
-CHANNELS = ("chat", "sms", "email", "voice")
 
 
 async def file_the_earlier_way(engine: Any, url: str, agent_id: str) -> None:

@@ -16,7 +16,8 @@ import pytest
 
 import queues
 from queues.policy import Policy
-from router.service import AgentIdentity, Service
+from router.identity import AgentIdentity
+from router.service import Service
 from store.base import Store
 from store.memory import MemoryStore
 from store.model import InboundEvent

@@ -259,6 +259,8 @@ async def test_customer_edits_are_versioned(store: Store) -> None:
     assert stale.value.current.editable["vcard"] == "likes tea"
     with pytest.raises(StoreError):
         await store.update_customer(row.customer, 2, {"client_group": "normal"})
+    with pytest.raises(StoreError):  # each field within its bound (store.model.EDITABLE_FIELDS)
+        await store.update_customer(row.customer, 2, {"job": "x" * 201})
     with pytest.raises(UnknownCustomer):
         await store.update_customer("nobody", 1, {"vcard": "x"})
     again = await store.update_customer(row.customer, 2, {"vcard": "likes coffee"})
