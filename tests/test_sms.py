@@ -30,14 +30,9 @@ from twilio.request_validator import RequestValidator
 
 import queues
 from channels.base import OutboundMessage
-from channels.sms import (
-    EMPTY_TWIML,
-    SMS_BACKOFF,
-    compute_signature,
-    form_pairs,
-    recipient,
-    signature_ok,
-)
+from channels.sms.form import EMPTY_TWIML, form_pairs
+from channels.sms.outbound import SMS_BACKOFF, recipient
+from channels.sms.signature import compute_signature, signature_ok
 from router.app import SERVICE_KEY, create_app
 from router.channel_sms import STATUS_PATH, WEBHOOK_PATH
 from router.service import Service
