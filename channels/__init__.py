@@ -1,7 +1,8 @@
 """Channel adapters (chat, SMS, email, telephony): native traffic in, replies out.
 
-One module per channel, one concept per module; none of them imports `router`, which serves
-the endpoints and wires each channel into the app (`router/channel_*.py`):
+One module per channel, one concept per module. They import no other omniroute package and
+no aiohttp (tests/test_layout.py): `router` serves the endpoints, owns every HTTP client and
+wires each channel into the app (`router/channel_*.py`):
 
 - `base`: the adapter interface (`OutboundMessage`, `OutboundPort`, `ChannelPorts`) and the
   webhook signature.
