@@ -79,21 +79,21 @@ def event(
     return out
 
 
-class Desk:
-    """One agent desktop: a real WebSocket plus every frame it has read so far (`seen`)."""
+class FrameSocket:
+    """A test's client WebSocket of JSON frames, and every frame it has read so far (`seen`):
+    the agent's desktop here, the customer's chat widget in tests/test_chat.py."""
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, agent: str) -> None:
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, label: str) -> None:
         self.ws = ws
-        self.agent = agent
+        self.label = label  # names the socket in a failure
         self.seen: list[Frame] = []
         self.welcome: Frame = {}
         self._refs = 0
-        self.tag = uuid.uuid4().hex[:6]  # refs of an earlier desktop of the agent never match
 
     async def recv(self) -> Frame:
         msg = await asyncio.wait_for(self.ws.receive(), WAIT)
         if msg.type is not WSMsgType.TEXT:
-            raise AssertionError(f"{self.agent}: expected a frame, got {msg.type!r} {msg.data!r}")
+            raise AssertionError(f"{self.label}: expected a frame, got {msg.type!r} {msg.data!r}")
         frame = json.loads(msg.data)
         assert isinstance(frame, dict)
         self.seen.append(frame)
@@ -116,6 +116,29 @@ class Desk:
         await self.until(kind, **match)
         return self.seen[start:]
 
+    async def answer(self, ref: str) -> Frame:
+        """Frames up to and including the first that carries `ref`: the answer to a request."""
+
+        async def scan() -> Frame:
+            while True:
+                frame = await self.recv()
+                if frame.get("ref") == ref:
+                    return frame
+
+        return await asyncio.wait_for(scan(), WAIT)
+
+    async def close(self) -> None:
+        await asyncio.wait_for(self.ws.close(), WAIT)
+
+
+class Desk(FrameSocket):
+    """One agent desktop: a real WebSocket plus every frame it has read so far (`seen`)."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, agent: str) -> None:
+        super().__init__(ws, agent)
+        self.agent = agent
+        self.tag = uuid.uuid4().hex[:6]  # refs of an earlier desktop of the agent never match
+
     def ref(self) -> str:
         self._refs += 1
         return f"{self.agent}-{self.tag}-{self._refs}"
@@ -127,14 +150,7 @@ class Desk:
         """Send a client frame with a fresh `ref`; return the answer carrying that ref."""
         ref = self.ref()
         await self.send({"type": kind, "ref": ref, **fields})
-
-        async def scan() -> Frame:
-            while True:
-                frame = await self.recv()
-                if frame.get("ref") == ref:
-                    return frame
-
-        return await asyncio.wait_for(scan(), WAIT)
+        return await self.answer(ref)
 
     async def quiet(self) -> list[Frame]:
         """Round-trip a ping: every frame pushed before it (the outbox is in order)."""
@@ -146,9 +162,6 @@ class Desk:
     async def available(self) -> None:
         answer = await self.request("presence.set", state="available")
         assert answer == {**answer, "type": "presence", "state": "available"}
-
-    async def close(self) -> None:
-        await asyncio.wait_for(self.ws.close(), WAIT)
 
 
 @dataclass
