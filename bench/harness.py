@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import platform
-import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -28,7 +27,7 @@ from typing import Any
 import aiohttp
 import redis
 
-from chaos.processes import free_port
+from chaos.processes import free_port, terminate
 
 REPO = Path(__file__).resolve().parents[1]
 JWT_SECRET = "bench-jwt-secret-of-at-least-32-bytes-long"
@@ -166,13 +165,7 @@ class Proc:
         proc = self.proc
         if proc is None:
             return None
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            if await self.wait(within) is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await self.wait(within)
+        await terminate(proc, within)
         if self._reader is not None:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(self._reader, 2.0)

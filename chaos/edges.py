@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 import jwt
 
-from channels.sms import STATUS_RANK
+from channels.sms.status import STATUS_RANK
 from chaos.cluster import cluster
 from chaos.harness import (
     JWT_SECRET,

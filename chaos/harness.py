@@ -3,7 +3,7 @@ WebSockets, signed adapter posts, and the checks every fault scenario ends with.
 
 Shared by `python -m chaos` (the scenarios and their figures) and the cluster tests
 (`tests/test_cluster.py`, `tests/test_failover.py`). Loopback only; every wait has a deadline;
-`Node.stop` ends a process with SIGTERM, then SIGKILL.
+`Node.stop` ends a process with SIGTERM, then SIGKILL (`chaos.processes.terminate`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import aiohttp
 import jwt
 import redis.asyncio as aioredis
 
-from chaos.processes import free_port
+from chaos.processes import free_port, terminate
 from store.redis_base import GROUP
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,19 +109,9 @@ class Node:
 
     async def stop(self) -> int | None:
         """SIGTERM, then SIGKILL when it has not exited within STOP_DEADLINE_S."""
-        proc = self.proc
-        if proc is None:
+        if self.proc is None:
             return None
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), STOP_DEADLINE_S)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await asyncio.wait_for(proc.wait(), STOP_DEADLINE_S)
-        return proc.returncode
+        return await terminate(self.proc, STOP_DEADLINE_S)
 
     def log(self) -> str:
         return _read_text(self.log_path)[-4000:]

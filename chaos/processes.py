@@ -1,12 +1,16 @@
-"""Processes a fault scenario or a test owns: a free loopback port, a throw-away redis-server.
+"""Processes a fault scenario or a test owns: a free loopback port, a throw-away redis-server,
+and the one way a child process is stopped (`terminate`).
 
-Used by `chaos` and, re-exported by `tests/support.py`, by the tests. Everything binds
-127.0.0.1; `stop_redis` always ends the process.
+Used by `chaos`, by `bench` and, re-exported by `tests/support.py`, by the tests. Everything
+binds 127.0.0.1; `stop_redis` and `terminate` always end the process.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -99,3 +103,23 @@ def stop_redis(process: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=timeout)
+
+
+async def terminate(proc: asyncio.subprocess.Process, within: float) -> int | None:
+    """SIGTERM, then SIGKILL when it has not exited within `within` seconds: a node gets the
+    chance to drain, a stuck one still ends. Its exit code (None only when even SIGKILL did not
+    end it in time); safe to call on a process that has ended."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        if not await _ended(proc, within):
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await _ended(proc, within)
+    return proc.returncode
+
+
+async def _ended(proc: asyncio.subprocess.Process, within: float) -> bool:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(proc.wait(), within)
+    return proc.returncode is not None

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 import aiohttp
 import yarl
 
-from channels.sms import compute_signature
+from channels.sms.signature import compute_signature
 from chaos.harness import WEBHOOK_SECRET, Node
 from chaos.provider import SMS_ENV
 

@@ -5,7 +5,11 @@
 
 `replay.recording` reads what the engines keep (`queues.trace`), `replay.model` turns it into
 traffic and behaviour, `replay.simulate` runs one policy over it in simulated time and
-`replay.report` compares the two runs. docs/explain.md states the model and shows a report.
+`replay.report` compares the two runs; `replay.synthetic` makes a recorded day from a seed
+(for the benchmark). docs/explain.md states the model and shows a report.
+
+May import `queues` (the policy, the memory engine, its trace) and nothing else of omniroute:
+`router.cli_replay` and `bench` call it, never the other way (tests/test_layout.py).
 """
 
 from __future__ import annotations

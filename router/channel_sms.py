@@ -16,7 +16,7 @@ and the status is merged into that interaction's `meta` (`sms_status`, `sms_sid`
 `sms_error`) unless it would move it backwards. Unknown ids answer 200 (Twilio would retry
 otherwise) and are logged.
 
-Replies go out through `channels.sms.SmsPort` over one `aiohttp.ClientSession`, opened on
+Replies go out through `channels.sms.outbound.SmsPort` over one `aiohttp.ClientSession`, opened on
 startup and closed on cleanup; deliveries in flight get a short grace on shutdown. Every
 refusal is one `sms.refused` log line with a reason and the field — never a number or a body.
 """
@@ -33,22 +33,11 @@ import structlog
 from aiohttp import web
 
 from channels.base import Delivered
-from channels.sms import (
-    EMPTY_TWIML,
-    SIGNATURE_HEADER,
-    HttpReply,
-    InboundSms,
-    SmsPort,
-    SmsRefused,
-    TransportError,
-    callback_ids,
-    first_values,
-    form_pairs,
-    moves_forward,
-    read_inbound,
-    read_status,
-    signature_ok,
-)
+from channels.sms.form import EMPTY_TWIML, SmsRefused, first_values, form_pairs
+from channels.sms.inbound import InboundSms, read_inbound
+from channels.sms.outbound import HttpReply, SmsPort, TransportError
+from channels.sms.signature import SIGNATURE_HEADER, signature_ok
+from channels.sms.status import callback_ids, moves_forward, read_status
 from router.body import BodyRefused, codings, read_raw
 from router.errors import BadEvent, Overloaded, error_body
 from router.protocol import validate_event
@@ -258,7 +247,7 @@ def _checked(parse: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
 
 
 class HttpTransport:
-    """`channels.sms.Transport` over one shared `aiohttp.ClientSession` (opened by `start`)."""
+    """`channels.sms.outbound.Transport` over one shared `aiohttp.ClientSession` (see `start`)."""
 
     def __init__(self, timeout_s: float = 5.0) -> None:
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)

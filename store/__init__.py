@@ -4,8 +4,8 @@ per-agent outboxes — the second engine beside `queues`, on memory or on Redis.
 `store.base` states the contract (`Store`, what each call does atomically); `store.model` and
 `store.errors` the shapes and refusals every caller speaks; `store.common` what both backends
 compute the same way. `store.memory` (with `memory_log`, `memory_records`) and `store.redis`
-(with `redis_base`, `redis_log`, `redis_codec`, and the scripts in `lua/`) implement it; neither
-backend imports the other.
+(with `redis_base`, `redis_log`, `redis_wakes`, `redis_codec`, and the scripts in `lua/`)
+implement it; neither backend imports the other.
 
 May import `queues`' Redis runtime (`queues.runtime`, `queues.clients`, `queues.pipeline`);
 never `router` — the server builds on the store, not the other way round.

@@ -1,15 +1,28 @@
-"""Test support: a fake clock, a served app, and (from `chaos.processes`) a free port and a
-throw-away redis-server on 127.0.0.1."""
+"""Test support: a fake clock, a served app, a bounded wait for another component's state,
+and (from `chaos.processes`) a free port and a throw-away redis-server on 127.0.0.1."""
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from chaos.processes import free_port, start_redis, stop_redis
 
-__all__ = ["EPOCH", "FakeClock", "free_port", "serve_app", "start_redis", "stop_redis"]
+__all__ = [
+    "EPOCH",
+    "WAIT",
+    "FakeClock",
+    "eventually",
+    "free_port",
+    "serve_app",
+    "start_redis",
+    "stop_redis",
+]
 
 EPOCH = 1_800_000_000.0
+WAIT = 5.0  # the bound on every wait for the server
 
 
 class FakeClock:
@@ -37,3 +50,14 @@ async def serve_app(app: web.Application) -> tuple[web.AppRunner, str]:
     await site.start()
     host, port = runner.addresses[0][:2]
     return runner, f"http://{host}:{port}"
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = WAIT) -> None:
+    """Wait until `check()` holds: another component's state (a background delivery, a timer,
+    another node), polled every 20 ms, for at most `within` seconds."""
+
+    async def poll() -> None:
+        while not await check():  # noqa: ASYNC110 - polled, bounded by `within`
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(poll(), within)

@@ -39,11 +39,10 @@ from store.base import Store
 from store.memory import MemoryStore
 from store.model import InboundEvent
 from store.redis import RedisStore
-from tests.support import FakeClock
+from tests.support import WAIT, FakeClock, eventually
 
 SECRET = "test-secret-" + "x" * 32
 ORIGIN = "https://desk.example.org"
-WAIT = 5.0  # the bound on every wait for the server
 
 
 def token(
@@ -177,15 +176,6 @@ async def closed_with(ws: aiohttp.ClientWebSocketResponse) -> int | None:
                 return ws.close_code
 
     return await asyncio.wait_for(drain(), WAIT)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]]) -> None:
-    async def poll() -> None:
-        # another component's state, polled; bounded by WAIT below
-        while not await check():  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(poll(), WAIT)
 
 
 def chat(n: int = 1, sender: str = "visitor:1", body: str = "hello") -> InboundEvent:

@@ -28,10 +28,21 @@ from router.app import CHAT_KEY, create_app
 from router.channel_chat import ChatSocket
 from router.errors import CLOSE_DRAINING, CLOSE_RATE_LIMITED
 from router.limits import ChatLimits
-from router.logs import AccessLogger
 from router.settings import load_settings
 from store.base import Store
-from tests.test_e2e import WAIT, Desk, QuickStore, base_env, event, make_token, offered, sign, take
+from tests.support import serve_app
+from tests.test_e2e import (
+    WAIT,
+    Desk,
+    FrameSocket,
+    QuickStore,
+    base_env,
+    event,
+    make_token,
+    offered,
+    sign,
+    take,
+)
 
 VISITOR_SECRET = "chat-visitor-secret-" + "v" * 32
 LIMITS = ChatLimits(rate=5.0, burst=10, strikes=3, ping_s=5.0)
@@ -51,46 +62,18 @@ def visitor_token(
     return jwt.encode({**body, **claims}, secret, algorithm="HS256")
 
 
-class Widget:
+class Widget(FrameSocket):
     """One customer chat socket and every frame it has read."""
 
     def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.seen: list[Frame] = []
-        self.welcome: Frame = {}
-        self._refs = 0
-
-    async def recv(self) -> Frame:
-        msg = await asyncio.wait_for(self.ws.receive(), WAIT)
-        if msg.type is not WSMsgType.TEXT:
-            raise AssertionError(f"expected a frame, got {msg.type!r} {msg.data!r}")
-        frame = json.loads(msg.data)
-        assert isinstance(frame, dict)
-        self.seen.append(frame)
-        return frame
-
-    async def until(self, kind: str, **match: Any) -> Frame:
-        async def scan() -> Frame:
-            while True:
-                frame = await self.recv()
-                if frame["type"] == kind and all(frame.get(k) == v for k, v in match.items()):
-                    return frame
-
-        return await asyncio.wait_for(scan(), WAIT)
+        super().__init__(ws, "widget")
 
     async def request(self, kind: str, **fields: Any) -> Frame:
         """Send a frame with a fresh ref; the answer carrying it (ack, pong or error)."""
         self._refs += 1
         ref = f"w{self._refs}"
         await self.ws.send_str(json.dumps({"type": kind, "ref": ref, **fields}))
-
-        async def scan() -> Frame:
-            while True:
-                frame = await self.recv()
-                if frame.get("ref") == ref:
-                    return frame
-
-        return await asyncio.wait_for(scan(), WAIT)
+        return await self.answer(ref)
 
     async def say(self, body: str) -> Frame:
         ack = await self.request("message", body=body)
@@ -116,9 +99,6 @@ class Widget:
                     return self.ws.close_code
 
         return await asyncio.wait_for(drain(), WAIT)
-
-    async def close(self) -> None:
-        await asyncio.wait_for(self.ws.close(), WAIT)
 
 
 @dataclass
@@ -183,12 +163,8 @@ async def nodes() -> AsyncIterator[NodeFactory]:
         store = store_factory(settings) if store_factory is not None else QuickStore(domain)
         app = create_app(settings, engine, store, snapshot_interval_s=0.1, chat_limits=limits)
         chat = app[CHAT_KEY]
-        runner = web.AppRunner(app, access_log_class=AccessLogger)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        node = Node(f"http://{host}:{port}", app, aiohttp.ClientSession(), chat)
+        runner, base = await serve_app(app)  # with the access logger of `omniroute serve`
+        node = Node(base, app, aiohttp.ClientSession(), chat)
         made.append((runner, node))
         return node
 

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import jwt
@@ -33,11 +33,10 @@ from router.settings import load_settings
 from store.base import Store
 from store.memory import MemoryStore
 from store.model import LogEntry
-from tests.support import serve_app
+from tests.support import WAIT, eventually, serve_app
 
 JWT_SECRET = "e2e-jwt-secret-" + "j" * 32
 WEBHOOK_SECRET = "e2e-webhook-secret-" + "w" * 32
-WAIT = 5.0  # the bound on every wait for the server
 
 Frame = dict[str, Any]
 
@@ -80,21 +79,21 @@ def event(
     return out
 
 
-class Desk:
-    """One agent desktop: a real WebSocket plus every frame it has read so far (`seen`)."""
+class FrameSocket:
+    """A test's client WebSocket of JSON frames, and every frame it has read so far (`seen`):
+    the agent's desktop here, the customer's chat widget in tests/test_chat.py."""
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, agent: str) -> None:
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, label: str) -> None:
         self.ws = ws
-        self.agent = agent
+        self.label = label  # names the socket in a failure
         self.seen: list[Frame] = []
         self.welcome: Frame = {}
         self._refs = 0
-        self.tag = uuid.uuid4().hex[:6]  # refs of an earlier desktop of the agent never match
 
     async def recv(self) -> Frame:
         msg = await asyncio.wait_for(self.ws.receive(), WAIT)
         if msg.type is not WSMsgType.TEXT:
-            raise AssertionError(f"{self.agent}: expected a frame, got {msg.type!r} {msg.data!r}")
+            raise AssertionError(f"{self.label}: expected a frame, got {msg.type!r} {msg.data!r}")
         frame = json.loads(msg.data)
         assert isinstance(frame, dict)
         self.seen.append(frame)
@@ -117,6 +116,29 @@ class Desk:
         await self.until(kind, **match)
         return self.seen[start:]
 
+    async def answer(self, ref: str) -> Frame:
+        """Frames up to and including the first that carries `ref`: the answer to a request."""
+
+        async def scan() -> Frame:
+            while True:
+                frame = await self.recv()
+                if frame.get("ref") == ref:
+                    return frame
+
+        return await asyncio.wait_for(scan(), WAIT)
+
+    async def close(self) -> None:
+        await asyncio.wait_for(self.ws.close(), WAIT)
+
+
+class Desk(FrameSocket):
+    """One agent desktop: a real WebSocket plus every frame it has read so far (`seen`)."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, agent: str) -> None:
+        super().__init__(ws, agent)
+        self.agent = agent
+        self.tag = uuid.uuid4().hex[:6]  # refs of an earlier desktop of the agent never match
+
     def ref(self) -> str:
         self._refs += 1
         return f"{self.agent}-{self.tag}-{self._refs}"
@@ -128,14 +150,7 @@ class Desk:
         """Send a client frame with a fresh `ref`; return the answer carrying that ref."""
         ref = self.ref()
         await self.send({"type": kind, "ref": ref, **fields})
-
-        async def scan() -> Frame:
-            while True:
-                frame = await self.recv()
-                if frame.get("ref") == ref:
-                    return frame
-
-        return await asyncio.wait_for(scan(), WAIT)
+        return await self.answer(ref)
 
     async def quiet(self) -> list[Frame]:
         """Round-trip a ping: every frame pushed before it (the outbox is in order)."""
@@ -147,9 +162,6 @@ class Desk:
     async def available(self) -> None:
         answer = await self.request("presence.set", state="available")
         assert answer == {**answer, "type": "presence", "state": "available"}
-
-    async def close(self) -> None:
-        await asyncio.wait_for(self.ws.close(), WAIT)
 
 
 @dataclass
@@ -206,16 +218,38 @@ class Server:
     def ops_token(self) -> str:
         return make_token("ops-1", "SAM", "ops")
 
-    async def eventually(self, check: Callable[[], Awaitable[bool]]) -> None:
-        async def poll() -> None:
-            # another component's state, polled; bounded by WAIT below
-            while not await check():  # noqa: ASYNC110
-                await asyncio.sleep(0.02)
-
-        await asyncio.wait_for(poll(), WAIT)
-
 
 Factory = Callable[..., Awaitable[Server]]
+
+
+class Served(Protocol):
+    """What a test server holds open besides its app: the desktops it connected, its client."""
+
+    desks: list[Desk]
+    http: aiohttp.ClientSession
+
+
+async def shut(runner: web.AppRunner, server: Served) -> None:
+    """Close the desktops still open and the HTTP client, then the app (bounded)."""
+    for desk in server.desks:
+        if not desk.ws.closed:
+            await desk.close()
+    await server.http.close()
+    await asyncio.wait_for(runner.cleanup(), 15)
+
+
+async def purge_domain(redis_url: str, domain: str) -> None:
+    """Remove one routing domain's keys, the engine's and the store's, from a shared Redis."""
+    from store.redis import RedisStore
+
+    engine = queues.create_engine(queues.Policy(), redis_url, domain=domain)
+    store = RedisStore(redis_url, domain=domain)
+    try:
+        await engine.purge()  # type: ignore[attr-defined]
+        await store.purge()
+    finally:
+        await engine.close()
+        await store.close()
 
 
 class QuickStore(MemoryStore):
@@ -262,11 +296,7 @@ async def servers() -> AsyncIterator[Factory]:
         yield factory
     finally:
         for runner, server, purge in reversed(made):
-            for desk in server.desks:
-                if not desk.ws.closed:
-                    await desk.close()
-            await server.http.close()
-            await asyncio.wait_for(runner.cleanup(), 15)
+            await shut(runner, server)
             if purge is not None:
                 await purge()
 
@@ -725,7 +755,7 @@ async def test_reconnect_with_since_replays_missed_frames(server: Server) -> Non
         store = server.app[SERVICE_KEY].store
         return await store.head("a1") >= last + 2
 
-    await server.eventually(pushed)
+    await eventually(pushed)
     again = await server.connect("a1", query=f"&since={last}", ready=False)
     assert again.welcome["recovered"] is True
     assert again.welcome["seq"] >= last + 2
@@ -755,7 +785,7 @@ async def test_disconnect_after_grace_goes_offline_and_offer_moves(make_server: 
         _, body = await server.get("/v1/agents", server.ops_token())
         return any(r["id"] == "a1" and r["state"] == "offline" for r in body["agents"])
 
-    await server.eventually(offline)
+    await eventually(offline)
 
 
 async def test_ops_endpoints_show_the_counts(server: Server) -> None:
@@ -775,7 +805,7 @@ async def test_ops_endpoints_show_the_counts(server: Server) -> None:
         _, body = await server.get("/v1/queues", token)
         return any(q["answered"] >= 1 and q["offered"] >= 2 for q in body["queues"])
 
-    await server.eventually(counted)
+    await eventually(counted)
     _, body = await server.get("/v1/queues", token)
     (row,) = [q for q in body["queues"] if q["offered"] >= 2]
     assert row["answered"] == 1 and row["abandoned"] == 0
@@ -818,14 +848,7 @@ async def test_core_flow_on_redis(make_server: Factory, redis_url: str) -> None:
 
     async def purge() -> None:
         (domain,) = domains
-        engine = queues.create_engine(queues.Policy(), redis_url, domain=domain)
-        store = RedisStore(redis_url, domain=domain)
-        try:
-            await engine.purge()  # type: ignore[attr-defined]
-            await store.purge()
-        finally:
-            await engine.close()
-            await store.close()
+        await purge_domain(redis_url, domain)
 
     server = await make_server(store_factory, purge, redis_url=redis_url)
     assert (await server.get("/readyz"))[1] == {"status": "ready", "engine": "redis"}

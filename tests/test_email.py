@@ -34,8 +34,8 @@ from router.app import SERVICE_KEY, create_app
 from router.channel_email import EMAIL_LISTENER_KEY, EMAIL_PORT_KEY, add_email
 from router.settings import load_settings
 from store.model import InboundEvent, Ingested
-from tests.support import free_port
-from tests.test_e2e import WAIT, QuickStore, Server, base_env, offered, take
+from tests.support import eventually, free_port
+from tests.test_e2e import WAIT, QuickStore, Server, base_env, offered, shut, take
 
 SUPPORT = ("support@example.org", "help@example.org")
 FROM = "support@example.org"
@@ -149,11 +149,7 @@ async def mailrooms() -> AsyncIterator[Factory]:
         yield factory
     finally:
         for runner, server in reversed(runners):
-            for desk in server.desks:
-                if not desk.ws.closed:
-                    await desk.close()
-            await server.http.close()
-            await asyncio.wait_for(runner.cleanup(), 15)
+            await shut(runner, server)
         for sink in relays:
             sink.close()
             await sink.wait_closed()
@@ -412,7 +408,7 @@ async def test_a_full_listener_answers_421_then_serves_again(room: Mailroom) -> 
     async def no_sessions() -> bool:
         return not listener.sessions
 
-    await room.server.eventually(no_sessions)
+    await eventually(no_sessions)
 
 
 async def test_parse_timeout_is_451(room: Mailroom) -> None:
@@ -514,7 +510,7 @@ async def test_temporary_relay_failures_are_retried(make_room: Factory) -> None:
         history = await store.history(customer, 10)
         return history[-1].meta.get("status") == "sent"
 
-    await room.server.eventually(sent_status)
+    await eventually(sent_status)
     history = await store.history(customer, 10)
     assert history[-1].meta["message_id"] == sent["Message-ID"]
 

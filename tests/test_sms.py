@@ -30,21 +30,16 @@ from twilio.request_validator import RequestValidator
 
 import queues
 from channels.base import OutboundMessage
-from channels.sms import (
-    EMPTY_TWIML,
-    SMS_BACKOFF,
-    compute_signature,
-    form_pairs,
-    recipient,
-    signature_ok,
-)
+from channels.sms.form import EMPTY_TWIML, form_pairs
+from channels.sms.outbound import SMS_BACKOFF, recipient
+from channels.sms.signature import compute_signature, signature_ok
 from router.app import SERVICE_KEY, create_app
 from router.channel_sms import STATUS_PATH, WEBHOOK_PATH
 from router.service import Service
 from router.settings import load_settings
 from store.model import Interaction
-from tests.support import serve_app
-from tests.test_e2e import WAIT, Desk, QuickStore, base_env, make_token, offered, take
+from tests.support import eventually, serve_app
+from tests.test_e2e import WAIT, Desk, QuickStore, base_env, make_token, offered, shut, take
 
 TOKEN = "twilio-auth-token-" + "t" * 14
 ACCOUNT = "AC" + "0123456789abcdef" * 2
@@ -181,14 +176,6 @@ class SmsServer:
     async def history(self, customer: str) -> list[Interaction]:
         return await self.service.store.history(customer, 200)
 
-    async def eventually(self, check: Callable[[], Awaitable[bool]]) -> None:
-        async def poll() -> None:
-            # the background delivery's outcome, polled; bounded by WAIT below
-            while not await check():  # noqa: ASYNC110
-                await asyncio.sleep(0.02)
-
-        await asyncio.wait_for(poll(), WAIT)
-
 
 Factory = Callable[..., Awaitable[SmsServer]]
 
@@ -219,11 +206,7 @@ async def make_server(twilio_api: TwilioApi) -> AsyncIterator[Factory]:
         yield factory
     finally:
         for runner, server in reversed(made):
-            for desk in server.desks:
-                if not desk.ws.closed:
-                    await desk.close()
-            await server.http.close()
-            await asyncio.wait_for(runner.cleanup(), 15)
+            await shut(runner, server)
 
 
 @pytest.fixture
@@ -473,7 +456,7 @@ async def reply_and_delivery(server: SmsServer, twilio_api: TwilioApi) -> None:
         (item,) = [i for i in await server.history(customer) if i.id == interaction]
         return "sms_sid" in item.meta
 
-    await server.eventually(sid_stored)
+    await eventually(sid_stored)
     sent = await a1.until("message.status", interaction=interaction)
     assert (sent["conversation"], sent["status"]) == (conv, "sent")
     assert len(twilio_api.requests) == 3
@@ -516,7 +499,7 @@ async def test_a_refused_reply_is_not_retried_and_marked_failed(
     async def failed() -> bool:
         return (await server.history(customer))[-1].meta.get("sms_status") == "failed"
 
-    await server.eventually(failed)
+    await eventually(failed)
     item = (await server.history(customer))[-1]
     assert item.id == interaction and item.meta["sms_error"] == "21211"
     told = await a1.until("message.status", interaction=interaction)
@@ -538,7 +521,7 @@ async def test_an_unreachable_api_is_retried_a_bounded_number_of_times(
         async def failed() -> bool:
             return (await server.history(customer))[-1].meta.get("sms_status") == "failed"
 
-        await server.eventually(failed)
+        await eventually(failed)
         assert (await server.history(customer))[-1].meta["sms_error"] == "unreachable"
 
 

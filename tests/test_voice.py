@@ -33,8 +33,18 @@ from router.service import Service
 from router.settings import load_settings
 from store.base import Store
 from store.redis import RedisStore
-from tests.support import free_port, serve_app
-from tests.test_e2e import JWT_SECRET, WAIT, WEBHOOK_SECRET, Desk, QuickStore, base_env, sign
+from tests.support import eventually, free_port, serve_app
+from tests.test_e2e import (
+    JWT_SECRET,
+    WAIT,
+    WEBHOOK_SECRET,
+    Desk,
+    QuickStore,
+    base_env,
+    purge_domain,
+    shut,
+    sign,
+)
 
 Frame = dict[str, Any]
 PHONE = "+49 151 2233 4455"  # the caller, as a PBX may write it
@@ -183,14 +193,6 @@ class VoiceServer:
             rows = (await asyncio.wait_for(resp.json(), WAIT))["queues"]
             return {row["name"]: row for row in rows}
 
-    async def eventually(self, check: Callable[[], Awaitable[bool]]) -> None:
-        async def poll() -> None:
-            # another component's state, polled; bounded by WAIT below
-            while not await check():  # noqa: ASYNC110
-                await asyncio.sleep(0.02)
-
-        await asyncio.wait_for(poll(), WAIT)
-
 
 Factory = Callable[..., Awaitable[VoiceServer]]
 
@@ -210,7 +212,7 @@ async def make_server() -> AsyncIterator[Factory]:
         store: Store = QuickStore(domain)
         if redis_url:
             store = RedisStore(redis_url, domain=domain)
-            purges.append(lambda: purge(redis_url, domain))
+            purges.append(lambda: purge_domain(redis_url, domain))
         app = create_app(settings, engine, store, snapshot_interval_s=0.1)
         runner, base = await serve_app(app)
         server = VoiceServer(base, app, aiohttp.ClientSession())
@@ -221,24 +223,9 @@ async def make_server() -> AsyncIterator[Factory]:
         yield factory
     finally:
         for runner, server in reversed(made):
-            for desk in server.desks:
-                if not desk.ws.closed:
-                    await desk.close()
-            await server.http.close()
-            await asyncio.wait_for(runner.cleanup(), 15)
+            await shut(runner, server)
         for cleanup in purges:
             await cleanup()
-
-
-async def purge(redis_url: str, domain: str) -> None:
-    engine = queues.create_engine(queues.Policy(), redis_url, domain=domain)
-    store = RedisStore(redis_url, domain=domain)
-    try:
-        await engine.purge()  # type: ignore[attr-defined]
-        await store.purge()
-    finally:
-        await engine.close()
-        await store.close()
 
 
 async def offered(desk: Desk, conversation: str | None = None) -> Frame:
@@ -300,7 +287,7 @@ async def test_unanswered_call_that_ends_is_withdrawn_and_counted_abandoned(
     async def counted() -> bool:
         return bool((await server.queues())["voice"]["abandoned"] == 1)
 
-    await server.eventually(counted)
+    await eventually(counted)
 
 
 async def test_answered_then_ended_call_records_talk_time_and_starts_wrapup(
@@ -323,7 +310,7 @@ async def test_answered_then_ended_call_records_talk_time_and_starts_wrapup(
         ended = [i for i in history if i.type == "call.ended"]
         return bool(ended) and ended[0].meta.get("talk_s") == 42.5
 
-    await server.eventually(talk_time)
+    await eventually(talk_time)
     await agent.until("presence", state="wrapup")  # an answered call that ends: after-call work
 
 
@@ -455,7 +442,7 @@ async def test_voice_over_redis(make_server: Factory, pbx: Pbx, redis_url: str) 
         history = await server.service.store.history(customer, 50)
         return any(i.type == "call.ended" and i.meta.get("talk_s") == 60 for i in history)
 
-    await server.eventually(talk_time)
+    await eventually(talk_time)
 
 
 # -- refusals ----------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Email: an SMTP listener in, an SMTP relay out. See DESIGN.md, "Channel endpoints → Email".
 
 Three modules, one concept each, importing one way (`inbound` and `outbound` use `parse`, never
-each other, and none of them imports `router`):
+each other, and none of them imports `router` or another omniroute package):
 
 - `parse`: reading one message — MIME bytes into a `Parsed` (text body, attachments as
   metadata), and header values (addresses, Message-IDs). Standard library only.

@@ -15,6 +15,9 @@ Content-Security-Policy that allows only the page's own origin (its WebSockets i
 
 `GET /v1/desktop/config` gives a signed-in page what the policy says a desktop needs to offer:
 the `[wrapup] dispositions`, wrap-up seconds per channel, tiers and eligibility.
+
+May import `router.auth`, `router.errors`, `router.settings` and `queues.policy`; only
+`router.app` imports it.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import contextlib
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,13 +103,6 @@ class Site:
         conv = await self.app[SERVICE_KEY].store.conversation(conversation)
         assert conv is not None
         return conv.customer
-
-    async def eventually(self, check: Callable[[], Awaitable[bool]]) -> None:
-        async def poll() -> None:
-            while not await check():  # noqa: ASYNC110 - another component's state, bounded
-                await asyncio.sleep(0.02)
-
-        await asyncio.wait_for(poll(), WAIT)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from typing import Any
 from playwright.async_api import expect
 
 from router.app import SERVICE_KEY
+from tests.support import eventually
 from tests.test_e2e import event, make_token
 from tests.web.conftest import Browser, Proxy, Site, agent_token, shot
 
@@ -179,7 +180,7 @@ async def test_a_dropped_connection_shows_resumes_and_loses_nothing(
     async def pushed() -> bool:
         return await store.head("a1") >= head + 2
 
-    await site.eventually(pushed)
+    await eventually(pushed)
     timeline = page.get_by_role("list", name="Timeline")
     await expect(timeline).not_to_contain_text("Zweite")
     proxy.release()
