@@ -1,4 +1,12 @@
-"""Priority queues and atomic task ↔ agent matching, on the memory or the Redis engine."""
+"""The routing engine: priority queues and atomic task ↔ agent matching, on the memory or the
+Redis engine.
+
+`base.py` is the contract, `memory.py` and `redis.py` (+ `lua/`) the two engines,
+`policy.py` and `skills.py` the rules they decide by, `runtime.py` the Redis runtime the store
+shares, `trace.py`/`explain.py`/`why_memory.py` the routing story. May import `agent_state`
+(the presence rules) and nothing else of omniroute; `store` uses its Redis helpers and
+vocabulary, `router` all of it (`tests/test_layout.py` checks the arrows).
+"""
 
 from __future__ import annotations
 
