@@ -116,7 +116,7 @@ class MemoryEngine(RoutingEngine):
         self._customers: dict[str, set[str]] = {}
         self._parts: dict[str, dict[str, SortedList]] = {c: {} for c in CHANNELS}
         # per channel, (rank of its first task, partition): walked in order by an agent
-        # looking for work, as lib.lua walks heads:C (the partitions' number sets no cost)
+        # looking for work, as lib_steps.lua walks heads:C (the partitions' number sets no cost)
         self._heads: dict[str, SortedList] = {c: SortedList() for c in CHANNELS}
         self._head_of: dict[tuple[str, str], int] = {}
         self._waiting: dict[str, SortedList] = {c: SortedList() for c in CHANNELS}
@@ -211,11 +211,11 @@ class MemoryEngine(RoutingEngine):
         return (t.enq - t.prio * int(self._wire["step_ms"]), t.enq, t.id)
 
     def _note(self, t: _Task, kind: str, agent: str = "", detail: Any = "") -> None:
-        """One routing decision of `t` (queues.trace); lib.lua's note() mirrors it."""
+        """One routing decision of `t` (queues.trace); lib_trace.lua's note() mirrors it."""
         add_row(t.trace, [self._now, kind, agent, detail], int(self._wire["why_n"]))
 
     def _act(self, kind: str, agent: str, detail: str = "") -> None:
-        """One agent action for replay (queues.trace); lib.lua's act() mirrors it."""
+        """One agent action for replay (queues.trace); lib_trace.lua's act() mirrors it."""
         self._kept.act([self._now, kind, agent, detail], int(self._wire["rec_ms"]))
 
     def _recorded_traces(self) -> dict[str, list[Row]]:
