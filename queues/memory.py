@@ -17,7 +17,8 @@ from sortedcontainers import SortedList
 
 from agent_state.base import free_capacity, shown_state
 from queues import skills
-from queues.base import RawEffect, RoutingEngine
+from queues.base import RoutingEngine
+from queues.effects import RawEffect
 from queues.errors import Conflict, Expired, Forbidden, NotFound
 from queues.policy import CHANNELS, TIERS, Policy
 from queues.trace import Retained, Row, add_row

@@ -30,7 +30,8 @@ from typing import Any
 import msgpack
 import redis.asyncio as aioredis
 
-from queues.base import RawEffect, RoutingEngine
+from queues.base import RoutingEngine
+from queues.effects import RawEffect
 from queues.errors import BY_CODE, Invalid, RoutingError
 from queues.policy import Policy
 from queues.runtime import FunctionLibrary, Namespace, Refusals, Runtime
