@@ -1,4 +1,4 @@
-"""The rules of agent state, written once for Python; `queues/lua/lib.lua` mirrors them.
+"""The rules of agent state, written once for Python; `queues/lua/lib_rules.lua` mirrors them.
 
 An agent *chooses* `available` or `away`; the connection makes it `offline`. What ops and the
 desktop are *shown* is derived from that choice and the work it holds (see `shown_state`).

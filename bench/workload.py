@@ -18,7 +18,8 @@ import redis.asyncio as aioredis
 
 from bench.loops import timed_loop
 from bench.redis_probe import CallCount, Delta, bracketed
-from queues.base import Effect, Offer, RoutingEngine
+from queues.base import RoutingEngine
+from queues.effects import Effect, Offer
 from queues.policy import CHANNELS, Policy
 
 ONE_CHAT = {"chat": 1, "sms": 0, "email": 0, "voice": 0}

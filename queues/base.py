@@ -17,7 +17,8 @@ What every engine guarantees:
   its wrap-up (completed); a revoked, rejected or timed-out reservation puts it back in line
   with its original waiting time.
 * **Effects, not callbacks.** Each method returns the effects it caused (offers, revocations,
-  presence changes), in order; the router turns them into frames. The engine never sees a socket.
+  presence changes), in order, as the values of `queues.effects`; the router turns them into
+  frames. The engine never sees a socket.
 
 Time is passed in (`now`, seconds since the epoch; default: the engine's clock), so that every
 node and every test sees the same decisions. Router nodes need NTP-synchronised clocks.
@@ -30,76 +31,19 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 
+from queues.effects import Effect, QueueStats, RawEffect, decode_effect
 from queues.errors import Invalid, RoutingError
 from queues.policy import CHANNELS, GROUPS, TIERS, Policy
 from queues.skills import check_skills, signature
 
 log = structlog.get_logger("omniroute.queues")
 
-RawEffect = Sequence[Any]
-PresenceState = Literal["offline", "available", "away", "busy", "wrapup"]
 MAX_ID = 200
 DOMAIN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
-
-
-@dataclass(frozen=True)
-class Offer:
-    """The task was reserved for the agent until `expires_at`; it must accept or reject."""
-
-    reservation: str
-    task: str
-    agent: str
-    channel: str
-    expires_at: float
-
-
-@dataclass(frozen=True)
-class OfferRevoked:
-    """A reservation ended without acceptance: `timeout`, `reclassified` or `withdrawn`."""
-
-    reservation: str
-    task: str
-    agent: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Assigned:
-    """The agent accepted the task (or was handed it); it now counts against its capacity."""
-
-    task: str
-    agent: str
-    channel: str
-
-
-@dataclass(frozen=True)
-class AssignmentRevoked:
-    """The agent lost an assigned task: `reclassified`, `transferred` or `released`."""
-
-    task: str
-    agent: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class PresenceChanged:
-    """The agent's shown state changed (offline, available, away, busy, wrapup)."""
-
-    agent: str
-    state: str
-
-
-@dataclass(frozen=True)
-class TaskEnded:
-    """The task left the engine: `completed` (wrap-up over) or `abandoned` (withdrawn)."""
-
-    task: str
-    agent: str | None
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -113,53 +57,6 @@ class Enqueue:
     attrs: Mapping[str, Any] | None = None
     last_agent: str | None = None
     skills: Mapping[str, int] | None = None  # name → minimum proficiency (queues.skills)
-
-
-Effect = Offer | OfferRevoked | Assigned | AssignmentRevoked | PresenceChanged | TaskEnded
-
-
-def decode_effect(raw: RawEffect) -> Effect:
-    """Turn an engine's raw effect row (see docs/routing.md, "Effects") into a dataclass."""
-    kind = raw[0]
-    if kind == "offer":
-        return Offer(str(raw[1]), str(raw[2]), str(raw[3]), str(raw[4]), raw[5] / 1000)
-    if kind == "offer.revoked":
-        return OfferRevoked(str(raw[1]), str(raw[2]), str(raw[3]), str(raw[4]))
-    if kind == "assigned":
-        return Assigned(str(raw[1]), str(raw[2]), str(raw[3]))
-    if kind == "assignment.revoked":
-        return AssignmentRevoked(str(raw[1]), str(raw[2]), str(raw[3]))
-    if kind == "presence":
-        return PresenceChanged(str(raw[1]), str(raw[2]))
-    if kind == "ended":
-        return TaskEnded(str(raw[1]), str(raw[2]) or None, str(raw[3]))
-    raise ValueError(f"unknown effect {kind!r}")
-
-
-@dataclass(frozen=True)
-class QueueStats:
-    """One queue (= one channel) as ops see it."""
-
-    name: str
-    waiting: int
-    longest_wait_s: float
-    offered: int
-    answered: int
-    answered_in_threshold: int
-    abandoned: int
-    agents: Mapping[str, Mapping[str, int]]
-    answer_wait_s: float = 0.0  # the waiting time of every answered task, summed
-
-    @property
-    def average_speed_of_answer_s(self) -> float | None:
-        """Mean wait from arrival to the accept, of the answered; None before any."""
-        return self.answer_wait_s / self.answered if self.answered else None
-
-    @property
-    def service_level(self) -> float | None:
-        """Share answered within the threshold, of all answered or abandoned; None before any."""
-        handled = self.answered + self.abandoned
-        return self.answered_in_threshold / handled if handled else None
 
 
 def _check_id(value: Any, field: str) -> str:

@@ -3,8 +3,9 @@
 Why it looks the way it does:
 
 * **One operation, one function call.** Every decision of `docs/routing.md` runs inside one
-  Lua function (FCALL) of one library — `queues/lua/lib.lua` once, then each operation's file
-  as a function (`LIBRARY`, a `queues.runtime.FunctionLibrary`) — so two routers can never
+  Lua function (FCALL) of one library — the helpers once (`LIB`: `queues/lua/lib_*.lua`, in
+  order, as one chunk), then each operation's file as a function (`LIBRARY`, a
+  `queues.runtime.FunctionLibrary`) — so two routers can never
   hand one task to two agents. Loaded once, the helpers and the decoded policy live between
   calls: a call pays for its own work. Concurrent calls ride one pipeline (`queues.pipeline`):
   under load a round trip carries many decisions.
@@ -29,7 +30,8 @@ from typing import Any
 import msgpack
 import redis.asyncio as aioredis
 
-from queues.base import RawEffect, RoutingEngine
+from queues.base import RoutingEngine
+from queues.effects import RawEffect
 from queues.errors import BY_CODE, Invalid, RoutingError
 from queues.policy import Policy
 from queues.runtime import FunctionLibrary, Namespace, Refusals, Runtime
@@ -51,7 +53,10 @@ OPS = (
     "tick",
 )
 VIEWS = ("stats", "agent", "agents", "task", "dump", "why")
-LIBRARY = FunctionLibrary("queues", "omniroute_engine", OPS + VIEWS)  # one FCALL library
+# The helpers every operation starts with, in the order they are concatenated (a Lua local
+# must be defined before it is used): the call, the rules, the notes, the steps, the views.
+LIB = ("lib_core", "lib_rules", "lib_trace", "lib_steps", "lib_views")
+LIBRARY = FunctionLibrary("queues", "omniroute_engine", OPS + VIEWS, LIB)  # one FCALL library
 REFUSALS = Refusals(BY_CODE, RoutingError)
 
 
@@ -71,7 +76,7 @@ class RedisEngine(RoutingEngine):
         if url is None and client is None:
             raise Invalid("the Redis engine needs a redis:// URL or a client", "redis.url")
         self._rt = Runtime(Namespace(self.domain), LIBRARY, "seq", url=url, client=client)
-        self._key = self._rt.namespace.key  # the one key builder; `key()` in lib.lua mirrors it
+        self._key = self._rt.namespace.key  # the one key builder; lib_core.lua's `key()` mirrors it
         self._policy = msgpack.packb(policy.to_wire())
 
     # -- lifecycle: `queues.runtime` -----------------------------------------------------------

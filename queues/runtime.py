@@ -8,11 +8,12 @@ One concept: how an engine of this project talks to Redis.
   asks it.
 - **Keys.** `Namespace` builds every key, `omniroute:{DOMAIN}:part:part…`. The braces are
   Redis Cluster's hash tag: every key of a domain lands on one slot, so one Lua call may
-  touch any of them. `key()` in each `lib.lua` builds the same names from the prefix the
-  call passes as ARGV[1].
+  touch any of them. `key()` in each engine's Lua helpers builds the same names from the
+  prefix the call passes as ARGV[1].
 - **Connection.** `connect(url)` is the one pool both engines use (`POOL_SIZE` connections,
   callers wait `POOL_WAIT_S` for a free one); `queues.clients` reads the URL (Sentinel too).
-- **Lua.** An engine's Lua is a `lib.lua` of helpers plus one file per operation, loaded
+- **Lua.** An engine's Lua is its helpers (`lib.lua`, or several files read in order as one
+  chunk: `Registry.lib`) plus one file per operation, loaded
   with `importlib.resources`: as one function library (`FunctionLibrary`, FCALL: the
   helpers load once per library) or as scripts with the helpers in front
   (`ScriptSet`, EVALSHA). The code is read once; the procedures are registered once per
@@ -101,9 +102,15 @@ class Registry(ABC):
     itself is given the code lazily: the first call that finds it missing (a fresh server, a
     flushed script cache, a failover) loads it and is sent again (`queues.pipeline`)."""
 
-    def __init__(self, package: str, ops: Sequence[str]) -> None:
+    def __init__(self, package: str, ops: Sequence[str], lib: Sequence[str] = ("lib",)) -> None:
         self.package = package
         self.ops = tuple(ops)
+        self.lib = tuple(lib)
+
+    def helpers(self) -> str:
+        """The helpers every operation starts with: the `lib` files, in order, one after the
+        other as one text (one Lua chunk, so a local of one file is seen by the next)."""
+        return "".join(lua_text(self.package, name) for name in self.lib)
 
     @abstractmethod
     def procedures(self, client: aioredis.Redis[bytes]) -> dict[str, Procedure]:
@@ -111,13 +118,15 @@ class Registry(ABC):
 
 
 class FunctionLibrary(Registry):
-    """`lib.lua` once, then every operation as the function `<name>_<op>` of one library
-    (FUNCTION LOAD, FCALL). lib.lua's top level (its helpers, what it caches) is built once
-    per load instead of once per call. The name carries a digest of the code, so nodes of
+    """The helpers once, then every operation as the function `<name>_<op>` of one library
+    (FUNCTION LOAD, FCALL). The helpers' top level (their functions, what they cache) is built
+    once per load instead of once per call. The name carries a digest of the code, so nodes of
     two versions (a rolling upgrade) each call their own."""
 
-    def __init__(self, package: str, stem: str, ops: Sequence[str]) -> None:
-        super().__init__(package, ops)
+    def __init__(
+        self, package: str, stem: str, ops: Sequence[str], lib: Sequence[str] = ("lib",)
+    ) -> None:
+        super().__init__(package, ops, lib)
         self.stem = stem
         self._library: tuple[str, str] | None = None
 
@@ -128,7 +137,7 @@ class FunctionLibrary(Registry):
         return self._library
 
     def _build(self) -> tuple[str, str]:
-        lib = lua_text(self.package, "lib")
+        lib = self.helpers()
         ops = {op: lua_text(self.package, op) for op in self.ops}
         digest = hashlib.sha1("\0".join([lib, *ops.values()]).encode()).hexdigest()[:12]
         name = f"{self.stem}_{digest}"
@@ -146,16 +155,16 @@ class FunctionLibrary(Registry):
 
 
 class ScriptSet(Registry):
-    """One script per operation, each `lib.lua` + "\\n" + `<op>.lua` (EVALSHA)."""
+    """One script per operation, each the helpers + "\\n" + `<op>.lua` (EVALSHA)."""
 
-    def __init__(self, package: str, ops: Sequence[str]) -> None:
-        super().__init__(package, ops)
+    def __init__(self, package: str, ops: Sequence[str], lib: Sequence[str] = ("lib",)) -> None:
+        super().__init__(package, ops, lib)
         self._sources: dict[str, str] = {}
 
     def source(self, op: str) -> str:
         """The full text of one script, read once: the shared helpers, then the operation."""
         if op not in self._sources:
-            self._sources[op] = lua_text(self.package, "lib") + "\n" + lua_text(self.package, op)
+            self._sources[op] = self.helpers() + "\n" + lua_text(self.package, op)
         return self._sources[op]
 
     def procedures(self, client: aioredis.Redis[bytes]) -> dict[str, Procedure]:

@@ -11,7 +11,7 @@ filter: an agent must pass `Policy.allowed` and its tier's level first, then the
 Both engines decide with the same rule (`docs/routing.md`, "Skills"): the work's skills are
 one signature string, part of its partition, so an agent looking for work judges a whole
 partition at once — `cutoff` says which arrivals in it the agent may take now. This module is
-the Python half; `queues/lua/lib.lua` mirrors `cutoff` and `hard_ok`.
+the Python half; `queues/lua/lib_rules.lua` mirrors `cutoff` and `hard_ok`.
 """
 
 from __future__ import annotations

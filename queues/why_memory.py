@@ -28,7 +28,8 @@ from queues.policy import TIERS
 from queues.trace import conversation_of
 
 if TYPE_CHECKING:
-    from queues.memory import MemoryEngine, _Agent, _Task
+    from queues.memory import MemoryEngine
+    from queues.memory_state import _Agent, _Task
 
 
 def why_view(engine: MemoryEngine, conversation: str, customer: str) -> dict[str, Any]:

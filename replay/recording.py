@@ -164,7 +164,7 @@ async def from_redis(url: str, domain: str, policy: Policy, exported_ms: int) ->
 
 
 def _rows(stream: bytes) -> list[Row]:
-    """A trace as Redis keeps it: rows, one msgpack value after the other (lib.lua note())."""
+    """A trace as Redis keeps it: rows, one msgpack value after the other (lib_trace.lua note())."""
     return [list(row) for row in msgpack.Unpacker(io.BytesIO(stream), raw=False)]
 
 

@@ -27,7 +27,7 @@ import heapq
 from dataclasses import dataclass, field
 from typing import Any
 
-from queues.base import (
+from queues.effects import (
     Assigned,
     AssignmentRevoked,
     Effect,

@@ -32,7 +32,7 @@ from aiohttp import web
 
 from channels.base import ChannelRefused, OutboundMessage, OutboundPort
 from channels.voice import MAX_BYTES, BadCall, PbxClient, PbxUnreachable, call_document
-from queues.base import Assigned, Effect
+from queues.effects import Assigned, Effect
 from router.codec import JSON
 from router.errors import BadEvent, DecodeError
 from router.ingest import BODY_TIMEOUT_S, Admit, Ingest, IngestHandler, Refused

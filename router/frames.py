@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from queues.base import (
+from queues.effects import (
     Assigned,
     AssignmentRevoked,
     Effect,

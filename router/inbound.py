@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from queues.base import Effect, Enqueue, Offer
+from queues.base import Enqueue
+from queues.effects import Effect, Offer
 from queues.errors import RoutingError
 from router.frames import Frame, View, message_frame
 from store.errors import StoreError

@@ -28,7 +28,8 @@ from typing import Any
 import structlog
 from aiohttp import WSMsgType, web
 
-from queues.base import QueueStats, RoutingEngine
+from queues.base import RoutingEngine
+from queues.effects import QueueStats
 from router.auth import AuthError, subprotocol_token, verify_token
 from router.clock import rfc3339
 from router.codec import JSON

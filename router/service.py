@@ -23,13 +23,8 @@ from typing import Any
 import structlog
 
 from channels.base import ChannelPorts, OutboundPort
-from queues.base import (
-    Assigned,
-    Effect,
-    PresenceChanged,
-    RoutingEngine,
-    TaskEnded,
-)
+from queues.base import RoutingEngine
+from queues.effects import Assigned, Effect, PresenceChanged, TaskEnded
 from queues.errors import RoutingError
 from router.admission import Admission
 from router.attendance import Attendance

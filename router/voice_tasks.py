@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from queues.base import TaskEnded
+from queues.effects import TaskEnded
 from store.model import Conversation, Customer, InboundEvent, Interaction
 
 if TYPE_CHECKING:

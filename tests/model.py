@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent_state.base import shown_state
-from queues.base import (
+from queues.effects import (
     Assigned,
     AssignmentRevoked,
     Effect,

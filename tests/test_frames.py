@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from queues.base import Assigned, Offer, OfferRevoked, PresenceChanged, TaskEnded
+from queues.effects import Assigned, Offer, OfferRevoked, PresenceChanged, TaskEnded
 from router.frames import View, needed, shape
 from store.model import Conversation, Customer, Interaction
 

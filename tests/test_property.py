@@ -27,7 +27,8 @@ from hypothesis.stateful import (
 )
 
 import queues
-from queues.base import Effect, RoutingEngine
+from queues.base import RoutingEngine
+from queues.effects import Effect
 from queues.errors import RoutingError
 from queues.policy import CHANNELS, GROUPS, TIERS, Policy
 from queues.trace import normalised

@@ -33,7 +33,7 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 
-from queues.base import Assigned, Effect, Offer, TaskEnded
+from queues.effects import Assigned, Effect, Offer, TaskEnded
 from queues.errors import RoutingError
 from queues.policy import CHANNELS, GROUPS, TIERS, Policy
 from queues.redis import LIBRARY, RedisEngine

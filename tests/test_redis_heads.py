@@ -10,7 +10,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 import queues
-from queues.base import Offer
+from queues.effects import Offer
 from queues.policy import Policy
 from tests.conformance.helpers import agent
 from tests.conftest import EngineFactory

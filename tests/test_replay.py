@@ -22,7 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from queues.base import Offer, RoutingEngine
+from queues.base import RoutingEngine
+from queues.effects import Offer
 from queues.policy import Policy
 from replay import compare_policies
 from replay.recording import from_engine, from_redis, read, write

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from queues.errors import Conflict, Invalid, RoutingError
 from queues.memory import MemoryEngine
 from queues.policy import Policy
-from queues.redis import LIBRARY, REFUSALS, RedisEngine
+from queues.redis import LIB, LIBRARY, REFUSALS, RedisEngine
 from queues.runtime import Namespace, Refusals, engine_kind
 from router.engines import create_engines
 from router.settings import RedisSettings, load_settings
@@ -61,11 +61,14 @@ def test_refusals_map_codes_to_each_engines_errors() -> None:
 
 
 def test_lua_is_loaded_as_before() -> None:
-    """The engine's library name carries a digest of its code; the store's scripts are
-    lib.lua, a newline, then the operation."""
+    """The engine's library name carries a digest of its code, and its helpers are the LIB
+    files in order, before the first operation; the store's scripts are lib.lua, a newline,
+    then the operation."""
     name, code = LIBRARY.library()
     assert name.startswith("omniroute_engine_") and len(name) == len("omniroute_engine_") + 12
-    assert code.startswith(f"#!lua name={name}\n")
+    assert code.startswith(f"#!lua name={name}\n-- lib_core.lua")
+    starts = [code.index(f"\n-- {piece}.lua") for piece in LIB[1:]]
+    assert starts == sorted(starts) and starts[-1] < code.index("redis.register_function")
     assert f"redis.register_function('{name}_accept', function(KEYS, ARGV)\n" in code
     assert SCRIPTS.source("read").startswith("-- lib.lua")
     assert "\n-- read.lua" in SCRIPTS.source("read")

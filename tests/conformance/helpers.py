@@ -6,7 +6,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from queues.base import Effect, Offer, PresenceChanged, RoutingEngine
+from queues.base import RoutingEngine
+from queues.effects import Effect, Offer, PresenceChanged
 from tests.support import EPOCH, FakeClock
 
 T0 = EPOCH

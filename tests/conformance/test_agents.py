@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from queues.base import Assigned, OfferRevoked, PresenceChanged, RoutingEngine, TaskEnded
+from queues.base import RoutingEngine
+from queues.effects import Assigned, OfferRevoked, PresenceChanged, TaskEnded
 from queues.errors import Conflict, NotFound
 from tests.conformance.helpers import ANY_RES, T0, T0_MS, agent, busy, offer, res_of, work
 from tests.support import FakeClock

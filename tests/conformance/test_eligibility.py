@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from queues.base import PresenceChanged, RoutingEngine
+from queues.base import RoutingEngine
+from queues.effects import PresenceChanged
 from queues.policy import GROUPS, TIERS
 from tests.conformance.helpers import T0, agent, busy, offer, offers, pass_time, work
 from tests.support import FakeClock

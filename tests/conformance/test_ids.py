@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from queues.base import Assigned, OfferRevoked, PresenceChanged, RoutingEngine, TaskEnded
+from queues.base import RoutingEngine
+from queues.effects import Assigned, OfferRevoked, PresenceChanged, TaskEnded
 from tests.conformance.helpers import T0, agent, busy, offer, res_of, work
 from tests.support import FakeClock
 

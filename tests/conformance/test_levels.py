@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from queues.base import PresenceChanged, RoutingEngine
+from queues.base import RoutingEngine
+from queues.effects import PresenceChanged
 from queues.policy import Policy
 from tests.conformance.helpers import T0, agent, busy, offer, pass_time, res_of, work
 from tests.support import FakeClock

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from queues.base import PresenceChanged, RoutingEngine, TaskEnded
+from queues.base import RoutingEngine
+from queues.effects import PresenceChanged, TaskEnded
 from queues.policy import Policy
 from tests.conformance.helpers import (
     T0,

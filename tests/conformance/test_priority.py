@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from queues.base import PresenceChanged, RoutingEngine
+from queues.base import RoutingEngine
+from queues.effects import PresenceChanged
 from queues.policy import Policy, PriorityRule
 from tests.conformance.helpers import T0, agent, busy, offer, work
 from tests.support import FakeClock

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from queues.base import (
-    Assigned,
-    AssignmentRevoked,
-    OfferRevoked,
-    PresenceChanged,
-    RoutingEngine,
-)
+from queues.base import RoutingEngine
+from queues.effects import Assigned, AssignmentRevoked, OfferRevoked, PresenceChanged
 from queues.policy import GROUPS
 from tests.conformance.helpers import T0, T0_MS, agent, busy, offer, res_of, shown, work
 from tests.support import FakeClock

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from queues.base import Assigned, AssignmentRevoked, RoutingEngine
+from queues.base import RoutingEngine
+from queues.effects import Assigned, AssignmentRevoked
 from queues.errors import Conflict, Forbidden, NotFound
 from tests.conformance.helpers import T0, T0_MS, agent, busy, offer, res_of
 from tests.support import FakeClock

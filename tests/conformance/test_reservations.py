@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from queues.base import Assigned, OfferRevoked, PresenceChanged, RoutingEngine
+from queues.base import RoutingEngine
+from queues.effects import Assigned, OfferRevoked, PresenceChanged
 from queues.errors import Expired, Forbidden, NotFound
 from queues.policy import Policy
 from tests.conformance.helpers import (

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from queues.base import OfferRevoked, PresenceChanged, RoutingEngine, TaskEnded
+from queues.base import RoutingEngine
+from queues.effects import OfferRevoked, PresenceChanged, TaskEnded
 from tests.conformance.helpers import T0, agent, busy, offer, offers, res_of, work
 from tests.support import FakeClock
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from queues.base import OfferRevoked, RoutingEngine, TaskEnded
+from queues.base import RoutingEngine
+from queues.effects import OfferRevoked, TaskEnded
 from queues.errors import Conflict, NotFound
 from tests.conformance.helpers import T0, agent, busy, offer, res_of, shown, stats_row, work
 from tests.support import FakeClock

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from queues.base import Assigned, PresenceChanged, RoutingEngine, TaskEnded
+from queues.base import RoutingEngine
+from queues.effects import Assigned, PresenceChanged, TaskEnded
 from queues.errors import Conflict, Forbidden, NotFound
 from queues.policy import Policy
 from tests.conformance.helpers import T0, agent, busy, load, offer, pass_time, res_of, work

@@ -1,0 +1,375 @@
+-- lib_steps.lua: the internal steps of docs/routing.md (touch, line, hold, offer, match, go
+-- offline, finish) that the operations are made of. Follows lib_trace.lua in one chunk.
+
+-- internal steps ----------------------------------------------------------------------------
+
+-- Re-file an agent after a change: its ready-set entries and its seat count. Each costs
+-- commands only for what changed: a ready entry is added where it is new or its idle time
+-- moved (ZADD updates a score in place) and removed where it is gone; the seat count is one
+-- hash field per (tier, shown, channels) combination, so a change is one decrement and one
+-- increment whatever the number of channels (stats.lua expands the field per channel).
+local function touch(a)
+  local chans = {}
+  if a.chosen == 'available' then
+    for _, c in ipairs(CH) do
+      if free(a, c) > 0 then chans[#chans + 1] = c end
+    end
+  end
+  local rsig = a.tier .. '|' .. a.idle .. '|' .. table.concat(chans, ',')
+  if rsig ~= (a.rsig or '') then
+    local now_in, was_in = {}, {}
+    if a.rt == a.tier then
+      for _, c in ipairs(chans) do now_in[c] = true end
+      if a.ri == a.idle then
+        for _, c in ipairs(a.rc or {}) do was_in[c] = true end
+      end
+    end
+    for _, c in ipairs(a.rc or {}) do
+      if not now_in[c] then call('ZREM', key('ready', c, a.rt), a.id) end
+    end
+    for _, c in ipairs(chans) do
+      if not was_in[c] then call('ZADD', key('ready', c, a.tier), a.idle, a.id) end
+    end
+    a.rt, a.rc, a.ri, a.rsig = a.tier, chans, a.idle, rsig
+  end
+  local shown = shown_of(a)
+  local cc = {}
+  if shown ~= 'offline' then
+    for _, c in ipairs(CH) do
+      if (a.cap[c] or 0) > 0 then cc[#cc + 1] = c end
+    end
+  end
+  local csig = a.tier .. '|' .. shown .. '|' .. table.concat(cc, ',')
+  if csig ~= (a.csig or '') then
+    if a.cc then
+      -- counted under the earlier layout (a hash per channel): take it out of those
+      for _, c in ipairs(a.cc) do
+        local field = a.ct .. '|' .. a.cs
+        if call('HINCRBY', key('seats', c), field, -1) <= 0 then call('HDEL', key('seats', c), field) end
+      end
+      a.cc, a.ct, a.cs = nil, nil, nil
+    elseif a.csig and string.sub(a.csig, -1) ~= '|' then
+      if call('HINCRBY', key('seats'), a.csig, -1) <= 0 then call('HDEL', key('seats'), a.csig) end
+    end
+    if #cc > 0 then call('HINCRBY', key('seats'), csig, 1) end
+    a.csig = csig
+  end
+  if shown ~= a.shown then
+    a.shown = shown
+    emit({'presence', a.id, shown})
+  end
+end
+
+local function keep_alive(a)
+  a.exp = NOW + POL.ttl_ms
+  call('ZADD', key('due', 'alive'), a.exp, a.id)
+end
+
+-- The heads of a channel's partitions, ordered by rank: heads:C:STEP, member the partition,
+-- score its first task's rank (enq - prio * step_ms; STEP in the key, as a policy with another
+-- step ranks differently). The member '' at -inf marks the index complete; one without it
+-- (a new step, or data from before the index) is rebuilt from parts:C on first use. An agent
+-- looking for work walks the heads in rank order and stops at the first it may take, so the
+-- number of partitions (groups x priorities x skills) does not set the cost of a decision.
+local function heads_key(c)
+  return key('heads', c, POL.step_ms)
+end
+
+local function part_prio(part)
+  return tonumber(string.match(part, '^[^|]*|[^|]*|([^|]*)'))
+end
+
+local function ensure_heads(c, first)
+  if first and first[1] == '' then return end
+  local h = heads_key(c)
+  call('DEL', h)
+  call('ZADD', h, '-inf', '')
+  for _, part in ipairs(call('SMEMBERS', key('parts', c))) do
+    local head = call('ZRANGE', key('q', c, part), 0, 0, 'WITHSCORES')
+    if #head > 0 then
+      call('ZADD', h, tonumber(head[2]) - part_prio(part) * POL.step_ms, part)
+    end
+  end
+end
+
+local function line(t)
+  t.st, t.ag, t.res, t.hf = 'queued', '', '', ''
+  t.part = t.grp .. '|' .. t.rs .. '|' .. t.prio
+  if (t.sk or '') ~= '' then t.part = t.part .. '|' .. t.sk end
+  call('ZADD', key('q', t.ch, t.part), t.enq, t.id)
+  call('SADD', key('parts', t.ch), t.part)
+  call('ZADD', heads_key(t.ch), 'LT', t.enq - t.prio * POL.step_ms, t.part)
+  call('ZADD', key('wait', t.ch), t.enq, t.id)
+end
+
+-- take a queued task out of its partition or hold, and off its level and preference timers
+local function unline(t)
+  if t.hf ~= '' then
+    call('ZREM', key('hold', t.hf), t.id)
+    t.hf = ''
+  elseif t.part ~= '' then
+    local q = key('q', t.ch, t.part)
+    call('ZREM', q, t.id)
+    local head = call('ZRANGE', q, 0, 0, 'WITHSCORES')
+    if #head == 0 then
+      call('SREM', key('parts', t.ch), t.part)
+      call('ZREM', heads_key(t.ch), t.part)
+    else
+      call('ZADD', heads_key(t.ch), 'XX', tonumber(head[2]) - t.prio * POL.step_ms, t.part)
+    end
+  end
+  t.part = ''
+  call('ZREM', key('wait', t.ch), t.id)
+  call('ZREM', key('due', 'level'), t.id)
+  call('ZREM', key('due', 'pref'), t.id)
+end
+
+local function hold(t, l, quiet)
+  if not quiet then
+    local why = 'away'
+    if routable(l) then why = 'busy' end
+    note(t, 'held', l.id, why .. '|' .. t.pu)
+  end
+  unline(t)
+  t.hf = l.id
+  call('ZADD', key('hold', l.id), t.enq, t.id)
+  call('ZADD', key('wait', t.ch), t.enq, t.id)
+  call('ZADD', key('due', 'pref'), t.pu, t.id)
+end
+
+local function offer(t, a, why)
+  note(t, 'offered', a.id, why .. '|' .. a.tier)
+  unline(t)
+  local res = 'R' .. call('INCR', ANCHOR)
+  local deadline = NOW + POL.res_ms
+  call('HSET', key('res'), res, t.id)
+  call('ZADD', key('due', 'res'), deadline, res)
+  t.st, t.ag, t.res, t.dl = 'reserved', a.id, res, deadline
+  a.load[t.ch] = (a.load[t.ch] or 0) + 1
+  call('SADD', key('atasks', a.id), t.id)
+  a.idle = NOW
+  call('HINCRBY', key('stats', t.ch), 'offered', 1)
+  emit({'offer', res, t.id, a.id, t.ch, deadline})
+  touch(a)
+end
+
+local function free_holder(t)
+  local a = agent(t.ag)
+  a.load[t.ch] = a.load[t.ch] - 1
+  if t.st == 'wrapup' then a.wr = a.wr - 1 end
+  call('SREM', key('atasks', a.id), t.id)
+  if t.res ~= '' then
+    call('HDEL', key('res'), t.res)
+    call('ZREM', key('due', 'res'), t.res)
+  end
+  t.ag, t.res = '', ''
+  touch(a)
+  return a
+end
+
+local function schedule_level(t)
+  local due = nil
+  if t.rs == '' then
+    for tier, l in pairs(levels(t.grp)) do
+      local at = t.enq + l
+      if allowed(t.grp, tier) and at > NOW and (due == nil or at < due) then due = at end
+    end
+  end
+  for _, r in ipairs(reqs_of(t.sk)) do
+    if not HARD[r[1]] then
+      local at = t.enq + widen_ms(r[1])
+      if at > NOW and (due == nil or at < due) then due = at end
+    end
+  end
+  if due then
+    call('ZADD', key('due', 'level'), due, t.id)
+  else
+    call('ZREM', key('due', 'level'), t.id)
+  end
+end
+
+local function match_task(t)
+  if t.last ~= '' and NOW < t.pu and t.rs == '' then
+    local l = agent(t.last)
+    if l and l.chosen ~= 'offline' and allowed(t.grp, l.tier) and not excluded(t.id, l.id)
+        and hard_ok(l, reqs_of(t.sk)) then
+      if routable(l) and free(l, t.ch) > 0 then offer(t, l, 'last_agent') else hold(t, l) end
+      return
+    end
+    t.last = ''
+  end
+  local best, bidle = nil, nil
+  for _, tier in ipairs(eligible_tiers(t)) do
+    walk(key('ready', t.ch, tier), '+inf', function(id, idle)
+      if best and not before(idle, id, bidle, best) then return true end
+      local a = agent(id)
+      if a and routable(a) and not excluded(t.id, id) and fits(a, t) then
+        best, bidle = id, idle
+        return true
+      end
+    end)
+  end
+  if best then
+    offer(t, agent(best), 'longest_idle')
+  else
+    schedule_level(t)
+  end
+end
+
+-- the best task for an agent: held work first, then the smallest (rank, enq, id) in line
+local function best_task_for(a)
+  local found = nil
+  walk(key('hold', a.id), '+inf', function(id)
+    local t = task(id)
+    if free(a, t.ch) > 0 and allowed(t.grp, a.tier) and hard_ok(a, reqs_of(t.sk)) then
+      found = t
+      return true
+    end
+  end)
+  if found then return found, 'last_agent' end
+  local brank, benq, bid = nil, nil, nil
+  -- one partition: its first task the agent may take, if it beats the best so far
+  local function consider(c, part, hrank)
+    local g, r, p, sig = string.match(part, '^([^|]*)|([^|]*)|([^|]*)|?(.*)$')
+    local cutoff = nil
+    if r ~= '' then
+      if r == a.tier and allowed(g, r) then cutoff = NOW end
+    elseif allowed(g, a.tier) then
+      cutoff = NOW - open_ms(g, a.tier)
+    end
+    if cutoff and sig ~= '' then
+      local skill_cut = skill_cutoff(a, reqs_of(sig))
+      if skill_cut == nil then cutoff = nil else cutoff = math.min(cutoff, skill_cut) end
+    end
+    local step = tonumber(p) * POL.step_ms
+    if not cutoff or hrank + step > cutoff then return end -- its head is too young already
+    walk(key('q', c, part), cutoff, function(id, enq)
+      local rank = enq - step
+      if brank and not (rank < brank or (rank == brank and before(enq, id, benq, bid))) then
+        return true
+      end
+      if not excluded(id, a.id) then
+        brank, benq, bid = rank, enq, id
+        return true
+      end
+    end)
+  end
+  for _, c in ipairs(CH) do
+    if free(a, c) > 0 then
+      local h = heads_key(c)
+      local off, size, checked = 0, 8, false
+      while true do
+        local rows = call('ZRANGEBYSCORE', h, '-inf', '+inf', 'WITHSCORES', 'LIMIT', off, size)
+        if not checked then
+          checked = true
+          if rows[1] ~= '' then -- not indexed yet: build it, then read it again
+            ensure_heads(c, rows)
+            rows = call('ZRANGEBYSCORE', h, '-inf', '+inf', 'WITHSCORES', 'LIMIT', off, size)
+          end
+        end
+        local done = false
+        for i = 1, #rows, 2 do
+          local part = rows[i]
+          if part ~= '' then
+            local hrank = tonumber(rows[i + 1])
+            if brank and hrank > brank then
+              done = true
+              break
+            end
+            consider(c, part, hrank)
+          end
+        end
+        if done or #rows < 2 * size then break end
+        off = off + size
+        size = 32
+      end
+    end
+  end
+  if bid then return task(bid), 'next_in_line' end
+  return nil
+end
+
+local function match_agent(a)
+  while routable(a) do
+    local t, why = best_task_for(a)
+    if not t then return end
+    offer(t, a, why)
+  end
+end
+
+local function release_holds(a)
+  for _, id in ipairs(call('ZRANGE', key('hold', a.id), 0, -1)) do
+    local t = task(id)
+    note(t, 'requeued', a.id, 'last_agent_left')
+    unline(t)
+    t.last = ''
+    line(t)
+    match_task(t)
+  end
+end
+
+local function requeue(t)
+  line(t)
+  match_task(t)
+end
+
+local function go_offline(a, reason)
+  if a.chosen == 'offline' then return end
+  a.chosen = 'offline'
+  local left = add_logged(a.tier, -1)
+  a.exp = 0
+  call('ZREM', key('due', 'alive'), a.id)
+  touch(a)
+  for _, id in ipairs(sorted(call('SMEMBERS', key('atasks', a.id)))) do
+    local t = task(id)
+    if t.st == 'reserved' then
+      emit({'offer.revoked', t.res, t.id, a.id, reason})
+      note(t, 'requeued', a.id, reason)
+      free_holder(t)
+      requeue(t)
+    end
+  end
+  release_holds(a)
+  if left == 0 and POL.empty then
+    -- every routable agent is in some ready(C, T); the others could not take anything anyway
+    local idle, ids = {}, {}
+    for _, c in ipairs(CH) do
+      for _, tier in ipairs(TIERS) do
+        local rows = call('ZRANGE', key('ready', c, tier), 0, -1, 'WITHSCORES')
+        for i = 1, #rows, 2 do
+          if idle[rows[i]] == nil then
+            idle[rows[i]] = tonumber(rows[i + 1])
+            ids[#ids + 1] = rows[i]
+          end
+        end
+      end
+    end
+    table.sort(ids, function(x, y) return before(idle[x], x, idle[y], y) end)
+    for _, id in ipairs(ids) do
+      local other = agent(id)
+      if routable(other) then match_agent(other) end
+    end
+  end
+end
+
+local function delete_task(t)
+  call('ZREM', key('due', 'wrap'), t.id)
+  call('ZREM', key('due', 'pref'), t.id)
+  call('ZREM', key('due', 'level'), t.id)
+  call('DEL', key('excl', t.id))
+  call('SREM', key('cust', t.cust), t.id)
+  call('SREM', key('tasks'), t.id)
+  -- its decisions outlive it by why_ms, under its conversation (the id before '~')
+  local conv = string.match(t.id, '^([^~]*)')
+  call('HSET', key('why', conv), t.id .. '@' .. t.enq, t.tr or '')
+  call('PEXPIRE', key('why', conv), POL.why_ms)
+  TK[t.id] = false
+end
+
+local function finish(t)
+  note(t, 'ended', t.ag, 'completed')
+  local a = free_holder(t)
+  delete_task(t)
+  emit({'ended', t.id, a.id, 'completed'})
+  match_agent(a)
+end
