@@ -50,6 +50,7 @@ from router.errors import (
     ServiceError,
     unreachable,
 )
+from router.guidance import OUTCOMES
 from router.identity import AgentIdentity
 from router.limits import AgentLimits, FrameLimit, Verdict
 from router.service import Service
@@ -380,6 +381,12 @@ class Session:
     async def on_wrapup_done(self, frame: Frame, ref: Any) -> None:
         await self.service.wrapup_done(self.identity, check.need(frame, "conversation"), ref=ref)
 
+    async def on_suggestion_outcome(self, frame: Frame, ref: Any) -> None:
+        conversation = check.need(frame, "conversation")
+        offer = check.need(frame, "offer")
+        outcome = str(check.choice(frame, "outcome", OUTCOMES))  # required: None is refused
+        await self.service.suggestion_outcome(self.identity, conversation, offer, outcome, ref=ref)
+
     async def on_conversation_transfer(self, frame: Frame, ref: Any) -> None:
         conversation = check.need(frame, "conversation")
         to_agent = check.text(frame, "to_agent", optional=True)
@@ -418,4 +425,5 @@ HANDLERS: Final[Mapping[str, Handler]] = {
     "customer.get": Session.on_customer_get,
     "customer.update": Session.on_customer_update,
     "customer.classify": Session.on_customer_classify,
+    "suggestion.outcome": Session.on_suggestion_outcome,
 }

@@ -83,6 +83,7 @@ def create_app(
         history_limit=settings.agent.history_limit,
         max_backlog_s=settings.events.max_backlog_s,
         lease_s=settings.events.lease_s,
+        guidance=settings.guidance,
     )
     metrics = Metrics()
     service.metrics = metrics

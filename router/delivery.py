@@ -26,7 +26,9 @@ Pairs = Sequence[tuple[int, Mapping[str, Any]]]
 
 # Frame types that always carry customer content; other frames are checked when they carry a
 # customer object (`conversation.customer` or `customer`) or an interaction.
-FILTERED_TYPES: Final = frozenset({"offer", "assigned", "message", "customer"})
+FILTERED_TYPES: Final = frozenset(
+    {"offer", "assigned", "message", "customer", "alert", "suggestion"}
+)
 OFFERS_REMEMBERED: Final = 64  # the offers whose accept can read the conversation early
 
 

@@ -8,7 +8,7 @@ table this module implements.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -157,12 +157,14 @@ def shape(
     effects: Sequence[Effect],
     views: Mapping[str, View],
     answer: tuple[str, Any, str | None] | None = None,
+    guide: Callable[[Frame], list[Frame]] | None = None,
 ) -> Shaped:
     """Frames and conversation states of `effects`, in order (the table in docs/server.md).
 
     `views` must hold every conversation of `needed(effects)`. `answer` = (agent, ref, frame
     type): the first frame of that type to that agent carries the ref; when there is none, an
-    `ack` {ref} is added — every ref gets an answer.
+    `ack` {ref} is added — every ref gets an answer. `guide` (router.guidance) gives the
+    `alert` and `suggestion` frames that follow an offer's or an assignment's frame.
     """
     out = Shaped()
     for effect in effects:
@@ -185,6 +187,8 @@ def shape(
                 "expires_at": rfc3339(effect.expires_at),
             }
             out.frames.append((effect.agent, frame))
+            if guide is not None:
+                out.frames.extend((effect.agent, f) for f in guide(frame["conversation"]))
         elif isinstance(effect, OfferRevoked):
             frame = {
                 "type": "offer.revoked",
@@ -200,6 +204,8 @@ def shape(
                 out.states.append((conv_id, "assigned", effect.agent))
             conv = conversation_view(conv_id, views[conv_id], "assigned")
             out.frames.append((effect.agent, {"type": "assigned", "conversation": conv}))
+            if guide is not None:
+                out.frames.extend((effect.agent, f) for f in guide(conv))
         elif isinstance(effect, AssignmentRevoked):
             frame = {"type": "conversation.revoked", "conversation": conv_id}
             frame["reason"] = effect.reason

@@ -1,7 +1,7 @@
 """Prometheus metrics: the app's counters and gauges, and the text one `/metrics` scrape returns.
 
 `Metrics` keeps its own `CollectorRegistry` (several apps in one process don't clash); the rest
-of the server only calls its five counting methods, with labels from fixed sets so no id ever
+of the server only calls its counting methods, with labels from fixed sets so no id ever
 becomes a label. A scrape adds gauges read from the engine's `queue_stats()` just before
 (`exposition`), so queue figures are never older than the scrape.
 
@@ -30,7 +30,8 @@ _REASON = re.compile(r"[a-z_]{1,32}")
 class Metrics:
     """The app's counters, in its own `CollectorRegistry` (several apps per process don't clash).
 
-    Other modules call these five methods; labels are fixed sets, so no id ever becomes a label:
+    Other modules call these methods; labels are fixed sets (or ids from the settings), so no
+    client-given id ever becomes a label:
 
     * `ingested(result, n=1)` — `/v1/events`: `accepted` or `duplicate` (events), or a refusal
       reason such as `bad_signature` (requests; counted as `refused` and by reason)
@@ -38,6 +39,8 @@ class Metrics:
     * `sent(kind, n=1)` — frames written to sockets of kind `agent`, `ops` or `chat`
     * `session(kind)` — context manager around a socket's life (the `ws_sessions` gauge)
     * `dropped(kind)` — a socket closed because it could not keep up
+    * `guided(kind, rule)` — an `alert` or `suggestion` of a `[[guidance.rules]]` rule shown
+    * `outcome(rule, offer, outcome)` — an agent's `suggestion.outcome`
     """
 
     def __init__(self) -> None:
@@ -50,6 +53,16 @@ class Metrics:
         self._frames = Counter("omniroute_frames_sent", "Frames written", ["kind"], registry=r)
         self._sessions = Gauge("omniroute_ws_sessions", "Open sockets", ["kind"], registry=r)
         self._dropped = Counter("omniroute_ws_dropped", "Sockets too slow", ["kind"], registry=r)
+        # rule and offer ids come from the settings (a bounded set), never from a client
+        self._guided = Counter(
+            "omniroute_guidance_shown", "Alerts and suggestions shown", ["kind", "rule"], registry=r
+        )
+        self._outcomes = Counter(
+            "omniroute_suggestion_outcomes",
+            "Suggestion outcomes agents reported",
+            ["rule", "offer", "outcome"],
+            registry=r,
+        )
         # the children, made once: labels() per call costs a lock and a lookup on hot paths
         self._ingested_by = {
             result: self._ingested.labels(result=result) for result in INGEST_RESULTS
@@ -72,6 +85,14 @@ class Metrics:
 
     def offered(self, n: int = 1) -> None:
         self._offers.inc(n)
+
+    def guided(self, kind: str, rule: str) -> None:
+        """An `alert` or `suggestion` of a configured rule was shown to an agent."""
+        self._guided.labels(kind=kind, rule=rule).inc()
+
+    def outcome(self, rule: str, offer: str, outcome: str) -> None:
+        """An agent answered a suggestion (`accepted` or `declined`) of a configured offer."""
+        self._outcomes.labels(rule=rule, offer=offer, outcome=outcome).inc()
 
     def sent(self, kind: str, n: int = 1) -> None:
         child = self._frames_by.get(kind)

@@ -31,6 +31,7 @@ from router.attendance import Attendance
 from router.customers import Customers
 from router.errors import ServiceError
 from router.frames import Frame, View, conversation_of, needed, shape
+from router.guidance import Guidance, GuidanceRule
 from router.identity import AgentIdentity
 from router.inbound import Inbound
 from router.liveness import Liveness
@@ -61,6 +62,7 @@ class Service:
         max_backlog_s: float = 0.0,
         lease_s: float = 2.0,
         clock: Callable[[], float] = time.time,
+        guidance: Sequence[GuidanceRule] = (),
     ) -> None:
         self.engine = engine
         self.store = store
@@ -80,6 +82,15 @@ class Service:
         self.liveness = Liveness(self, lease_s)
         self.replies = Replies(self)
         self.customers = Customers(self)
+        self.guidance = Guidance(guidance)
+
+    def guide(self, conversation: Frame) -> list[Frame]:
+        """The alerts and suggestions for the agent of `conversation` (router.guidance)."""
+        frames = self.guidance.frames(conversation)
+        if frames and self.metrics is not None:
+            for frame in frames:
+                self.metrics.guided(frame["type"], frame["rule"])
+        return frames
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -181,7 +192,7 @@ class Service:
         for conv_id in needed(effects):
             if conv_id not in views:
                 views[conv_id] = await self.store.view(conv_id, self.history_limit)
-        shaped = shape(effects, views, answer)
+        shaped = shape(effects, views, answer, self.guide)
         if shaped.offers and self.metrics is not None:
             self.metrics.offered(shaped.offers)
         for agent in shaped.offline:
@@ -309,6 +320,29 @@ class Service:
     ) -> None:
         effects = await self.engine_call(self.engine.wrapup_done, conversation, identity.id)
         await self.apply_effects(effects, (identity.id, ref, None))
+
+    async def suggestion_outcome(
+        self, identity: AgentIdentity, conversation: str, offer: str, outcome: str, ref: Any = None
+    ) -> None:
+        """The agent says what became of a suggested offer: counted per rule and offer, and
+        kept on the conversation (meta `offer:<id>` of its latest interaction)."""
+        rule = self.guidance.by_offer.get(offer)
+        if rule is None:
+            raise ServiceError("not_found", f"offer {offer} is not one of the suggestions")
+        task = await self.engine.task_view(conversation)
+        if task is None or task["agent"] != identity.id:
+            raise ServiceError("forbidden", f"conversation {conversation} is not yours")
+        conv = await self.store.conversation(conversation)
+        if conv is not None:
+            history = await self.store.history(conv.customer, self.history_limit)
+            latest = next((i for i in reversed(history) if i.conversation == conversation), None)
+            if latest is not None:
+                await self.store.annotate(conv.customer, latest.id, {f"offer:{offer}": outcome})
+        if self.metrics is not None:
+            self.metrics.outcome(rule.id, offer, outcome)
+        log.info("suggestion.outcome", agent=identity.id, conversation=conversation,
+                 rule=rule.id, offer=offer, outcome=outcome)  # fmt: skip
+        await self.apply_effects([], (identity.id, ref, None))
 
     async def transfer(
         self,

@@ -26,6 +26,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from queues.policy import GROUPS, Policy
 from queues.runtime import engine_kind
+from router.guidance import GuidanceRule, guidance_rules
 from router.settings_keys import (
     ENV_KEYS,
     ENV_ONLY,
@@ -133,6 +134,7 @@ class Settings:
     visitor_secret: str = field(default="", repr=False)  # OMNIROUTE_VISITOR_SECRET
     dispositions: tuple[str, ...] = ("solved",)  # [wrapup] dispositions, offered at Complete
     source: str | None = None  # the user's file, if one was read
+    guidance: tuple[GuidanceRule, ...] = ()  # [[guidance.rules]]: alerts and suggestions
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,9 @@ def _add_file(
         if section == "priority":
             found["priority.rules"] = priority_rules(table)
             continue
+        if section == "guidance":
+            found["guidance.rules"] = guidance_rules(table)
+            continue
         if section == "skills" and isinstance(table, dict):
             table, extras = skill_tables(table)
             found.update(extras)
@@ -214,6 +219,8 @@ def _add_env(env: Mapping[str, str], values: dict[tuple[str, str], Value]) -> No
         if target is None:
             if name.startswith(f"{ENV_PREFIX}PRIORITY_"):
                 raise SettingsError(f"{name}: priority rules are read from config files only")
+            if name.startswith(f"{ENV_PREFIX}GUIDANCE_"):
+                raise SettingsError(f"{name}: guidance rules are read from config files only")
             if name.startswith((f"{ENV_PREFIX}SKILLS_RULES", f"{ENV_PREFIX}SKILLS_WIDEN_BY")):
                 raise SettingsError(
                     f"{name}: skill rules and widen_by are read from config files only"
@@ -294,6 +301,7 @@ def _build(
         voice=VoiceSettings(pbx_url=get("voice", "pbx_url")),
         dispositions=tuple(get("wrapup", "dispositions")),
         source=path,
+        guidance=tables.get("guidance.rules", ()),
     )
 
 

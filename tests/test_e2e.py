@@ -278,10 +278,11 @@ async def servers() -> AsyncIterator[Factory]:
     async def factory(
         store_factory: Callable[[Any], Store] | None = None,
         purge: Callable[[], Awaitable[None]] | None = None,
+        config: str | None = None,
         **overrides: Any,
     ) -> Server:
         domain = f"e2e-{uuid.uuid4().hex[:12]}"
-        settings = load_settings(None, base_env(domain, **overrides))
+        settings = load_settings(config, base_env(domain, **overrides))
         engine = queues.create_engine(settings.policy, settings.redis.url, domain=settings.domain)
         store = store_factory(settings) if store_factory is not None else QuickStore(domain)
         outbound = RecordingPort()
