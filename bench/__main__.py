@@ -31,6 +31,7 @@ import redis.asyncio as aioredis
 
 from bench import probes, report, runs
 from bench.ceiling import redis_ceiling, ws_ceiling
+from bench.guidance_bench import guidance_speed
 from bench.harness import loop_factory, machine_facts, sigterm_as_interrupt
 from bench.redis_local import owned_redis
 from bench.replay_bench import replay_speed
@@ -168,6 +169,8 @@ async def run(args: argparse.Namespace, url: str, started: bool, workdir: Path) 
         size = (20, 2000) if args.quick else (200, 50_000)
         say(f"- replay of a recorded day: {size[0]} agents, {size[1]} conversations …")
         results["replay"] = await replay_speed(*size)
+    say("- guidance rules for one customer, 500 rules in play …")
+    results["guidance"] = guidance_speed(500, 1_000 if args.quick else 5_000)
     report.add_ratios(results)
     results["goals"] = report.goals(results)
     return results

@@ -20,6 +20,7 @@ GOALS = (
     "decision_p99_100k_vs_1k_1.5x",
     "decision_p99_50_skills_vs_none_1.5x",
     "replay_day_200_agents_60s",
+    "guidance_500_rules_p99_1ms",
 )
 # Every routing row carries these keys (the smoke test checks them).
 ROW_KEYS = (
@@ -167,6 +168,9 @@ def goals(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     replayed = results.get("replay") or {}
     day = replayed.get("replay_s") if replayed.get("agents", 0) >= 200 else None
     goal("replay_day_200_agents_60s", day, day is not None and day <= 60)
+    guided = results.get("guidance") or {}
+    p99 = guided.get("p99_ms") if guided.get("rules", 0) >= 500 else None
+    goal("guidance_500_rules_p99_1ms", p99, p99 is not None and p99 <= 1.0)
     return out
 
 
@@ -268,6 +272,15 @@ def render(results: dict[str, Any]) -> str:
             f"replayed under two policies in {fmt(rp['replay_s'])} s (recorded "
             f"{fmt(rp['per_policy_s']['recorded'])} s, new {fmt(rp['per_policy_s']['new'])} s; "
             f"goal ≤ {fmt(rp['goal_s'])} s); making the day took {fmt(rp['record_s'])} s"
+        )
+        lines.append("")
+    gd = results.get("guidance") or {}
+    if gd:
+        lines.append(
+            f"Guidance (bench.guidance_bench): {fmt(gd['rules'])} rules, "
+            f"{fmt(gd['evaluations'])} evaluations for one customer each, "
+            f"{fmt(gd['frames_per_evaluation'])} frames each: p50 {fmt(gd['p50_ms'])} ms, "
+            f"p99 {fmt(gd['p99_ms'])} ms (goal ≤ {fmt(gd['goal_p99_ms'])} ms)"
         )
         lines.append("")
     lines.append("Goals (single node, Redis engine, this machine):")

@@ -3,7 +3,8 @@
 them — an agent sees nothing of a customer its tier may not serve.
 
 It works through its `Service` (store, engine policy, effects → frames); the frames are
-`router.frames`'. Imports `store`, `queues.policy` (the client groups) and `router.frames`,
+`router.frames`'; a profile edit runs the guidance rules again (`router.guidance`, through the
+Service). Imports `store`, `queues.policy` (the client groups) and `router.frames`,
 `router.errors`, `router.identity`; no aiohttp.
 """
 
@@ -16,7 +17,7 @@ import structlog
 
 from queues.policy import GROUPS
 from router.errors import ServiceError
-from router.frames import classified_frame, customer_frame, customer_view
+from router.frames import Frame, classified_frame, conversation_view, customer_frame, customer_view
 from router.identity import AgentIdentity
 from store.errors import StaleVersion
 from store.model import Customer, edit_refusal
@@ -69,8 +70,22 @@ class Customers:
                 f"customer {customer} changed since version {version}",
                 {"customer": customer_view(stale.current)},
             ) from stale
-        await svc.store.push([(identity.id, customer_frame(updated, ref))])
+        frames = [customer_frame(updated, ref), *await self._guidance(identity, updated)]
+        await svc.store.push([(identity.id, frame) for frame in frames])
         log.info("customer.updated", agent=identity.id, customer=customer, fields=sorted(fields))
+
+    async def _guidance(self, identity: AgentIdentity, customer: Customer) -> list[Frame]:
+        """The profile changed: the guidance rules again, for the agent's conversation with
+        this customer (router.guidance), when the agent holds it."""
+        svc = self.service
+        conv_id = customer.open_conversation
+        if not conv_id or not svc.guidance.rules:
+            return []
+        task = await svc.engine.task_view(conv_id)
+        if task is None or task["agent"] != identity.id:
+            return []
+        view = await svc.store.view(conv_id, svc.history_limit)
+        return svc.guide(conversation_view(conv_id, view))
 
     async def classify(
         self, identity: AgentIdentity, customer: str, group: str, ref: Any = None

@@ -211,3 +211,29 @@ async def test_outcomes_are_refused_when_they_cannot_be_true(
     assert foreign["type"] == "error" and foreign["code"] == "forbidden"
     bad = await a1.request("suggestion.outcome", conversation=conv, offer="wb-5", outcome="maybe")
     assert bad["type"] == "error" and bad["code"] == "invalid" and bad["field"] == "outcome"
+
+
+async def test_a_profile_edit_runs_the_rules_again(make_server: Factory, tmp_path: Path) -> None:
+    rules = (
+        RULES
+        + """
+[[guidance.rules]]
+id = "teacher"
+kind = "alert"
+text = "Teachers get the education tariff"
+when = [{ field = "job", op = "eq", value = "teacher" }]
+"""
+    )
+    server = await make_server(config=write(tmp_path, rules))
+    desk = await server.connect("a1")
+    conv = await server.send_event(event(body="hi", profile={"country": "FR"}))
+    assigned = await take(desk, conv)
+    customer = assigned["conversation"]["customer"]
+    assert [f for f in await desk.quiet() if f["type"] == "alert"] == []
+    answer = await desk.request(
+        "customer.update", customer=customer["id"], version=customer["version"],
+        fields={"job": "teacher"},
+    )  # fmt: skip
+    assert answer["type"] == "customer"
+    alerts = [f for f in await desk.quiet() if f["type"] == "alert"]
+    assert [(a["rule"], a["conversation"]) for a in alerts] == [("teacher", conv)]

@@ -89,13 +89,14 @@ IMPORTS: dict[str, set[str]] = {
     "store": {"queues"},
     "replay": {"queues"},
     "router": {"agent_state", "channels", "config", "queues", "replay", "store"},
-    "bench": {"chaos", "queues", "replay", "store"},
+    "bench": {"chaos", "queues", "replay", "router", "store"},
     "chaos": {"bench", "channels", "queues", "router", "store"},
 }
 # Where a test tool leans on the other, the one module it may use.
 THROUGH: dict[tuple[str, str], set[str]] = {
     ("bench", "chaos"): {"chaos.processes"},  # a free port, a throw-away redis-server
     ("chaos", "bench"): {"bench.runs"},  # the load generator and desktops, one way to measure
+    ("bench", "router"): {"router.guidance"},  # rules timed in process (the rest as a server)
 }
 
 
