@@ -79,38 +79,39 @@ def hard_ok(wire: Mapping[str, Any], have: Mapping[str, int], reqs: list[tuple[s
     return all(have.get(name, 0) >= level for name, level in reqs if name in hard)
 
 
-def cutoff(
-    wire: Mapping[str, Any], have: Mapping[str, int], reqs: list[tuple[str, int]], now: int
+def lacking_wait(
+    wire: Mapping[str, Any], have: Mapping[str, int], reqs: list[tuple[str, int]]
 ) -> int | None:
-    """The latest arrival (ms) of work needing `reqs` that an agent with skills `have` may take
-    at `now`, as far as skills go: `now` when it meets them all, earlier by the widening of
-    each preferred skill it lacks, None when it lacks a hard one."""
-    cut = now
+    """How long (ms) work needing `reqs` must have waited before an agent with skills `have`
+    may take it: 0 when it meets them all, the longest widening of the preferred ones it
+    lacks (or has below the minimum), None when it lacks a hard one."""
+    wait = 0
     hard = wire["sk_hard"]
     for name, level in reqs:
         if have.get(name, 0) >= level:
             continue
         if name in hard:
             return None
-        cut = min(cut, now - widen_ms(wire, name))
-    return cut
+        wait = max(wait, widen_ms(wire, name))
+    return wait
+
+
+def cutoff(
+    wire: Mapping[str, Any], have: Mapping[str, int], reqs: list[tuple[str, int]], now: int
+) -> int | None:
+    """The latest arrival (ms) of work needing `reqs` that an agent with skills `have` may take
+    at `now`, as far as skills go; None when it lacks a hard one."""
+    wait = lacking_wait(wire, have, reqs)
+    return None if wait is None else now - wait
 
 
 def fits_at(
     wire: Mapping[str, Any], have: Mapping[str, int], reqs: list[tuple[str, int]], enq: int
 ) -> int | None:
-    """From when (ms) an agent with skills `have` may take work that arrived at `enq`: `enq`
-    when it meets every skill, later by the widening of each preferred one it lacks, None
+    """From when (ms) an agent with skills `have` may take work that arrived at `enq`; None
     when it lacks a hard one (explain's `missing_skill` and `preferred_skill`)."""
-    at = enq
-    hard = wire["sk_hard"]
-    for name, level in reqs:
-        if have.get(name, 0) >= level:
-            continue
-        if name in hard:
-            return None
-        at = max(at, enq + widen_ms(wire, name))
-    return at
+    wait = lacking_wait(wire, have, reqs)
+    return None if wait is None else enq + wait
 
 
 def widen_moments(wire: Mapping[str, Any], reqs: list[tuple[str, int]], enq: int) -> list[int]:

@@ -8,19 +8,7 @@ import pytest
 
 from queues.policy import SkillRule
 from router.settings import load_settings
-from router.settings_keys import SettingsError
-
-
-def write(tmp_path: Path, text: str) -> str:
-    path = tmp_path / "omniroute.toml"
-    path.write_text(text, encoding="utf-8")
-    return str(path)
-
-
-def error_of(path: str | None, env: dict[str, str] | None = None) -> str:
-    with pytest.raises(SettingsError) as caught:
-        load_settings(path, env or {})
-    return str(caught.value)
+from tests.test_settings import error_of, write
 
 
 def test_the_shipped_file_asks_for_no_skills() -> None:
