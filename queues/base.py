@@ -39,6 +39,7 @@ from queues.effects import Effect, QueueStats, RawEffect, decode_effect
 from queues.errors import Invalid, RoutingError
 from queues.policy import CHANNELS, GROUPS, TIERS, Policy
 from queues.skills import check_skills, signature
+from queues.views import AgentView, Dump, TaskView
 
 log = structlog.get_logger("omniroute.queues")
 
@@ -359,22 +360,20 @@ class RoutingEngine(ABC):
             for row in rows
         ]
 
-    async def agent_view(self, agent: str) -> dict[str, Any] | None:
+    async def agent_view(self, agent: str) -> AgentView | None:
         """One agent's state: tier, chosen and shown state, capacity and load per channel, and
         the tasks it holds (reserved, assigned or in wrap-up)."""
-        view: dict[str, Any] | None = await self._read(
-            "agent", self._now_ms(None), {"agent": agent}
-        )
+        view: AgentView | None = await self._read("agent", self._now_ms(None), {"agent": agent})
         return view
 
-    async def agents(self) -> list[dict[str, Any]]:
+    async def agents(self) -> list[AgentView]:
         """Every agent's view (as `agent_view`), by id — for ops; one round trip."""
-        views: list[dict[str, Any]] = await self._read("agents", self._now_ms(None), {})
+        views: list[AgentView] = await self._read("agents", self._now_ms(None), {})
         return views
 
-    async def task_view(self, task: str) -> dict[str, Any] | None:
+    async def task_view(self, task: str) -> TaskView | None:
         """One task's state: channel, group, priority, state, agent, reservation."""
-        view: dict[str, Any] | None = await self._read("task", self._now_ms(None), {"task": task})
+        view: TaskView | None = await self._read("task", self._now_ms(None), {"task": task})
         return view
 
     async def why_raw(
@@ -389,9 +388,9 @@ class RoutingEngine(ABC):
         result: dict[str, Any] = await self._read("why", self._now_ms(now), args)
         return result
 
-    async def dump(self) -> dict[str, Any]:
+    async def dump(self) -> Dump:
         """Every task and agent, normalised — for tests and debugging, not for hot paths."""
-        result: dict[str, Any] = await self._read("dump", self._now_ms(None), {})
+        result: Dump = await self._read("dump", self._now_ms(None), {})
         return result
 
 

@@ -30,6 +30,7 @@ from aiohttp import WSMsgType, web
 
 from queues.base import RoutingEngine
 from queues.effects import QueueStats
+from queues.views import AgentView
 from router.auth import AuthError, subprotocol_token, verify_token
 from router.clock import rfc3339
 from router.codec import JSON
@@ -70,7 +71,7 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def agent_row(view: dict[str, Any]) -> dict[str, Any]:
+def agent_row(view: AgentView) -> dict[str, Any]:
     """An agent as `/v1/agents` shows it: ids, tier, states and numbers — no names."""
     return {
         "id": view["id"],

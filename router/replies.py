@@ -28,6 +28,7 @@ import structlog
 
 from channels.base import ChannelRefused, Delivered, OutboundMessage
 from queues.policy import CHANNELS
+from queues.views import TaskView
 from router.errors import ServiceError
 from router.frames import reply_taken_frame, status_frame
 from router.identity import AgentIdentity
@@ -98,7 +99,7 @@ class Replies:
         log.info("message.sent", agent=identity.id, conversation=conversation, channel=channel)
         return interaction
 
-    async def _holding(self, identity: AgentIdentity, conversation: str) -> dict[str, Any]:
+    async def _holding(self, identity: AgentIdentity, conversation: str) -> TaskView:
         task = await self.service.engine.task_view(conversation)
         if task is None:
             raise ServiceError("not_found", f"conversation {conversation} is not open")

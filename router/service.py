@@ -26,6 +26,7 @@ from channels.base import ChannelPorts, OutboundPort
 from queues.base import RoutingEngine
 from queues.effects import Assigned, Effect, PresenceChanged, TaskEnded
 from queues.errors import RoutingError
+from queues.views import TaskView
 from router.admission import Admission
 from router.attendance import Attendance
 from router.customers import Customers
@@ -268,7 +269,7 @@ class Service:
 
     async def _held_by(
         self, identity: AgentIdentity, task_id: str, state: str = "assigned"
-    ) -> dict[str, Any] | None:
+    ) -> TaskView | None:
         """The task's view when the agent holds it in `state`, else None."""
         task = await self.engine.task_view(task_id)
         held = task is not None and task["agent"] == identity.id and task["state"] == state
