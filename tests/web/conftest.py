@@ -105,10 +105,12 @@ class Site:
         return conv.customer
 
 
-@pytest.fixture
-async def site() -> AsyncIterator[Site]:
+@contextlib.asynccontextmanager
+async def open_site(config: str | None = None) -> AsyncIterator[Site]:
+    """A server of the memory engine on a free port, with the settings file `config` if
+    given (a test that needs rules of its own, such as `[[guidance.rules]]`)."""
     domain = f"web-{uuid.uuid4().hex[:12]}"
-    settings = load_settings(None, base_env(domain))
+    settings = load_settings(config, base_env(domain))
     engine = queues.create_engine(settings.policy, settings.redis.url, domain=settings.domain)
     app = create_app(settings, engine, QuickStore(domain), snapshot_interval_s=0.25)
     runner, base = await serve_app(app)
@@ -121,6 +123,12 @@ async def site() -> AsyncIterator[Site]:
                 await asyncio.wait_for(ws.close(), WAIT)
         await running.http.close()
         await asyncio.wait_for(runner.cleanup(), 15)
+
+
+@pytest.fixture
+async def site() -> AsyncIterator[Site]:
+    async with open_site() as running:
+        yield running
 
 
 class Browser:

@@ -10,6 +10,7 @@
 // after a reload still says which conversation or customer it belongs to.
 
 import { $, claims, clock, dropToken, el, saveToken, seconds, Socket, takeToken, tokenProblem } from "./common.js";
+import { GuidancePanel } from "./guidance.js";
 import { mountWhy } from "./why.js";
 
 const PAGE = "desktop";
@@ -178,6 +179,12 @@ const FRAMES = {
     keepCustomer(conv.customer);
     if (live) alertOffer(f);
   },
+  alert(f) {
+    guidance.take(f);
+  },
+  suggestion(f) {
+    guidance.take(f);
+  },
   "offer.revoked"(f) {
     S.offers.delete(f.reservation);
     if (f.reason === "reclassified") {
@@ -258,6 +265,8 @@ const FRAMES = {
       purge(id, "completed");
     } else if (what === "reject") {
       S.offers.delete(id);
+    } else if (what === "outcome" && id) {
+      guidance.answered(...id.split(" "));
     } else if (what === "transfer" && live) {
       notice("Transferred.");
     } else if (what === "classify" && f.customer) {
@@ -280,6 +289,7 @@ const FRAMES = {
       for (const conv of [...S.convs.values()]) if (conv.customer === id) purge(conv.id, "reclassified");
       return;
     }
+    if (what === "outcome" && id) guidance.refused(...id.split(" "));
     if ((what === "accept" || what === "reject") && ["expired", "not_found", "forbidden"].includes(f.code)) {
       S.offers.delete(id);
     }
@@ -322,6 +332,7 @@ function addInteraction(conv, ix) {
 function purge(convId, reason) {
   const conv = S.convs.get(convId);
   S.convs.delete(convId);
+  guidance.drop(convId);
   for (const [r, o] of S.offers) if (o.conversation?.id === convId) S.offers.delete(r);
   store.drop(`reply.${convId}`);
   store.drop(`wrapup.${convId}`);
@@ -343,6 +354,7 @@ function resetWork() {
   S.offers.clear();
   S.convs.clear();
   S.customers.clear();
+  guidance.clear();
   S.selected = null;
   S.conflict = null;
   $("reply").value = "";
@@ -417,6 +429,7 @@ function render() {
   renderConvs();
   renderConversation();
   renderCustomer();
+  renderGuidance();
 }
 
 // Keyed lists: existing items are updated, not rebuilt, so a button under the pointer stays.
@@ -549,6 +562,13 @@ function renderConversation() {
   }
 }
 
+// Alerts and suggestions of the conversation on screen; a completed one (in wrap-up) has none.
+function renderGuidance() {
+  guidance.keep(new Set([...S.convs.keys(), ...[...S.offers.values()].map((o) => o.conversation?.id)]));
+  const conv = S.convs.get(S.selected);
+  guidance.render(conv && conv.state !== "wrapup" ? conv.id : null);
+}
+
 function timelineItem(conv, ix) {
   const meta = [ix.channel, ix.direction === "out" ? "sent" : "received", clock(ix.at)];
   if (ix.conversation && ix.conversation !== conv.id) meta.push("earlier conversation");
@@ -620,6 +640,12 @@ function accept(reservation) {
 
 function reject(reservation) {
   request("offer.reject", { reservation }, "reject", reservation);
+}
+
+// The ref says which suggestion it answers, so a replayed ack marks it after a reload too.
+function answerSuggestion(conversation, offer, outcome) {
+  const fields = { conversation, offer, outcome };
+  return request("suggestion.outcome", fields, "outcome", `${conversation} ${offer} ${outcome}`);
 }
 
 function oldestOffer() {
@@ -813,6 +839,7 @@ function wire() {
   }, 1000);
 }
 
+const guidance = new GuidancePanel($("guidance"), answerSuggestion);
 wire();
 mountWhy($("why"), () => S.token, () => S.selected); // the selected conversation by default
 
