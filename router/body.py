@@ -47,12 +47,19 @@ async def read_raw(request: web.Request, limit: int, timeout_s: float) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise BodyRefused("too_large", message)
     body = bytearray()
+
+    async def read() -> None:
+        while chunk := await request.content.read(limit + 1 - len(body)):
+            body.extend(chunk)
+            if len(body) > limit:
+                raise BodyRefused("too_large", message, len(body))
+
     try:
-        async with asyncio.timeout(timeout_s):
-            while chunk := await request.content.read(limit + 1 - len(body)):
-                body += chunk
-                if len(body) > limit:
-                    raise BodyRefused("too_large", message, len(body))
+        if request.content.is_eof():  # the whole body is here already: reading cannot wait
+            await read()
+        else:
+            async with asyncio.timeout(timeout_s):
+                await read()
     except TimeoutError:
         message = f"the body did not arrive within {timeout_s:g} s"
         raise BodyRefused("timeout", message, len(body)) from None
