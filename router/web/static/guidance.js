@@ -2,8 +2,9 @@
 // after an `offer` and after an `assigned` (router/guidance.py), shown for the conversation on
 // screen. Both moments usually send the same rules again, so everything is kept by
 // conversation and rule: a repeat replaces the frame, never adds a second line, and keeps
-// what the agent already answered. The page (desktop.js) owns the socket: it hands frames in,
-// says which conversations are still on the page, and sends `suggestion.outcome` for us.
+// what the agent already answered. The page owns the socket: desk-state.js holds the panel
+// and sends `suggestion.outcome` for us, desk-frames.js hands frames in, and
+// desk-conversation.js says which conversations are still on the page.
 // Texts come from the policy and are set as text, never as HTML. Imports common.js only.
 
 import { el } from "./common.js";
