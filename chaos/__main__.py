@@ -103,7 +103,7 @@ SCENARIOS: dict[str, tuple[str, str, Run]] = {
         "0 accepted lost; the accepted offered within max_backlog_s (p99_s ≤ 10); "
         "the rest refused 503",
         lambda d, q: scenarios.overload(
-            d, rate=400 if q else 1000, seconds=5 if q else 60, agents=50 if q else 300
+            d, rate=400 if q else 2000, seconds=5 if q else 60, agents=50 if q else 300
         ),
     ),
 }
