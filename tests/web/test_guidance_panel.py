@@ -14,40 +14,21 @@ from playwright.async_api import expect
 from router.app import SERVICE_KEY
 from tests.support import eventually
 from tests.test_e2e import event
+from tests.test_guidance import RULES as GUIDED
 from tests.web.conftest import Browser, Site, agent_token, open_site, shot
 from tests.web.test_desktop_page import accept_offer, go_available, sign_in
 
-RULES = """
-[[guidance.rules]]
-id = "loyal"
-kind = "alert"
-level = "warning"
-text = "Holds 100 coins or more: thank them"
-when = [{ field = "coins", op = "gte", value = 100 }]
-
+# the rules of tests/test_guidance.py, and a second alert
+RULES = (
+    GUIDED
+    + """
 [[guidance.rules]]
 id = "topped-up"
 kind = "alert"
 text = "Has topped up before"
 when = [{ field = "top_up", op = "truthy", value = true }]
-
-[[guidance.rules]]
-id = "winback-small"
-kind = "suggestion"
-weight = 5
-offer = { id = "wb-5", title = "5 % off", text = "Five per cent off the next top-up" }
-when = [{ field = "country", op = "eq", value = "DE" }]
-
-[[guidance.rules]]
-id = "winback-big"
-kind = "suggestion"
-weight = 10
-offer = { id = "wb-10", title = "10 % off", text = "Ten per cent off for three months" }
-when = [
-  { field = "country", op = "eq", value = "DE" },
-  { field = "top_up", op = "truthy", value = true },
-]
 """
+)
 MATCHING = {"coins": 150, "country": "DE", "top_up": True}
 OTHER = {"coins": 5, "country": "FR"}
 
