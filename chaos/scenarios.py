@@ -367,9 +367,9 @@ async def overload(
 ) -> Figures:
     """An open-loop load above what one node on Redis routes (about 900/s on the benchmark's
     machine, 2026-12-04: the full run offers 2,000/s), through the benchmark's own load
-    generator and desktops. With `[events] max_backlog_s` (10 s) ingest refuses what it cannot route in time: what was accepted is
-    offered within the bound (post to offer on the desktop, p99), and nothing accepted is
-    lost."""
+    generator and desktops. With `[events] max_backlog_s` (10 s) ingest refuses what it
+    cannot route in time: what was accepted is offered within the bound (post to offer on the
+    desktop, p99), and nothing accepted is lost."""
     from bench import runs  # the benchmark's load generator and desktops: one way to measure
     from router.settings import EventSettings
 
