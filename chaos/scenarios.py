@@ -231,6 +231,9 @@ async def two_desktops(workdir: Path) -> Figures:
 # -- Redis kill -9 with AOF ---------------------------------------------------------------------
 
 
+RECOVER_S = 10.0  # the node accepts again within this long after the load loop
+
+
 async def redis_kill(workdir: Path, seconds: float = 6.0, rate: float = 100.0) -> Figures:
     """Steady ingest while Redis is killed with SIGKILL and restarted on its append-only file
     (fsync every second) a second later. Every event answered 202 must be in Redis after the
@@ -265,8 +268,15 @@ async def redis_kill(workdir: Path, seconds: float = 6.0, rate: float = 100.0) -
                 await c.start_redis(port)
                 restarted = True
             await asyncio.sleep(1 / rate)
-        # the node came back by itself: one more event is accepted, and the log drains
-        await post_events(c.http, node, [chat_event("r-last", "r-last", None)])
+        # the node comes back by itself: one more event is accepted (a 503 meanwhile is the
+        # gate waiting for the consumer to read again), and the log drains
+        last, back_at = sign(chat_event("r-last", "r-last", None)), time.monotonic()
+        status, answer = await post_raw(c.http, node, last)
+        while status != 202 and time.monotonic() - back_at < RECOVER_S:
+            await asyncio.sleep(0.1)
+            status, answer = await post_raw(c.http, node, last)
+        assert status == 202, f"not accepting {RECOVER_S} s after the loop: {status} {answer}"
+        recovered = time.monotonic() - back_at
         drained = await until_drained(c.redis_url, 30.0)
         store = RedisStore(c.redis_url)
         await store.start()
@@ -282,6 +292,7 @@ async def redis_kill(workdir: Path, seconds: float = 6.0, rate: float = 100.0) -
         "acked_lost": lost,
         "refused": n - len(accepted),
         "refused_window_s": round(window, 2),
+        "accepting_again_after_s": round(recovered, 2),
         "drained_after_s": round(drained, 2),
         "statuses": " ".join(f"{k}:{v}" for k, v in sorted(statuses.items())),
     }
