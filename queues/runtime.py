@@ -109,8 +109,13 @@ class Registry(ABC):
 
     def helpers(self) -> str:
         """The helpers every operation starts with: the `lib` files, in order, one after the
-        other as one text (one Lua chunk, so a local of one file is seen by the next)."""
-        return "".join(lua_text(self.package, name) for name in self.lib)
+        other as one text (one Lua chunk, so a local of one file is seen by the next). A name
+        `package:file` is another package's (the store opens with `queues:core`)."""
+        parts = []
+        for name in self.lib:
+            package, _, file = name.rpartition(":")
+            parts.append(lua_text(package or self.package, file))
+        return "".join(parts)
 
     @abstractmethod
     def procedures(self, client: aioredis.Redis[bytes]) -> dict[str, Procedure]:

@@ -46,7 +46,8 @@ SCRIPTS = ScriptSet(
         "nodes",
         "desk",
     ),
-)  # one EVALSHA script each: store/lua/lib.lua, then the operation
+    ("queues:core", "lib"),
+)  # one EVALSHA script each: queues/lua/core.lua and store/lua/lib.lua, then the operation
 GROUP = "router"
 SEND_GROUP = "send"  # the consumer group of the outgoing jobs (stream `out`)
 

@@ -62,16 +62,17 @@ def test_refusals_map_codes_to_each_engines_errors() -> None:
 
 def test_lua_is_loaded_as_before() -> None:
     """The engine's library name carries a digest of its code, and its helpers are the LIB
-    files in order, before the first operation; the store's scripts are lib.lua, a newline,
-    then the operation."""
+    files in order (the shared core.lua first), before the first operation; the store's
+    scripts are the same core.lua, lib.lua, a newline, then the operation."""
     name, code = LIBRARY.library()
     assert name.startswith("omniroute_engine_") and len(name) == len("omniroute_engine_") + 12
-    assert code.startswith(f"#!lua name={name}\n-- lib_core.lua")
+    assert code.startswith(f"#!lua name={name}\n-- core.lua")
     starts = [code.index(f"\n-- {piece}.lua") for piece in LIB[1:]]
     assert starts == sorted(starts) and starts[-1] < code.index("redis.register_function")
     assert f"redis.register_function('{name}_accept', function(KEYS, ARGV)\n" in code
-    assert SCRIPTS.source("read").startswith("-- lib.lua")
-    assert "\n-- read.lua" in SCRIPTS.source("read")
+    read = SCRIPTS.source("read")
+    assert read.startswith("-- core.lua")
+    assert read.index("\n-- lib.lua") < read.index("\n-- read.lua")
 
 
 def test_one_switch_makes_both_engines_from_the_settings() -> None:

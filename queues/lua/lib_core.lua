@@ -1,8 +1,8 @@
--- lib_core.lua: the call every routing operation starts with: its state, the keys, the records
--- and the entry point (docs/routing.md, step by step). The engine loads the helpers' files in
--- order (queues/redis.py, LIB; this one first), then every operation, as one Redis function
--- library: the helpers' top level runs once per load, and each call starts with begin(KEYS,
--- ARGV). The files are one chunk: a local of one file is seen by the files after it.
+-- lib_core.lua: the call every routing operation starts with: its state, the records and the
+-- entry point (docs/routing.md, step by step). The engine loads the helpers' files in order
+-- (queues/redis.py, LIB: core.lua, the key builder both engines share, then this one), then
+-- every operation, as one Redis function library: the helpers' top level runs once per load,
+-- and each call starts with begin(KEYS, ARGV). The files are one chunk: a local of one file is seen by the files after it.
 -- KEYS[1] - the domain anchor: its reservation counter, omniroute:{DOMAIN}:seq
 -- ARGV[1] - the key prefix, omniroute:{DOMAIN}:
 -- ARGV[2] - now, in ms since the epoch (time is passed in; never TIME)
@@ -15,7 +15,7 @@
 
 -- the state of one call, set by begin(); the policy's decoded tables are kept between calls
 -- (keyed by the policy's bytes: decoding them is a good part of a small call's cost)
-local ANCHOR, PREFIX, NOW, POL, ARG, CH, TIERS, FX
+local ANCHOR, NOW, POL, ARG, CH, TIERS, FX -- PREFIX is core.lua's
 local ALLOWED, BLOCKS, HARD
 local AG, TK, RAW_A, RAW_T, LOGGED
 local POLICIES, POLICY_COUNT = {}, 0
@@ -51,21 +51,8 @@ local function begin(keys, argv)
   FX, AG, TK, RAW_A, RAW_T, LOGGED = {}, {}, {}, {}, {}, {}
 end
 
--- the one key builder: omniroute:{DOMAIN}:part1:part2...
-local function key(...)
-  return PREFIX .. table.concat({...}, ':')
-end
-
-local function call(...)
-  return redis.call(...)
-end
-
 local function emit(row)
   FX[#FX + 1] = row
-end
-
-local function refuse(code, msg)
-  return {err = code, msg = msg}
 end
 
 -- byte-wise string order (Lua's `<` follows the server locale; zsets and Python use bytes)

@@ -7,21 +7,8 @@
 -- and written back by finish() only when changed. Refusals come before the first write.
 -- Strings that mean "none" are '' (msgpack nil would drop the key).
 
-local PREFIX = ARGV[1]
+PREFIX = ARGV[1] -- core.lua's key(), call() and refuse() come before this file
 local ARG = cmsgpack.unpack(ARGV[2])
-
--- the one key builder: omniroute:{DOMAIN}:part1:part2... (ids always last)
-local function key(...)
-  return PREFIX .. table.concat({...}, ':')
-end
-
-local function call(...)
-  return redis.call(...)
-end
-
-local function refuse(code, msg)
-  return {err = code, msg = msg}
-end
 
 local function next_id(kind)
   return kind .. '-' .. call('HINCRBY', KEYS[1], kind, 1)
