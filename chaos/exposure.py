@@ -157,7 +157,7 @@ async def mime(workdir: Path, rounds: int = 1) -> Figures:
 
 # -- PII canaries through every path ------------------------------------------------------------
 
-TAIL = "7c1e"  # in every canary: any fragment of one that reaches the log is found
+TAIL = "zq7k"  # in every canary (not hex, so no random id holds it): any fragment of one found
 EMAIL = f"canary-mail-{TAIL}@example.org"
 PHONE = "+49 151 8737 2291"  # normalised by ingest to +4915187372291
 PHONE_DIGITS = "4915187372291"

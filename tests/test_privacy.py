@@ -34,21 +34,21 @@ from tests.test_e2e import (
     sign,
 )
 
-BODY = "CANARY-BODY-8f3a"
-SUBJECT = "CANARY-SUBJECT-8f3a"
-NAME = "CANARY-NAME-8f3a"  # the agent's display name (a token claim)
-EMAIL = "canary-mail-8f3a@example.org"
+BODY = "CANARY-BODY-xq8z"
+SUBJECT = "CANARY-SUBJECT-xq8z"
+NAME = "CANARY-NAME-xq8z"  # the agent's display name (a token claim)
+EMAIL = "canary-mail-xq8z@example.org"
 PHONE = "+49 151 8737 2291"  # normalised by ingest to +4915187372291
 PHONE_DIGITS = "4915187372291"
-VCARD = "CANARY-VCARD-8f3a likes tea"
-FIRST_NAME = "CANARY-FIRSTNAME-8f3a"
-CITY = "CANARY-CITY-8f3a"
-JOB = "CANARY-JOB-8f3a"
-ZIP = "CANARY-ZIP-8f3a"
+VCARD = "CANARY-VCARD-xq8z likes tea"
+FIRST_NAME = "CANARY-FIRSTNAME-xq8z"
+CITY = "CANARY-CITY-xq8z"
+JOB = "CANARY-JOB-xq8z"
+ZIP = "CANARY-ZIP-xq8z"
 LAST_IP = "203.0.113.87"
-KEY = "CANARY-KEY-8f3a"  # an unknown field name chosen by the sender
-TYPE = "CANARY-TYPE-8f3a"
-BAD_TOKEN = "CANARY-TOKEN-8f3a"
+KEY = "CANARY-KEY-xq8z"  # an unknown field name chosen by the sender
+TYPE = "CANARY-TYPE-xq8z"
+BAD_TOKEN = "CANARY-TOKEN-xq8z"
 
 CANARIES = [
     BODY,
@@ -66,7 +66,7 @@ CANARIES = [
     KEY,
     TYPE,
     BAD_TOKEN,
-    "8f3a",  # the common tail: any fragment of any canary
+    "xq8z",  # the common tail: any fragment of any canary (not hex: random ids never hold it)
 ]
 
 
