@@ -63,6 +63,17 @@ class Store(ABC):
     claim_idle_ms: int = 30_000
     outbox_keep: int = 1_000
 
+    def _tune(
+        self, dedupe_s: int | None, claim_idle_ms: int | None, outbox_keep: int | None
+    ) -> None:
+        """The limits a backend was built with, over the defaults above (None: the default)."""
+        if dedupe_s is not None:
+            self.dedupe_s = dedupe_s
+        if claim_idle_ms is not None:
+            self.claim_idle_ms = claim_idle_ms
+        if outbox_keep is not None:
+            self.outbox_keep = outbox_keep
+
     async def start(self) -> None:  # noqa: B027 - the memory store has nothing to start
         """Connect, load scripts, create the consumer group. Idempotent."""
 

@@ -95,12 +95,7 @@ class MemoryStore(MemoryLog):
     ) -> None:
         self.domain = domain
         super().__init__(clock)
-        if dedupe_s is not None:
-            self.dedupe_s = dedupe_s
-        if claim_idle_ms is not None:
-            self.claim_idle_ms = claim_idle_ms
-        if outbox_keep is not None:
-            self.outbox_keep = outbox_keep
+        self._tune(dedupe_s, claim_idle_ms, outbox_keep)
         self.thread_s = THREAD_S
         self._customers: dict[str, CustomerRecord] = {}
         self._conversations: dict[str, ConversationRecord] = {}

@@ -72,12 +72,7 @@ class RedisBase(Store):
         self._rt = Runtime(Namespace(domain), SCRIPTS, "ids", url=url, client=client)
         self._key = self._rt.namespace.key  # the one key builder; `key()` in lib.lua mirrors it
         self._clock = clock
-        if dedupe_s is not None:
-            self.dedupe_s = dedupe_s
-        if claim_idle_ms is not None:
-            self.claim_idle_ms = claim_idle_ms
-        if outbox_keep is not None:
-            self.outbox_keep = outbox_keep
+        self._tune(dedupe_s, claim_idle_ms, outbox_keep)
         self.thread_s = THREAD_S
         self._log = self._key("log")
         self._group_ready = False
