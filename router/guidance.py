@@ -15,19 +15,20 @@ send-time tier filter (`router.delivery`) holds them back from a tier that may n
 customer. Logs name rules and offers by id, never customer content.
 
 Pure: no I/O, no aiohttp. Imports `queues.policy` (the conditions) and
-`router.settings_keys` (the errors of a bad rule).
+`router.settings_keys`/`router.settings_policy` (a rule's rows and conditions checked as the
+priority rules' are, and their errors).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from queues.policy import OPERATORS, holds
+from queues.policy import holds
 from router.settings_keys import SettingsError, listing, show
+from router.settings_policy import condition, rule_rows
 
 KINDS: Final = ("alert", "suggestion")
 LEVELS: Final = ("info", "warning")
@@ -145,14 +146,7 @@ class Guidance:
 
 def guidance_rules(table: Any) -> tuple[GuidanceRule, ...]:
     """The `[guidance]` table of one file: its `rules`, each checked; errors name the row."""
-    if not isinstance(table, dict):
-        raise SettingsError(f"[guidance]: must be a table, got {show(table)}")
-    for key in table:
-        if key != "rules":
-            raise SettingsError(f"[guidance] {key}: unknown key (known: rules)")
-    rows = table.get("rules", [])
-    if not isinstance(rows, list) or len(rows) > MAX_RULES:
-        raise SettingsError(f"[guidance] rules: must be a list of at most {MAX_RULES} rules")
+    rows = rule_rows(table, "guidance", MAX_RULES)
     rules = tuple(_rule(row, f"[[guidance.rules]] #{n}") for n, row in enumerate(rows, 1))
     seen: set[str] = set()
     offers: set[str] = set()
@@ -222,15 +216,4 @@ def _rule(row: Any, label: str) -> GuidanceRule:
 def _condition(row: Any, label: str) -> Condition:
     if not isinstance(row, dict) or set(row) != {"field", "op", "value"}:
         raise SettingsError(f"{label}: must be a table of field, op, value, got {show(row)}")
-    name, op, value = row["field"], row["op"], row["value"]
-    if not isinstance(name, str) or not name:
-        raise SettingsError(f"{label} field: must be a non-empty string")
-    if op not in OPERATORS:
-        raise SettingsError(f"{label} op: must be one of {listing(OPERATORS)}, got {show(op)}")
-    if op in ("gt", "gte", "lt", "lte") and (
-        not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value)
-    ):
-        raise SettingsError(f"{label} value: must be a number for op {op!r}, got {show(value)}")
-    if op == "in" and not isinstance(value, list):
-        raise SettingsError(f"{label} value: must be a list for op 'in', got {show(value)}")
-    return Condition(name, op, tuple(value) if isinstance(value, list) else value)
+    return Condition(*condition(row, label))

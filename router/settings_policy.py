@@ -32,16 +32,25 @@ _RULE_KEYS = ("field", "op", "value", "points")
 _SKILL_RULE_KEYS = ("field", "op", "value", "skill", "min")
 
 
-def priority_rules(table: Any) -> tuple[PriorityRule, ...]:
-    """The `[priority]` table of one file: its `rules`, each checked (see `_rule`)."""
+def rule_rows(table: Any, section: str, most: int | None = None) -> list[Any]:
+    """The rows of a `[section]` table that holds only `rules` (`[[section.rules]]`), each
+    still to be checked by the caller; at most `most` of them."""
     if not isinstance(table, dict):
-        raise SettingsError(f"[priority]: must be a table, got {show(table)}")
+        raise SettingsError(f"[{section}]: must be a table, got {show(table)}")
     for key in table:
         if key != "rules":
-            raise SettingsError(f"[priority] {key}: unknown key (known: rules)")
+            raise SettingsError(f"[{section}] {key}: unknown key (known: rules)")
     rows = table.get("rules", [])
     if not isinstance(rows, list):
-        raise SettingsError(f"[priority] rules: must be a list of rules, got {show(rows)}")
+        raise SettingsError(f"[{section}] rules: must be a list of rules, got {show(rows)}")
+    if most is not None and len(rows) > most:
+        raise SettingsError(f"[{section}] rules: at most {most} rules, got {len(rows)}")
+    return rows
+
+
+def priority_rules(table: Any) -> tuple[PriorityRule, ...]:
+    """The `[priority]` table of one file: its `rules`, each checked (see `_rule`)."""
+    rows = rule_rows(table, "priority")
     return tuple(_rule(row, f"[[priority.rules]] #{n}") for n, row in enumerate(rows, 1))
 
 
@@ -99,7 +108,7 @@ def _skill_rule(row: Any, label: str) -> SkillRule:
     for key in ("field", "op", "value", "skill"):
         if key not in row:
             raise SettingsError(f"{label} {key}: missing")
-    name, op, value = _condition(row, label)
+    name, op, value = condition(row, label)
     skill = _skill_name(row["skill"], f"{label} skill")
     level = row.get("min", 1)
     if isinstance(level, bool) or not isinstance(level, int) or level not in PROFICIENCY:
@@ -117,7 +126,7 @@ def _rule(row: Any, label: str) -> PriorityRule:
     for key in _RULE_KEYS:
         if key not in row:
             raise SettingsError(f"{label} {key}: missing")
-    name, op, value = _condition(row, label)
+    name, op, value = condition(row, label)
     points = row["points"]
     bound = PRIORITY_BOUND
     if not isinstance(points, int) or isinstance(points, bool) or abs(points) > bound:
@@ -127,8 +136,9 @@ def _rule(row: Any, label: str) -> PriorityRule:
     return PriorityRule(name, op, value, points)
 
 
-def _condition(row: dict[str, Any], label: str) -> tuple[str, str, Any]:
-    """A rule's (field, op, value), its value suited to its operator (lists become tuples)."""
+def condition(row: dict[str, Any], label: str) -> tuple[str, str, Any]:
+    """A rule's (field, op, value), its value suited to its operator (lists become tuples);
+    priority, skill and guidance rules share it."""
     name, op, value = row["field"], row["op"], row["value"]
     if not isinstance(name, str) or not name:
         raise SettingsError(f"{label} field: must be a non-empty string, got {show(name)}")
