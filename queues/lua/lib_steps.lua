@@ -79,8 +79,8 @@ local function part_prio(part)
   return tonumber(string.match(part, '^[^|]*|[^|]*|([^|]*)'))
 end
 
-local function ensure_heads(c, first)
-  if first and first[1] == '' then return end
+-- build heads:C:STEP anew from the partitions (it was found without its mark)
+local function rebuild_heads(c)
   local h = heads_key(c)
   call('DEL', h)
   call('ZADD', h, '-inf', '')
@@ -263,7 +263,7 @@ local function best_task_for(a)
         if not checked then
           checked = true
           if rows[1] ~= '' then -- not indexed yet: build it, then read it again
-            ensure_heads(c, rows)
+            rebuild_heads(c)
             rows = call('ZRANGEBYSCORE', h, '-inf', '+inf', 'WITHSCORES', 'LIMIT', off, size)
           end
         end
