@@ -143,7 +143,7 @@ class MemoryEngine(MemorySteps, RoutingEngine):
             pref_until=self._now + int(self._wire["last_ms"]) if last else 0,
             sk=str(args.get("sk") or ""),
         )
-        t.reqs = self._sig(t.sk)
+        t.reqs = skills.parse(t.sk)
         self._tasks[task_id] = t
         self._customers.setdefault(t.customer, set()).add(task_id)
         detail: dict[str, Any] = {"ch": t.channel, "grp": t.group, "prio": t.prio}

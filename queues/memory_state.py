@@ -19,6 +19,7 @@ from typing import Any
 from sortedcontainers import SortedList
 
 from agent_state.base import free_capacity
+from queues import skills
 from queues.effects import RawEffect
 from queues.errors import Conflict, Expired, Forbidden, NotFound
 from queues.policy import CHANNELS, TIERS, Policy
@@ -65,7 +66,7 @@ class _Task:
     excluded: set[str] = field(default_factory=set)
     trace: list[Row] = field(default_factory=list)
     sk: str = ""  # its skills' signature (queues.skills)
-    reqs: list[tuple[str, int]] = field(default_factory=list)  # the same, parsed
+    reqs: skills.Reqs = ()  # the same, parsed
 
 
 @dataclass
@@ -128,7 +129,6 @@ class MemoryState:
         self._due = {kind: _Due() for kind in DUE_KINDS}
         self._logged_in: Counter[str] = Counter()
         self._opens: dict[tuple[str, str], int] = {}  # (group, tier) → level opening, cached
-        self._sigs: dict[str, list[tuple[str, int]]] = {}  # skills signature → requirements
         self._stats = {c: dict.fromkeys(STATS_KEYS, 0) for c in CHANNELS}
         self._now = 0
         self._fx: list[RawEffect] = []

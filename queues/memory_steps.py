@@ -145,13 +145,6 @@ class MemorySteps(MemoryState):
             return
         self._schedule_level(t)
 
-    def _sig(self, sig: str) -> list[tuple[str, int]]:
-        """A partition's skills, parsed once."""
-        reqs = self._sigs.get(sig)
-        if reqs is None:
-            reqs = self._sigs[sig] = skills.parse(sig)
-        return reqs
-
     def _fits(self, a: _Agent, t: _Task) -> bool:
         """Do the agent's skills let it take `t` now (queues.skills)?"""
         if not t.reqs:
@@ -203,7 +196,7 @@ class MemorySteps(MemoryState):
                 else:
                     continue
                 if sig:
-                    skill_cut = skills.cutoff(self._wire, a.skills, self._sig(sig[0]), self._now)
+                    skill_cut = skills.cutoff(self._wire, a.skills, skills.parse(sig[0]), self._now)
                     if skill_cut is None:
                         continue
                     cutoff = min(cutoff, skill_cut)

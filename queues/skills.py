@@ -16,6 +16,7 @@ the Python half; `queues/lua/lib_rules.lua` mirrors `cutoff` and `hard_ok`.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -27,6 +28,7 @@ MAX_SKILLS = 50  # per agent and per piece of work
 PROFICIENCY = range(1, 6)
 
 Skills = dict[str, int]
+Reqs = tuple[tuple[str, int], ...]  # a signature parsed: (name, minimum) pairs
 
 
 def check_skills(value: Any, field: str = "skills") -> Skills:
@@ -57,15 +59,14 @@ def signature(skills: Mapping[str, int]) -> str:
     return ",".join(f"{name}={skills[name]}" for name in sorted(skills, key=str.encode))
 
 
-def parse(sig: str) -> list[tuple[str, int]]:
-    """The (name, minimum) pairs of a signature."""
+@functools.lru_cache(maxsize=1024)
+def parse(sig: str) -> Reqs:
+    """The (name, minimum) pairs of a signature, parsed once while it is in use (a bounded
+    cache, as lib.lua's reqs_of is)."""
     if not sig:
-        return []
-    out = []
-    for item in sig.split(","):
-        name, _, level = item.partition("=")
-        out.append((name, int(level)))
-    return out
+        return ()
+    pairs = (item.partition("=") for item in sig.split(","))
+    return tuple((name, int(level)) for name, _, level in pairs)
 
 
 def widen_ms(wire: Mapping[str, Any], name: str) -> int:
@@ -73,15 +74,13 @@ def widen_ms(wire: Mapping[str, Any], name: str) -> int:
     return int(wire["sk_by"].get(name, wire["sk_ms"]))
 
 
-def hard_ok(wire: Mapping[str, Any], have: Mapping[str, int], reqs: list[tuple[str, int]]) -> bool:
+def hard_ok(wire: Mapping[str, Any], have: Mapping[str, int], reqs: Reqs) -> bool:
     """Does an agent with skills `have` meet every hard requirement in `reqs`?"""
     hard = wire["sk_hard"]
     return all(have.get(name, 0) >= level for name, level in reqs if name in hard)
 
 
-def lacking_wait(
-    wire: Mapping[str, Any], have: Mapping[str, int], reqs: list[tuple[str, int]]
-) -> int | None:
+def lacking_wait(wire: Mapping[str, Any], have: Mapping[str, int], reqs: Reqs) -> int | None:
     """How long (ms) work needing `reqs` must have waited before an agent with skills `have`
     may take it: 0 when it meets them all, the longest widening of the preferred ones it
     lacks (or has below the minimum), None when it lacks a hard one."""
@@ -96,25 +95,21 @@ def lacking_wait(
     return wait
 
 
-def cutoff(
-    wire: Mapping[str, Any], have: Mapping[str, int], reqs: list[tuple[str, int]], now: int
-) -> int | None:
+def cutoff(wire: Mapping[str, Any], have: Mapping[str, int], reqs: Reqs, now: int) -> int | None:
     """The latest arrival (ms) of work needing `reqs` that an agent with skills `have` may take
     at `now`, as far as skills go; None when it lacks a hard one."""
     wait = lacking_wait(wire, have, reqs)
     return None if wait is None else now - wait
 
 
-def fits_at(
-    wire: Mapping[str, Any], have: Mapping[str, int], reqs: list[tuple[str, int]], enq: int
-) -> int | None:
+def fits_at(wire: Mapping[str, Any], have: Mapping[str, int], reqs: Reqs, enq: int) -> int | None:
     """From when (ms) an agent with skills `have` may take work that arrived at `enq`; None
     when it lacks a hard one (explain's `missing_skill` and `preferred_skill`)."""
     wait = lacking_wait(wire, have, reqs)
     return None if wait is None else enq + wait
 
 
-def widen_moments(wire: Mapping[str, Any], reqs: list[tuple[str, int]], enq: int) -> list[int]:
+def widen_moments(wire: Mapping[str, Any], reqs: Reqs, enq: int) -> list[int]:
     """When each preferred skill of work that arrived at `enq` stops being asked for."""
     hard = wire["sk_hard"]
     return [enq + widen_ms(wire, name) for name, _ in reqs if name not in hard]
