@@ -13,7 +13,7 @@ return main(function()
   if last ~= '' then pu = NOW + POL.last_ms end
   local t = {id = id, cust = ARG.customer, ch = ARG.channel, grp = ARG.group, prio = ARG.prio,
              enq = NOW, last = last, pu = pu, st = 'queued', ag = '', res = '', dl = 0, rs = '',
-             hf = '', part = '', ans = false, tr = '', trn = 0, sk = ARG.sk or ''}
+             hf = '', part = '', ans = false, tr = '', trn = 0, sk = ARG.sk or '', lt = 0, nx = 1}
   TK[id] = t
   call('SADD', key('cust', t.cust), id)
   call('SADD', key('tasks'), id)

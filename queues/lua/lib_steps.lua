@@ -92,20 +92,46 @@ local function rebuild_heads(c)
   end
 end
 
-local function line(t)
-  t.st, t.ag, t.res, t.hf = 'queued', '', '', ''
-  t.part = t.grp .. '|' .. t.rs .. '|' .. t.prio
-  if (t.sk or '') ~= '' then t.part = t.part .. '|' .. t.sk end
+-- file a task that is in line (t.part set) in its partition, the heads index and `wait`
+local function file(t)
   call('ZADD', key('q', t.ch, t.part), t.enq, t.id)
   call('SADD', key('parts', t.ch), t.part)
   call('ZADD', heads_key(t.ch), 'LT', t.enq - t.prio * POL.step_ms, t.part)
   call('ZADD', key('wait', t.ch), t.enq, t.id)
 end
 
+-- Put a task in line. `defer`: only in the task record for now (t.unfiled) — requeue files it
+-- after match_task unless an offer or a hold took it out again, so work matched at once
+-- costs no partition, heads or `wait` commands (nothing reads them within the one call).
+local function line(t, defer)
+  t.st, t.ag, t.res, t.hf = 'queued', '', '', ''
+  t.part = t.grp .. '|' .. t.rs .. '|' .. t.prio
+  if (t.sk or '') ~= '' then t.part = t.part .. '|' .. t.sk end
+  if defer then
+    t.unfiled = true
+  else
+    file(t)
+  end
+end
+
+-- the task's level timer off `due:level`; t.lt is its due time, 0 when it is known to have
+-- none (a record without lt, written before lt existed, may have one)
+local function clear_level(t)
+  if t.lt ~= 0 then call('ZREM', key('due', 'level'), t.id) end
+  t.lt = 0
+end
+
 -- take a queued task out of its partition or hold, and off its level and preference timers
+-- (a preference timer runs exactly while the task is held)
 local function unline(t)
+  if t.unfiled then -- lined in this call and never filed: nothing to take back
+    t.unfiled, t.part = nil, ''
+    clear_level(t)
+    return
+  end
   if t.hf ~= '' then
     call('ZREM', key('hold', t.hf), t.id)
+    call('ZREM', key('due', 'pref'), t.id)
     t.hf = ''
   elseif t.part ~= '' then
     local q = key('q', t.ch, t.part)
@@ -120,8 +146,7 @@ local function unline(t)
   end
   t.part = ''
   call('ZREM', key('wait', t.ch), t.id)
-  call('ZREM', key('due', 'level'), t.id)
-  call('ZREM', key('due', 'pref'), t.id)
+  clear_level(t)
 end
 
 local function hold(t, l, quiet)
@@ -183,15 +208,16 @@ local function schedule_level(t)
   end
   if due then
     call('ZADD', key('due', 'level'), due, t.id)
+    t.lt = due
   else
-    call('ZREM', key('due', 'level'), t.id)
+    clear_level(t)
   end
 end
 
 local function match_task(t)
   if t.last ~= '' and NOW < t.pu and t.rs == '' then
     local l = agent(t.last)
-    if l and l.chosen ~= 'offline' and allowed(t.grp, l.tier) and not excluded(t.id, l.id)
+    if l and l.chosen ~= 'offline' and allowed(t.grp, l.tier) and not excludes(t, l.id)
         and hard_ok(l, reqs_of(t.sk)) then
       if routable(l) and free(l, t.ch) > 0 then offer(t, l, 'last_agent') else hold(t, l) end
       return
@@ -203,7 +229,7 @@ local function match_task(t)
     walk(key('ready', t.ch, tier), '+inf', function(id, idle)
       if best and not before(idle, id, bidle, best) then return true end
       local a = agent(id)
-      if a and routable(a) and not excluded(t.id, id) and fits(a, t) then
+      if a and routable(a) and not excludes(t, id) and fits(a, t) then
         best, bidle = id, idle
         return true
       end
@@ -309,8 +335,12 @@ local function release_holds(a)
 end
 
 local function requeue(t)
-  line(t)
+  line(t, true)
   match_task(t)
+  if t.unfiled then -- neither offered nor held: it waits in line
+    t.unfiled = nil
+    file(t)
+  end
 end
 
 local function go_offline(a, reason)
@@ -354,9 +384,9 @@ end
 
 local function delete_task(t)
   call('ZREM', key('due', 'wrap'), t.id)
-  call('ZREM', key('due', 'pref'), t.id)
-  call('ZREM', key('due', 'level'), t.id)
-  call('DEL', key('excl', t.id))
+  if t.hf ~= '' then call('ZREM', key('due', 'pref'), t.id) end
+  clear_level(t)
+  if not t.nx then call('DEL', key('excl', t.id)) end
   call('SREM', key('cust', t.cust), t.id)
   call('SREM', key('tasks'), t.id)
   -- its decisions outlive it by why_ms, under its conversation (the id before '~')

@@ -39,6 +39,17 @@ local function excluded(tid, aid)
   return call('SISMEMBER', key('excl', tid), aid) == 1
 end
 
+-- as excluded, for a task record at hand: t.nx marks one that has never excluded anyone
+local function excludes(t, aid)
+  return not t.nx and excluded(t.id, aid)
+end
+
+-- agent aid refused task t (reject, timeout, transfer away)
+local function exclude(t, aid)
+  call('SADD', key('excl', t.id), aid)
+  t.nx = nil
+end
+
 -- (score, member) ascending, members byte-wise: the order of a sorted set
 local function before(s1, m1, s2, m2)
   return s1 < s2 or (s1 == s2 and sless(m1, m2))

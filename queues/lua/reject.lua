@@ -8,7 +8,7 @@ return main(function()
   local t, err = reservation(ARG.res, ARG.agent)
   if not t then return err end
   note(t, 'rejected', t.ag)
-  call('SADD', key('excl', t.id), t.ag)
+  exclude(t, t.ag)
   local a = free_holder(t)
   requeue(t)
   match_agent(a)

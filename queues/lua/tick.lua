@@ -25,7 +25,7 @@ return main(function()
       local a = agent(t.ag)
       emit({'offer.revoked', res, t.id, a.id, 'timeout'})
       note(t, 'timed_out', a.id)
-      call('SADD', key('excl', t.id), a.id)
+      exclude(t, a.id)
       -- away before the holder is freed: one touch, so no flicker through `available`
       a.chosen = 'away'
       free_holder(t)
@@ -48,6 +48,7 @@ return main(function()
   for _, id in ipairs(due('level')) do
     call('ZREM', key('due', 'level'), id)
     local t = task(id)
+    if t then t.lt = 0 end
     if t and t.st == 'queued' and t.hf == '' then match_task(t) end
   end
 end)

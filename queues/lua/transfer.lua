@@ -37,7 +37,7 @@ return main(function()
     offer(t, x, 'transfer')
   else
     t.rs = ARG.to_tier
-    call('SADD', key('excl', t.id), source.id)
+    exclude(t, source.id)
     requeue(t)
   end
   match_agent(source)
