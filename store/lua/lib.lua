@@ -72,7 +72,8 @@ local function open_conversation(c, channel, at)
     if open and open.st ~= 'closed' then return open end
   end
   local id = next_id('cv')
-  local v = {id = id, cu = c.id, st = 'queued', ag = '', ch = {channel}, at = at, la = c.last}
+  local v = {id = id, cu = c.id, st = 'queued', ag = '', ch = {channel}, at = at, la = c.last,
+             pd = false}
   CV[id] = v
   c.open = id
   touch('cv', id)

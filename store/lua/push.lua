@@ -35,27 +35,30 @@ for _, change in ipairs(ARG.s or {}) do
   local v = conversation(change[1])
   if v then set_conversation_state(v, change[2], change[3]) end
 end
-local out, pushed, order = {}, {}, {}
-local function deliver(agent, frame)
-  local seq = call('INCR', key('oseq', agent))
-  call('XADD', key('obox', agent), 'MAXLEN', ARG.keep, seq .. '-0', 'f', frame)
+-- Deliveries are gathered first and numbered per agent after: one INCRBY per agent per push,
+-- however many frames it gets, then one XADD per frame.
+local out, pushed, order, queued = {}, {}, {}, {}
+local function deliver(agent, frame, slot)
   local list = pushed[agent]
   if list == nil then
     list = {}
     pushed[agent] = list
     order[#order + 1] = agent
   end
-  list[#list + 1] = {seq, frame}
-  return seq
+  list[#list + 1] = {0, frame}
+  queued[#queued + 1] = {list[#list], slot}
 end
-for i, pair in ipairs(ARG.f) do out[i] = deliver(pair[1], pair[2]) end
+for i, pair in ipairs(ARG.f) do deliver(pair[1], pair[2], i) end
 local HELD = {offered = true, assigned = true, wrapup = true}
 for _, change in ipairs(ARG.s or {}) do -- frames that waited for this conversation's holder
   local v = conversation(change[1])
-  if v and HELD[v.st] and v.ag ~= '' then
+  -- v.pd: frames are waiting (false: none; nil, a record from before pd: look)
+  if v and HELD[v.st] and v.ag ~= '' and v.pd ~= false then
     local pend = key('pend', v.id)
     for _, frame in ipairs(call('LRANGE', pend, 0, -1)) do deliver(v.ag, frame) end
     call('DEL', pend)
+    v.pd = false
+    touch('cv', v.id)
   end
 end
 for _, pair in ipairs(ARG.h or {}) do
@@ -65,10 +68,25 @@ for _, pair in ipairs(ARG.h or {}) do
   elseif v and v.st == 'queued' then
     call('RPUSH', key('pend', v.id), pair[2])
     call('EXPIRE', key('pend', v.id), 86400)
+    v.pd = true
+    touch('cv', v.id)
   end
 end
+local seq = {}
 for _, agent in ipairs(order) do
-  call('PUBLISH', key('wake', agent), cmsgpack.pack(pushed[agent]))
+  local list = pushed[agent]
+  seq[agent] = call('INCRBY', key('oseq', agent), #list) - #list
+end
+for _, agent in ipairs(order) do
+  local list, first = pushed[agent], seq[agent]
+  for i, row in ipairs(list) do
+    row[1] = first + i
+    call('XADD', key('obox', agent), 'MAXLEN', ARG.keep, row[1] .. '-0', 'f', row[2])
+  end
+  call('PUBLISH', key('wake', agent), cmsgpack.pack(list))
+end
+for _, item in ipairs(queued) do
+  if item[2] then out[item[2]] = item[1][1] end
 end
 if #ack > 0 then
   call('XACK', key('log'), 'router', unpack(ack))
