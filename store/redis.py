@@ -24,6 +24,7 @@ Cluster; ids always come last in a key so no id can forge another key):
 | `node:NODE` / `nodes` | string / set | a node's lease (its token, PX `lease_s`) / nodes seen |
 | `desk:AGENT` / `desks:NODE` | hash / set | desktops per node of an agent / agents per node |
 | `oseq:AGENT` / `obox:AGENT` | string / stream | outbox head / frames, entry id `SEQ-0` |
+| `pend:CONVERSATION` | list | frames for a conversation's holder-to-be (`pd` in `cv:ID`: any?) |
 | `wake:AGENT` | channel | PUBLISH of the frames of every push: msgpack [[seq, frame], …] |
 | `groups` | channel | PUBLISH of every client-group change: msgpack [customer, version, group] |
 
