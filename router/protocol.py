@@ -27,7 +27,7 @@ from queues.skills import check_skills
 from router.clock import rfc3339_moment
 from router.codec import codec_for
 from router.errors import BadEvent, DecodeError
-from store.model import EVENT_TYPES, PROFILE_FIELDS, InboundEvent
+from store.model import EVENT_TYPES, PROFILE_FIELD_SET, InboundEvent
 
 MAX_BATCH: Final = 500
 MAX_ADDRESS: Final = 320  # RFC 5321: 64 + 1 + 255
@@ -209,7 +209,7 @@ def _profile(value: Any, field: str) -> dict[str, Any]:
         raise BadEvent("must be an object", field)
     profile: dict[str, Any] = {}
     for key, item in value.items():
-        if key not in PROFILE_FIELDS:
+        if key not in PROFILE_FIELD_SET:
             raise _unknown(key, f"{field}.", "unknown profile field")
         profile[key] = _profile_value(key, item, f"{field}.{key}")
     return profile

@@ -21,7 +21,7 @@ from store.errors import StoreError
 from store.model import (
     CONVERSATION_STATES,
     EVENT_TYPES,
-    PROFILE_FIELDS,
+    PROFILE_FIELD_SET,
     Frames,
     InboundEvent,
     Wake,
@@ -80,7 +80,7 @@ def thread_refs(ev: InboundEvent) -> list[str]:
 
 def merged_profile(ev: InboundEvent) -> dict[str, Any]:
     """The event's profile fields that a merge takes (known names, given values)."""
-    return {k: v for k, v in ev.profile.items() if k in PROFILE_FIELDS and v is not None}
+    return {k: v for k, v in ev.profile.items() if k in PROFILE_FIELD_SET and v is not None}
 
 
 async def call_wake(wake: Wake, agent: str, seq: int, frames: Frames) -> None:

@@ -27,6 +27,7 @@ PROFILE_FIELDS = (
     "last_ip",
     "signup_date",
 )
+PROFILE_FIELD_SET: Final = frozenset(PROFILE_FIELDS)  # for membership on the hot path
 # the customer fields an agent may edit, each with the most characters it holds
 EDITABLE_FIELDS: Final = {"first_name": 200, "residence_city": 200, "job": 200, "vcard": 20_000}
 CONVERSATION_STATES = ("queued", "offered", "assigned", "wrapup", "closed")
