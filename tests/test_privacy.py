@@ -30,6 +30,7 @@ from tests.test_e2e import (
     event,
     make_token,
     offered,
+    open_desk,
     servers,
     sign,
 )
@@ -99,13 +100,7 @@ def agent_token(agent: str, tier: str = "CCS") -> str:
 
 
 async def connect(server: Server, agent: str, tier: str = "CCS") -> Desk:
-    url = f"{server.base}/v1/agent/ws?token={agent_token(agent, tier)}"
-    ws = await server.http.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=WAIT))
-    desk = Desk(ws, agent)
-    server.desks.append(desk)
-    desk.welcome = await desk.until("welcome")
-    await desk.available()
-    return desk
+    return await open_desk(server, agent, agent_token(agent, tier))
 
 
 async def ingest_everything(server: Server) -> tuple[list[str], list[str]]:
