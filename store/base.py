@@ -27,6 +27,7 @@ from store.model import (
     Interaction,
     Job,
     LogEntry,
+    Reply,
     Wake,
 )
 
@@ -191,15 +192,7 @@ class Store(ABC):
         """Set the client group (normal, SIC, CSC); bumps the version."""
 
     @abstractmethod
-    async def add_outbound(
-        self,
-        conversation_id: str,
-        channel: str,
-        body: str,
-        agent: str,
-        now_ms: int,
-        send: bool = False,
-    ) -> Interaction:
+    async def add_outbound(self, reply: Reply, send: bool = False) -> Interaction:
         """Store an agent's reply in history and count `messages_out`; with `send`, in the same
         atomic step, the job that sends it (`read_jobs`): a reply the agent was told about is
         sent by whichever node is alive."""

@@ -78,6 +78,7 @@ from store.model import (
     Ingested,
     Interaction,
     LogEntry,
+    Reply,
 )
 
 
@@ -278,31 +279,23 @@ class MemoryStore(MemoryLog):
             cust.version += 1
         return cust.view()
 
-    async def add_outbound(
-        self,
-        conversation_id: str,
-        channel: str,
-        body: str,
-        agent: str,
-        now_ms: int,
-        send: bool = False,
-    ) -> Interaction:
-        conv = self._conv(conversation_id)
+    async def add_outbound(self, reply: Reply, send: bool = False) -> Interaction:
+        conv = self._conv(reply.conversation)
         cust = self._cust(conv.customer)
         ix = Interaction(
             id=f"ix-{self._next('ix')}",
             conversation=conv.id,
-            channel=channel,
+            channel=reply.channel,
             direction="out",
-            at=iso(now_ms),
-            body=body,
-            meta={"agent": agent},
+            at=iso(reply.at_ms),
+            body=reply.body,
+            meta={"agent": reply.agent},
         )
         cust.history.append(ix)
         cust.messages_out += 1
         if send:
-            job = {"kind": "reply", "cv": conv.id, "cu": cust.id, "ch": channel, "ix": ix.id}
-            await self.add_job({**job, "ag": agent, "body": body})
+            job = {"kind": "reply", "cv": conv.id, "cu": cust.id, "ch": reply.channel, "ix": ix.id}
+            await self.add_job({**job, "ag": reply.agent, "body": reply.body})
         return ix
 
     async def link(self, customer_id: str, addresses: Sequence[str]) -> None:

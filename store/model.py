@@ -92,6 +92,18 @@ class LogEntry:
 
 
 @dataclass(frozen=True)
+class Reply:
+    """An agent's reply, before the store keeps it: into which conversation, on which channel,
+    what, by whom and when (ms since the epoch)."""
+
+    conversation: str
+    channel: str
+    body: str
+    agent: str
+    at_ms: int
+
+
+@dataclass(frozen=True)
 class Interaction:
     """One message or call step in a customer's history."""
 

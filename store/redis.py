@@ -57,7 +57,15 @@ import msgpack
 
 from store.common import check_edit, check_group, check_state, iso, merged_profile, recovered
 from store.errors import StaleVersion, StoreError
-from store.model import ANNOTATE_WINDOW, Applied, Conversation, Customer, Interaction, LogEntry
+from store.model import (
+    ANNOTATE_WINDOW,
+    Applied,
+    Conversation,
+    Customer,
+    Interaction,
+    LogEntry,
+    Reply,
+)
 from store.redis_codec import (
     REFUSALS,
     as_text,
@@ -173,17 +181,9 @@ class RedisStore(RedisLog, RedisWakes):
         check_group(group)
         return await self._edit_customer({"cu": customer_id, "v": -1, "f": {}, "grp": group})
 
-    async def add_outbound(
-        self,
-        conversation_id: str,
-        channel: str,
-        body: str,
-        agent: str,
-        now_ms: int,
-        send: bool = False,
-    ) -> Interaction:
-        args: dict[str, Any] = {"cv": conversation_id, "ch": channel, "body": body}
-        args.update(agent=agent, at=iso(now_ms), send=int(send))
+    async def add_outbound(self, reply: Reply, send: bool = False) -> Interaction:
+        args: dict[str, Any] = {"cv": reply.conversation, "ch": reply.channel, "body": reply.body}
+        args.update(agent=reply.agent, at=iso(reply.at_ms), send=int(send))
         return interaction_from(await self._eval("outbound", args))
 
     async def link(self, customer_id: str, addresses: Sequence[str]) -> None:
