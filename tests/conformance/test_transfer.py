@@ -7,7 +7,18 @@ import pytest
 from queues.base import RoutingEngine
 from queues.effects import Assigned, AssignmentRevoked
 from queues.errors import Conflict, Forbidden, Invalid, NotFound
-from tests.conformance.helpers import T0, T0_MS, agent, busy, offer, res_of, shown, stats_row, work
+from tests.conformance.helpers import (
+    T0,
+    T0_MS,
+    agent,
+    busy,
+    handed_on,
+    offer,
+    res_of,
+    shown,
+    stats_row,
+    work,
+)
 from tests.support import FakeClock
 
 
@@ -32,9 +43,7 @@ async def test_transfer_to_an_agent_offers_it_at_once(
     effects = await engine.transfer("t1", "a", to_agent="b")
     assert effects == [
         AssignmentRevoked("t1", "a", "transferred"),
-        shown("a", "available"),
-        offer("t1", "b", T0 + 10),
-        busy("b"),
+        *handed_on("a", "t1", "b", T0 + 10),
     ]
     view = await engine.task_view("t1")
     assert view is not None
@@ -152,9 +161,7 @@ async def test_transfer_to_a_tier_goes_to_that_tier_at_once(
     # SAM's level (120 s) does not apply to a tier transfer; the PAM, idle longer, is skipped
     assert await engine.transfer("t1", "trn", to_tier="SAM") == [
         AssignmentRevoked("t1", "trn", "transferred"),
-        shown("trn", "available"),
-        offer("t1", "sam", T0 + 2),
-        busy("sam"),
+        *handed_on("trn", "t1", "sam", T0 + 2),
     ]
     view = await engine.task_view("t1")
     assert view is not None
