@@ -64,6 +64,7 @@ from store.model import (
     Customer,
     Interaction,
     LogEntry,
+    Push,
     Reply,
 )
 from store.redis_codec import (
@@ -207,31 +208,20 @@ class RedisStore(RedisLog, RedisWakes):
 
     # -- outboxes ----------------------------------------------------------------------------
 
-    async def push(
-        self,
-        frames: Sequence[tuple[str, Mapping[str, Any]]],
-        states: Sequence[tuple[str, str, str | None]] = (),
-        ack: Sequence[str] = (),
-        to_holder: Sequence[tuple[str, Mapping[str, Any]]] = (),
-        consumer: str | None = None,
-    ) -> list[int]:
-        if not frames and not states and not ack and not to_holder:
-            return []
-        packed = [[agent, msgpack.packb(dict(frame))] for agent, frame in frames]
-        held = [[cv, msgpack.packb(dict(frame))] for cv, frame in to_holder]
-        changes = [[cv, st, ag or ""] for cv, st, ag in states]
-        for _cv, state, _ag in states:
-            check_state(state)
+    async def _push(self, batch: Push) -> list[int]:
+        packed = [[agent, msgpack.packb(dict(frame))] for agent, frame in batch.frames]
+        held = [[cv, msgpack.packb(dict(frame))] for cv, frame in batch.to_holder]
+        changes = [[cv, st, ag or ""] for cv, st, ag in batch.states]
         args = {
             "keep": max(self.outbox_keep, 1),
             "f": packed,
             "s": changes,
-            "ack": list(ack),
+            "ack": list(batch.ack),
             "h": held,
         }
-        if consumer is not None and ack:
-            order = sorted(ack, key=stream_order)
-            args.update(c=consumer, lo=order[0], hi=order[-1])
+        if batch.consumer is not None and batch.ack:
+            order = sorted(batch.ack, key=stream_order)
+            args.update(c=batch.consumer, lo=order[0], hi=order[-1])
         seqs = await self._eval("push", args)
         return [int(seq) for seq in seqs]
 
