@@ -371,7 +371,7 @@ class Session:
         body = check.text(frame, "body", limit=MAX_FRAME_BYTES)
         assert body is not None
         channel = check.choice(frame, "channel", CHANNELS, optional=True)
-        await self.service.send_message(self.identity, conversation, body, channel, ref=ref)
+        await self.service.replies.send(self.identity, conversation, body, channel, ref=ref)
 
     async def on_conversation_complete(self, frame: Frame, ref: Any) -> None:
         conversation = check.need(frame, "conversation")
@@ -396,19 +396,19 @@ class Session:
         await self.service.transfer(self.identity, conversation, to_agent, to_tier, ref=ref)
 
     async def on_customer_get(self, frame: Frame, ref: Any) -> None:
-        await self.service.get_customer(self.identity, check.need(frame, "customer"), ref=ref)
+        await self.service.customers.get(self.identity, check.need(frame, "customer"), ref=ref)
 
     async def on_customer_update(self, frame: Frame, ref: Any) -> None:
         customer = check.need(frame, "customer")
         version = check.version(frame)
         fields = check.editable_fields(frame)
-        await self.service.update_customer(self.identity, customer, version, fields, ref=ref)
+        await self.service.customers.update(self.identity, customer, version, fields, ref=ref)
 
     async def on_customer_classify(self, frame: Frame, ref: Any) -> None:
         customer = check.need(frame, "customer")
         group = check.choice(frame, "group", GROUPS)
         assert group is not None
-        await self.service.classify(self.identity, customer, group, ref=ref)
+        await self.service.customers.classify(self.identity, customer, group, ref=ref)
 
 
 Handler = Callable[[Session, Frame, Any], Awaitable[None]]
