@@ -1,7 +1,7 @@
 """The edge scenarios of `python -m chaos`, run small against real `omniroute serve`
-processes on a real Redis (`chaos.edges`, `chaos.slow`, `chaos.exposure`). Each scenario
-raises when its promise breaks, and its promise is figures that must be 0; the figures are
-printed (`pytest -s`). The Sentinel failover runs in tests/test_sentinel.py.
+processes on a real Redis (`chaos.edges`, `chaos.hostile`, `chaos.slow`, `chaos.exposure`).
+Each scenario raises when its promise breaks, and its promise is figures that must be 0; the
+figures are printed (`pytest -s`). The Sentinel failover runs in tests/test_sentinel.py.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from chaos import edges, exposure, slow
+from chaos import edges, exposure, hostile, slow
 
 Scenario = Callable[[Path], Awaitable[dict[str, Any]]]
 
@@ -27,8 +27,8 @@ SCENARIOS = [
         ("duplicates_routed", "backwards"),
         id="duplicate and reordered webhooks route once and never go back",
     ),
-    pytest.param(edges.tokens, ("accepted",), id="no forged or misused token is let in"),
-    pytest.param(edges.frames, ("crashes",), id="hostile frames and bombs crash nothing"),
+    pytest.param(hostile.tokens, ("accepted",), id="no forged or misused token is let in"),
+    pytest.param(hostile.frames, ("crashes",), id="hostile frames and bombs crash nothing"),
     pytest.param(
         lambda d: slow.slowloris(d, slow=100, seconds=4.0),
         ("check_failures",),
