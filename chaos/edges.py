@@ -18,14 +18,7 @@ from typing import Any
 
 from channels.sms.status import STATUS_RANK
 from chaos.cluster import cluster
-from chaos.harness import (
-    Desktop,
-    chat_event,
-    desktops,
-    post_raw,
-    sign,
-    wait_until,
-)
+from chaos.harness import Desktop, chat_event, desktops, post_raw, sign, wait_until
 from chaos.provider import MOBILE, SMS_ENV, Provider
 from chaos.scenarios import Figures, until_drained
 from chaos.signed import PUBLIC, SMS_PATH, twilio_form

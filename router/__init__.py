@@ -6,7 +6,8 @@
   the view rows and the stream's one producer).
 - the edge, the only modules that import aiohttp: `app` (routes, startup, cleanup), `ingest`
   (`POST /v1/events`), `agent_ws` and `agent_session` (the desktop socket), `channel_*` (each
-  channel's endpoints), `ops`, `why`, `recording`, `body`, `connections`, and `web/` (pages).
+  channel's endpoints; `chat_session`, one chat widget socket), `ops`, `why`, `recording`,
+  `body`, `connections`, and `web/` (pages).
 - the wire's shapes and checks: `protocol` (events), `agent_fields` (desktop frames),
   `agent_commands` (desktop frame type → handler → Service), `codec` (JSON and msgpack),
   `auth` (tokens, signatures), `limits` (socket bounds, rate limits).
