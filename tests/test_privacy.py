@@ -20,8 +20,8 @@ import aiohttp
 import pytest
 import structlog
 
-from router.logs import ACCESS_LOGGER, configure_logging
 from router.web import ASSET_PREFIX
+from tests.support import logs_captured
 from tests.test_e2e import (
     WAIT,
     Desk,
@@ -74,19 +74,8 @@ CANARIES = [
 @pytest.fixture
 def captured() -> Iterator[io.StringIO]:
     """Production logging into a buffer; the previous configuration is restored after."""
-    buffer = io.StringIO()
-    root = logging.getLogger()
-    access = logging.getLogger(ACCESS_LOGGER)
-    saved = (root.handlers[:], root.level, access.level, access.filters[:])
-    saved_structlog = structlog.get_config()
-    configure_logging(json=True, level="debug", stream=buffer, cache=False)
-    try:
+    with logs_captured("debug") as buffer:
         yield buffer
-    finally:
-        root.handlers[:], root.level = saved[0], saved[1]
-        access.setLevel(saved[2])
-        access.filters[:] = saved[3]
-        structlog.configure(**saved_structlog)
 
 
 @pytest.fixture
