@@ -28,13 +28,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import signal
 import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
-from bench.harness import sigterm_as_interrupt
+from bench.harness import loop_factory, sigterm_as_interrupt, write_figures
 from bench.match_report import render
 from bench.match_run import Options, run, say, yes
 from bench.redis_local import owned_redis
@@ -104,15 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.concurrency < 1 or args.seconds <= 0:
         parser.error("--concurrency must be >= 1 and --seconds > 0")
 
-    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
-    if not args.no_uvloop:
-        try:
-            import uvloop
-
-            loop_factory = uvloop.new_event_loop
-        except ImportError:
-            loop_factory = None
-    say(f"# event loop: {'uvloop' if loop_factory else 'asyncio default (uvloop not used)'}")
+    factory = None if args.no_uvloop else loop_factory()[0]
+    say(f"# event loop: {'uvloop' if factory else 'asyncio default (uvloop not used)'}")
 
     previous = signal.signal(signal.SIGTERM, sigterm_as_interrupt)
     try:
@@ -127,8 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.mixed_priorities,
                 args.skills,
             )
-            with asyncio.Runner(loop_factory=loop_factory) as runner:
-                results = runner.run(run(opts, loop_factory is not None, started))
+            with asyncio.Runner(loop_factory=factory) as runner:
+                results = runner.run(run(opts, factory is not None, started))
     except KeyboardInterrupt:
         say("interrupted; the redis-server this run started (if any) was stopped")
         return 130
@@ -146,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(render(results))
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2, default=str) + "\n", "utf-8")
+        write_figures(args.json, results)
         print(f"\n(all figures in {args.json})")
     return 0
 
