@@ -6,6 +6,8 @@ one offered rate each), `bench.probes` and `bench.ceiling` beside them, and `ben
 writes the table; `bench.stats` is the one percentile every figure uses.
 
 May import `queues`, `store`, `replay` and `chaos.processes` (a free port, a throw-away
-redis-server); it drives `router` only as `omniroute serve` processes over HTTP and
-WebSockets. Nothing in the product imports it (tests/test_layout.py).
+redis-server); of `router`, only `router.guidance` (its rules timed in process) and
+`router.limits` (the token bucket the desktops pace their frames by): the rest it drives as
+`omniroute serve` processes over HTTP and WebSockets. Nothing in the product imports it
+(tests/test_layout.py).
 """

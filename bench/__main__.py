@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import sys
@@ -32,7 +31,7 @@ import redis.asyncio as aioredis
 from bench import probes, report, runs
 from bench.ceiling import redis_ceiling, ws_ceiling
 from bench.guidance_bench import guidance_speed
-from bench.harness import loop_factory, machine_facts, sigterm_as_interrupt
+from bench.harness import loop_factory, machine_facts, sigterm_as_interrupt, write_figures
 from bench.redis_local import owned_redis
 from bench.replay_bench import replay_speed
 
@@ -186,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with (
             tempfile.TemporaryDirectory(prefix="omniroute-bench-") as tmp,
             owned_redis(args.redis) as (url, started),
-            asyncio.Runner(loop_factory=factory) as runner,  # type: ignore[arg-type]
+            asyncio.Runner(loop_factory=factory) as runner,
         ):
             results = runner.run(run(args, url, started, Path(tmp)))
     except KeyboardInterrupt:
@@ -201,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["png_note"] = "PNG skipped: no --png FILE given."
     print(report.render(results))
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2, default=str) + "\n", "utf-8")
+        write_figures(args.json, results)
         print(f"\n(all figures in {args.json}; run took {results['elapsed_s']:.0f} s)")
     return 0
 

@@ -28,6 +28,7 @@ import aiohttp
 import jwt
 
 from bench.harness import write_json
+from router.limits import TokenBucket
 
 RATE = 15.0  # client frames per second per socket (server: 20/s sustained)
 BURST = 20.0
@@ -118,16 +119,10 @@ class Desks:
     async def write(
         self, ws: aiohttp.ClientWebSocketResponse, outbox: asyncio.Queue[dict[str, Any]]
     ) -> None:
-        tokens, stamp = BURST, time.monotonic()
+        bucket = TokenBucket(RATE, BURST)
         while not ws.closed:
             frame = await outbox.get()
-            now = time.monotonic()
-            tokens = min(BURST, tokens + (now - stamp) * RATE)
-            stamp = now
-            if tokens < 1.0:
-                await asyncio.sleep((1.0 - tokens) / RATE)
-                tokens, stamp = 1.0, time.monotonic()
-            tokens -= 1.0
+            await bucket.pace()
             try:
                 await ws.send_json(frame)
             except (ConnectionError, RuntimeError):

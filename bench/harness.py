@@ -17,7 +17,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -266,6 +266,11 @@ def write_json(path: str | Path, data: object) -> None:
     Path(path).write_text(json.dumps(data), "utf-8")
 
 
+def write_figures(path: str | Path, results: object) -> None:
+    """Every figure of a benchmark run, as the `--json FILE` of both benchmarks writes them."""
+    Path(path).write_text(json.dumps(results, indent=2, default=str) + "\n", "utf-8")
+
+
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text("utf-8"))
 
@@ -274,7 +279,10 @@ def bench_child(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
-def loop_factory() -> tuple[object | None, str]:
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
+
+def loop_factory() -> tuple[LoopFactory | None, str]:
     """uvloop's loop factory where it is installed."""
     try:
         import uvloop
@@ -286,7 +294,7 @@ def loop_factory() -> tuple[object | None, str]:
 def run_async(main: object) -> object:
     """asyncio.run with uvloop where installed."""
     factory, _ = loop_factory()
-    with asyncio.Runner(loop_factory=factory) as runner:  # type: ignore[arg-type]
+    with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main)  # type: ignore[arg-type]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 GOALS = (
@@ -174,6 +175,23 @@ def goals(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+IDLE_COLUMNS = ("engine", "idle sockets", "node RSS MB", "node CPU while idle", "connect s")
+DECISION_COLUMNS = (
+    "engine", "waiting tasks", "skills in play", "decision p50 ms", "p99 ms",
+    "decisions/s (1 by 1)",
+)  # fmt: skip
+
+
+def table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    """A Markdown table: the header, its rule, one line a row; every cell through `fmt` but
+    text, which stands as it is."""
+
+    def line(cells: Sequence[Any]) -> str:
+        return "| " + " | ".join(c if isinstance(c, str) else fmt(c) for c in cells) + " |"
+
+    return [line(columns), "|" + "---|" * len(columns), *(line(row) for row in rows)]
+
+
 def render(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines = [
@@ -232,29 +250,20 @@ def render(results: dict[str, Any]) -> str:
         lines.append(f"* peer at {fmt(p['rate'])}/s: {parts}")
     lines.append("")
     if results.get("idle"):
-        lines.append("| engine | idle sockets | node RSS MB | node CPU while idle | connect s |")
-        lines.append("|---|---|---|---|---|")
+        rows = []
         for idle in results["idle"]:
-            lines.append(f"| {idle['engine']} | 0 | {fmt(idle['rss_mb_empty'])} | - | - |")
+            rows.append([idle["engine"], 0, idle["rss_mb_empty"], "-", "-"])
             for p in idle["points"]:
-                lines.append(
-                    f"| {idle['engine']} | {fmt(p['sockets'])} | {fmt(p['rss_mb'])} | "
-                    f"{p['node_cpu_share_idle'] * 100:.0f} % of a core | {fmt(p['connect_s'])} |"
-                )
-        lines.append("")
+                share = f"{p['node_cpu_share_idle'] * 100:.0f} % of a core"
+                rows.append([idle["engine"], p["sockets"], p["rss_mb"], share, p["connect_s"]])
+        lines += [*table(IDLE_COLUMNS, rows), ""]
     dl = results.get("decision_latency") or {}
     if dl.get("rows"):
-        lines.append(
-            "| engine | waiting tasks | skills in play | decision p50 ms | p99 ms "
-            "| decisions/s (1 by 1) |"
-        )
-        lines.append("|---|---|---|---|---|---|")
-        for row in dl["rows"]:
-            lines.append(
-                f"| {row['engine']} | {fmt(row['waiting'])} | {row.get('skills') or 0} | "
-                f"{fmt(row['p50_ms'])} | {fmt(row['p99_ms'])} | {fmt(row['decisions_per_s'])} |"
-            )
-        lines.append("")
+        rows = []
+        for r in dl["rows"]:
+            latency = [r["p50_ms"], r["p99_ms"], r["decisions_per_s"]]
+            rows.append([r["engine"], r["waiting"], r.get("skills") or 0, *latency])
+        lines += [*table(DECISION_COLUMNS, rows), ""]
     rt = results.get("round_trips") or {}
     if rt.get("per_event"):
         lines.append(

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from chaos import edges, exposure, provider, scenarios, sentinel, slow
+from chaos import edges, exposure, hostile, provider, scenarios, sentinel, slow
 
 Run = Callable[[Path, bool], Awaitable[scenarios.Figures]]
 
@@ -61,7 +61,7 @@ SCENARIOS: dict[str, tuple[str, str, Run]] = {
     "signatures": (
         "mutated signatures and bodies",
         "0 accepted",
-        lambda d, q: scenarios.signatures(d, count=1000 if q else 10_000),
+        lambda d, q: hostile.signatures(d, count=1000 if q else 10_000),
     ),
     "accept-race": (
         "offer.accept sent at its reservation's deadline (timeout 1 s)",
@@ -76,12 +76,12 @@ SCENARIOS: dict[str, tuple[str, str, Run]] = {
     "tokens": (
         "expired, forged, alg none, wrong-role tokens and a foreign Origin",
         "0 let in on the agent socket or the ops endpoints",
-        lambda d, q: edges.tokens(d),
+        lambda d, q: hostile.tokens(d),
     ),
     "frames": (
         "hostile frames on the agent socket, bombs on ingest",
         "0 crashes; /healthz answers; a bystander desktop is still routed to",
-        lambda d, q: edges.frames(d, rounds=1 if q else 5),
+        lambda d, q: hostile.frames(d, rounds=1 if q else 5),
     ),
     "slowloris": (
         "slow HTTP heads and WebSocket upgrades while a client polls /healthz",

@@ -28,6 +28,7 @@ import jwt
 import redis.asyncio as aioredis
 
 from chaos.processes import free_port, terminate
+from router.limits import TokenBucket
 from store.redis_base import GROUP
 
 REPO = Path(__file__).resolve().parents[1]
@@ -239,17 +240,11 @@ class Desktop:
 
     async def _write(self) -> None:
         """Send queued frames paced by a token bucket (below the server's rate limit)."""
-        tokens, stamp = CLIENT_BURST, time.monotonic()
+        bucket = TokenBucket(CLIENT_RATE, CLIENT_BURST)
         assert self._ws is not None
         while True:
             frame = await self._outbox.get()
-            now = time.monotonic()
-            tokens = min(CLIENT_BURST, tokens + (now - stamp) * CLIENT_RATE)
-            stamp = now
-            if tokens < 1.0:
-                await asyncio.sleep((1.0 - tokens) / CLIENT_RATE)
-                tokens, stamp = 1.0, time.monotonic()
-            tokens -= 1.0
+            await bucket.pace()
             try:
                 await self._ws.send_json(frame)
             except (ConnectionError, RuntimeError):

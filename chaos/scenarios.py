@@ -310,66 +310,6 @@ async def until_drained(redis_url: str, within: float) -> float:
     return time.monotonic() - started
 
 
-# -- signatures -----------------------------------------------------------------------------------
-
-
-def _mutations(body: bytes, signature: str, count: int) -> list[tuple[bytes, str]]:
-    """Deterministic near misses: one hex digit changed, truncated, other prefixes, a
-    signature over another body, the right signature over a changed body."""
-    digest = signature.removeprefix("sha256=")
-    out: list[tuple[bytes, str]] = []
-    i = 0
-    while len(out) < count:
-        pos, kind = i % len(digest), i % 6
-        flipped = digest[:pos] + ("0" if digest[pos] != "0" else "1") + digest[pos + 1 :]
-        if kind == 0:
-            out.append((body, "sha256=" + flipped))
-        elif kind == 1:
-            out.append((body, "sha256=" + digest[: pos or 1]))
-        elif kind == 2:
-            out.append((body, ("sha1=", "SHA256=", "", "sha256:")[i % 4] + digest))
-        elif kind == 3:
-            out.append((body + b" ", signature))
-        elif kind == 4:
-            out.append((body.replace(b"hello", b"hellO", 1), signature))
-        else:
-            out.append((body, "sha256=" + digest.upper()[: len(digest) - 1] + flipped[-1]))
-        i += 1
-    return out
-
-
-async def signatures(workdir: Path, count: int = 10_000, concurrency: int = 32) -> Figures:
-    """`count` posts with a near-miss signature or a body changed under a good one: none may
-    be accepted (the good post is, afterwards)."""
-    async with cluster(workdir) as c:
-        node = await c.node("node-a")
-        assert c.http is not None
-        body, signature = sign(chat_event("s-1", "s-cust", None))
-        tries = _mutations(body, signature, count)
-        statuses: Counter[int] = Counter()
-        gate = asyncio.Semaphore(concurrency)
-
-        async def attempt(signed: tuple[bytes, str]) -> None:
-            async with gate:
-                status, _answer = await post_raw(c.http, node, signed)  # type: ignore[arg-type]
-                statuses[status] += 1
-
-        started = time.monotonic()
-        await asyncio.gather(*(attempt(t) for t in tries))
-        took = time.monotonic() - started
-        good, _ = await post_raw(c.http, node, (body, signature))
-    figures: Figures = {
-        "mutated": count,
-        "accepted": statuses[202],
-        "statuses": " ".join(f"{k}:{v}" for k, v in sorted(statuses.items())),
-        "per_s": round(count / took),
-        "good_after": good,
-    }
-    assert statuses[202] == 0, f"{statuses[202]} mutated signatures were accepted"
-    assert good == 202, f"the good signature was answered {good}"
-    return figures
-
-
 # -- overload -------------------------------------------------------------------------------------
 
 

@@ -1,8 +1,9 @@
 """The fields of the desktop's frames, checked at the edge: each checker returns the value or
 raises `Invalid` naming the field, which the session answers with `error` {code: invalid, field}.
 
-Pure functions over decoded frames (no socket, no I/O), so the session's handlers read as
-"take these fields, call the Service" (`router.agent_session` imports this module as `check`).
+Pure functions over decoded frames (no socket, no I/O), so the agent's commands read as
+"take these fields, call the Service" (`router.agent_commands` imports this module as
+`check`).
 Imports `store.model`, for the rule of the customer fields an agent may edit, and the
 contract's bound on ids (`queues.base.MAX_ID`: what the engine takes is what a client may send).
 """

@@ -1,4 +1,5 @@
-"""One desktop socket's `Session`: its states, its sender, and the agent's commands.
+"""One desktop socket's `Session`: its states, its sender, and the dispatch of the agent's
+commands.
 
 The Service never sees a socket, and this module never decides anything about routing. One
 `Session` per socket (opened by `router.agent_ws`, which owns the handshake), with explicit
@@ -13,13 +14,14 @@ session or the pusher.
 
 Every frame that carries a conversation or a customer passes the tier filter just before it is
 written; a frame that fails becomes `withheld` (`router.delivery`, which also decides what to
-write next). Client frames are rate limited (`router.limits.FrameLimit`), their fields checked
-at the edge (`router.agent_fields`: `invalid` names the field) and dispatched through one
-table, `HANDLERS`. Every answer, errors included, goes through the outbox so it carries a `seq`.
+write next). Client frames are rate limited (`router.limits.FrameLimit`), their type and `ref`
+checked at the edge (`router.agent_fields`: `invalid` names the field) and dispatched through
+one table, `router.agent_commands.HANDLERS`, whose handlers check the rest. Every answer,
+errors included, goes through the outbox so it carries a `seq`.
 
-May import the Service, the store, the codecs and the pure modules beside it (`agent_fields`,
-`limits`, `delivery`), and aiohttp only for the socket it is handed; never `router.agent_ws`,
-which opens sessions (the arrow points one way).
+May import the Service, the store, the codecs and the modules beside it (`agent_commands`,
+`agent_fields`, `limits`, `delivery`), and aiohttp only for the socket it is handed; never
+`router.agent_ws`, which opens sessions (the arrow points one way).
 """
 
 from __future__ import annotations
@@ -28,16 +30,16 @@ import asyncio
 import contextlib
 import enum
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, Final
 
 import structlog
 from aiohttp import WSMsgType, web
 
 from queues.base import MAX_ID
-from queues.policy import CHANNELS, GROUPS, TIERS
 from router import agent_fields as check
-from router.agent_fields import MAX_FRAME_BYTES, Frame, Invalid
+from router.agent_commands import HANDLERS
+from router.agent_fields import Frame, Invalid
 from router.codec import Codec, decode_frame, encode_frame
 from router.delivery import Delivery
 from router.errors import (
@@ -50,7 +52,6 @@ from router.errors import (
     ServiceError,
     unreachable,
 )
-from router.guidance import OUTCOMES
 from router.identity import AgentIdentity
 from router.limits import AgentLimits, FrameLimit, Verdict
 from router.service import Service
@@ -264,7 +265,7 @@ class Session:
         if self.service.metrics is not None:
             self.service.metrics.sent("agent")
 
-    async def _push(self, frame: Frame) -> None:
+    async def push(self, frame: Frame) -> None:
         """Through the outbox (numbered, replayed after a reconnect); when the store cannot take
         it (Redis is down), written straight to this socket without a `seq`, so the request
         still gets its answer."""
@@ -281,7 +282,7 @@ class Session:
     ) -> None:
         frame: Frame = {**(details or {}), "type": "error", "code": code, "message": message}
         frame["ref"] = ref
-        await self._push(frame)
+        await self.push(frame)
 
     async def _write_error_and_close(self, exc: ServiceError) -> None:
         """`connect` refused: tell the desktop once (outside the outbox) and close."""
@@ -345,85 +346,3 @@ class Session:
             await self.close(CLOSE_RATE_LIMITED, "rate limited")
             return
         await self._error("rate_limited", f"at most {self.limits.rate:g} frames per second", ref)
-
-    # -- handlers, one per client frame type (see HANDLERS) -----------------------------------
-
-    async def on_ping(self, frame: Frame, ref: Any) -> None:
-        await self._push({"type": "ack", "ref": ref})
-
-    async def on_presence_set(self, frame: Frame, ref: Any) -> None:
-        state = check.choice(frame, "state", ("available", "away"))
-        assert state is not None
-        await self.service.presence(self.identity, state, ref=ref)
-
-    async def on_offer_accept(self, frame: Frame, ref: Any) -> None:
-        reservation = check.need(frame, "reservation")
-        conversation = self.delivery.offered_conversation(reservation)
-        await self.service.accept(self.identity, reservation, ref=ref, conversation=conversation)
-
-    async def on_offer_reject(self, frame: Frame, ref: Any) -> None:
-        reservation = check.need(frame, "reservation")
-        reason = check.text(frame, "reason", optional=True, limit=500)
-        await self.service.reject(self.identity, reservation, reason, ref=ref)
-
-    async def on_message_send(self, frame: Frame, ref: Any) -> None:
-        conversation = check.need(frame, "conversation")
-        body = check.text(frame, "body", limit=MAX_FRAME_BYTES)
-        assert body is not None
-        channel = check.choice(frame, "channel", CHANNELS, optional=True)
-        await self.service.send_message(self.identity, conversation, body, channel, ref=ref)
-
-    async def on_conversation_complete(self, frame: Frame, ref: Any) -> None:
-        conversation = check.need(frame, "conversation")
-        disposition = check.text(frame, "disposition", optional=True, limit=500)
-        await self.service.complete(self.identity, conversation, disposition, ref=ref)
-
-    async def on_wrapup_done(self, frame: Frame, ref: Any) -> None:
-        await self.service.wrapup_done(self.identity, check.need(frame, "conversation"), ref=ref)
-
-    async def on_suggestion_outcome(self, frame: Frame, ref: Any) -> None:
-        conversation = check.need(frame, "conversation")
-        offer = check.need(frame, "offer")
-        outcome = str(check.choice(frame, "outcome", OUTCOMES))  # required: None is refused
-        await self.service.suggestion_outcome(self.identity, conversation, offer, outcome, ref=ref)
-
-    async def on_conversation_transfer(self, frame: Frame, ref: Any) -> None:
-        conversation = check.need(frame, "conversation")
-        to_agent = check.text(frame, "to_agent", optional=True)
-        to_tier = check.choice(frame, "to_tier", TIERS, optional=True)
-        if (to_agent is None) == (to_tier is None):
-            raise Invalid("give exactly one of to_agent and to_tier", "to_agent")
-        await self.service.transfer(self.identity, conversation, to_agent, to_tier, ref=ref)
-
-    async def on_customer_get(self, frame: Frame, ref: Any) -> None:
-        await self.service.get_customer(self.identity, check.need(frame, "customer"), ref=ref)
-
-    async def on_customer_update(self, frame: Frame, ref: Any) -> None:
-        customer = check.need(frame, "customer")
-        version = check.version(frame)
-        fields = check.editable_fields(frame)
-        await self.service.update_customer(self.identity, customer, version, fields, ref=ref)
-
-    async def on_customer_classify(self, frame: Frame, ref: Any) -> None:
-        customer = check.need(frame, "customer")
-        group = check.choice(frame, "group", GROUPS)
-        assert group is not None
-        await self.service.classify(self.identity, customer, group, ref=ref)
-
-
-Handler = Callable[[Session, Frame, Any], Awaitable[None]]
-# Client frame type → handler; anything else is answered with `error` {code: invalid}.
-HANDLERS: Final[Mapping[str, Handler]] = {
-    "ping": Session.on_ping,
-    "presence.set": Session.on_presence_set,
-    "offer.accept": Session.on_offer_accept,
-    "offer.reject": Session.on_offer_reject,
-    "message.send": Session.on_message_send,
-    "conversation.complete": Session.on_conversation_complete,
-    "wrapup.done": Session.on_wrapup_done,
-    "conversation.transfer": Session.on_conversation_transfer,
-    "customer.get": Session.on_customer_get,
-    "customer.update": Session.on_customer_update,
-    "customer.classify": Session.on_customer_classify,
-    "suggestion.outcome": Session.on_suggestion_outcome,
-}

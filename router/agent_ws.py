@@ -86,6 +86,10 @@ class AgentSocket:
         self._emptied = asyncio.Event()
         self._beat: asyncio.Task[None] | None = None
 
+    def routes(self) -> list[web.RouteDef]:
+        """The desktop socket's route, for `app.add_routes`."""
+        return [web.get(PATH, self.handle)]
+
     async def _heartbeats(self) -> None:
         """Beat for every agent with a connected desktop here, every `heartbeat_s`, in one
         engine call; ends when the last session has gone (the next one starts it again)."""
@@ -170,29 +174,10 @@ class AgentSocket:
         return _refuse(code, message, field)
 
 
-def agent_ws_routes(
-    service: Service,
-    store: Store,
-    jwt_secret: str,
-    allowed_origins: Sequence[str] = (),
-    limits: AgentLimits | None = None,
-) -> list[web.RouteDef]:
-    """The desktop socket's route, for `app.add_routes`."""
-    socket = AgentSocket(service, store, jwt_secret, allowed_origins, limits)
-    return [web.get(PATH, socket.handle)]
-
-
-def add_agent_ws(
-    app: web.Application,
-    service: Service,
-    store: Store,
-    jwt_secret: str,
-    allowed_origins: Sequence[str] = (),
-    limits: AgentLimits | None = None,
-) -> None:
-    """Add the route, and drain the sockets (`close_all`) when the app shuts down — before the
-    cleanup steps close the Service, so every `disconnect` still reaches it."""
-    app.add_routes(agent_ws_routes(service, store, jwt_secret, allowed_origins, limits))
+def add_agent_ws(app: web.Application, socket: AgentSocket) -> None:
+    """Add the socket's route, and drain the sockets (`close_all`) when the app shuts down —
+    before the cleanup steps close the Service, so every `disconnect` still reaches it."""
+    app.add_routes(socket.routes())
 
     async def drain(app: web.Application) -> None:
         await close_all(app)

@@ -35,7 +35,7 @@ from router.connections import (
     quiet_accept_errors,
 )
 from router.engines import create_store
-from router.ingest import ingest_routes
+from router.ingest import IngestHandler
 from router.limits import AgentLimits, ChatLimits
 from router.logs import AccessLogger
 from router.metrics import Metrics
@@ -93,21 +93,21 @@ def create_app(
     app[SERVICE_KEY] = service
     app[METRICS_KEY] = metrics
     app.add_routes(
-        ingest_routes(
+        IngestHandler(
             service.ingest,
             settings.webhook_secret,
             settings.server.max_body_bytes,
             on_result=metrics.ingested,
             body_timeout_s=settings.connections.body_timeout_s,
             admit=service.admit,
-        )
+        ).routes()
     )
     # Registers its drain on shutdown: desktops get 4000 before the service below is closed.
     # Heartbeats well inside the presence TTL, or a connected desktop would expire.
     limits = AgentLimits(heartbeat_s=min(5.0, settings.policy.presence_ttl_s / 3))
-    agent_ws.add_agent_ws(
-        app, service, store, settings.jwt_secret, settings.server.allowed_origins, limits
-    )
+    origins = settings.server.allowed_origins
+    socket = agent_ws.AgentSocket(service, store, settings.jwt_secret, origins, limits)
+    agent_ws.add_agent_ws(app, socket)
     add_ops_routes(
         app,
         engine,

@@ -28,7 +28,7 @@ from typing import Any, Final
 
 from queues.policy import holds
 from router.settings_keys import SettingsError, listing, show
-from router.settings_policy import condition, rule_rows
+from router.settings_policy import condition, rule_rows, table_row
 
 KINDS: Final = ("alert", "suggestion")
 LEVELS: Final = ("info", "warning")
@@ -174,11 +174,7 @@ def _a_text(value: Any, label: str) -> str:
 
 
 def _rule(row: Any, label: str) -> GuidanceRule:
-    if not isinstance(row, dict):
-        raise SettingsError(f"{label}: must be a table of {listing(_KEYS)}, got {show(row)}")
-    for key in row:
-        if key not in _KEYS:
-            raise SettingsError(f"{label} {key}: unknown key (known: {listing(_KEYS)})")
+    row = table_row(row, label, _KEYS)
     rule_id = _an_id(row.get("id"), f"{label} id")
     kind = row.get("kind")
     if kind not in KINDS:

@@ -88,22 +88,6 @@ class Refused(Exception):
         self.retry_after = retry_after  # seconds, for `overloaded`
 
 
-def ingest_routes(
-    ingest: Ingest,
-    webhook_secret: str,
-    max_bytes: int = MAX_BYTES,
-    *,
-    on_result: OnResult | None = None,
-    body_timeout_s: float = BODY_TIMEOUT_S,
-    admit: Admit | None = None,
-) -> list[web.RouteDef]:
-    """The routes of adapter ingest, for `app.add_routes(...)`."""
-    handler = IngestHandler(
-        ingest, webhook_secret, max_bytes, on_result, body_timeout_s=body_timeout_s, admit=admit
-    )
-    return [web.post(PATH, handler.handle)]
-
-
 class IngestHandler:
     """`POST /v1/events`; see the module docstring for the order of checks."""
 
@@ -127,6 +111,10 @@ class IngestHandler:
         self._admit = admit
         # one line per burst of refusals, not one per post
         self._overloaded = BurstLog("ingest.refused", logger=log)
+
+    def routes(self) -> list[web.RouteDef]:
+        """The route of adapter ingest, for `app.add_routes(...)`."""
+        return [web.post(PATH, self.handle)]
 
     async def handle(self, request: web.Request) -> web.Response:
         size = request.content_length or 0

@@ -9,11 +9,12 @@ once; `SharedFrameLimits` hands one `FrameLimit` to every socket of one key (a c
 this node), so opening more sockets does not buy more frames.
 
 Pure Python: imports nothing of the project, so either edge can import it (no edge imports
-another edge for it).
+another edge for it), and so can the test tools' desktops, which pace themselves by it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import time
 from collections.abc import Callable
@@ -64,6 +65,12 @@ class TokenBucket:
             return False
         self.tokens -= 1.0
         return True
+
+    async def pace(self) -> None:
+        """Wait for a token and spend it: a client keeping itself under a server's limit (the
+        bench and chaos desktops) paces its frames with the same rule the server applies."""
+        while not self.take():  # noqa: ASYNC110 - what it waits for is time, not an event
+            await asyncio.sleep((1.0 - self.tokens) / self.rate)
 
 
 class Verdict(enum.Enum):

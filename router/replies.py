@@ -33,7 +33,7 @@ from router.errors import ServiceError
 from router.frames import reply_taken_frame, status_frame
 from router.identity import AgentIdentity
 from router.protocol import MAX_BODY_BYTES
-from store.model import ANNOTATE_WINDOW, Conversation, Interaction, Job
+from store.model import ANNOTATE_WINDOW, Conversation, Interaction, Job, Reply
 
 if TYPE_CHECKING:
     from router.service import Service
@@ -91,9 +91,8 @@ class Replies:
             raise ServiceError(exc.code, exc.message) from exc
         # the reply and the job that sends it, in one step, before the agent hears `ack`:
         # whichever node is alive sends it (`run`)
-        interaction = await svc.store.add_outbound(
-            conversation, channel, body, identity.id, svc.now_ms(), send=True
-        )
+        reply = Reply(conversation, channel, body, identity.id, svc.now_ms())
+        interaction = await svc.store.add_outbound(reply, send=True)
         frame = reply_taken_frame(conversation, conv.customer, interaction, ref)
         await svc.store.push([(identity.id, frame)])
         log.info("message.sent", agent=identity.id, conversation=conversation, channel=channel)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
@@ -40,7 +40,7 @@ from router.node_loops import NodeLoops
 from router.replies import Replies
 from router.voice_tasks import VoiceTasks
 from store.base import Store
-from store.model import InboundEvent, Ingested, Interaction, LogEntry
+from store.model import InboundEvent, Ingested, LogEntry
 
 log = structlog.get_logger("omniroute.service")
 
@@ -358,38 +358,7 @@ class Service:
         )
         await self.apply_effects(effects, (identity.id, ref, None))
 
-    # -- agent requests: replies (router.replies) and customers (router.customers) ---------------
-
-    async def send_message(
-        self,
-        identity: AgentIdentity,
-        conversation: str,
-        body: str,
-        channel: str | None = None,
-        ref: Any = None,
-    ) -> Interaction:
-        """`message.send`: store the reply and its sending job, answer `ack`."""
-        return await self.replies.send(identity, conversation, body, channel, ref)
-
-    async def get_customer(self, identity: AgentIdentity, customer: str, ref: Any = None) -> None:
-        await self.customers.get(identity, customer, ref)
-
-    async def update_customer(
-        self,
-        identity: AgentIdentity,
-        customer: str,
-        version: int,
-        fields: Mapping[str, Any],
-        ref: Any = None,
-    ) -> None:
-        """Versioned edit: a stale version is refused with the current customer."""
-        await self.customers.update(identity, customer, version, fields, ref)
-
-    async def classify(
-        self, identity: AgentIdentity, customer: str, group: str, ref: Any = None
-    ) -> None:
-        """Mark SIC/CSC (or back to normal): work held by now-ineligible agents is revoked."""
-        await self.customers.classify(identity, customer, group, ref)
+    # -- customers (router.customers; replies and edits are called on `replies`, `customers`) --
 
     async def visible(self, identity: AgentIdentity, customer_id: str) -> bool:
         """The hard filter, now: may this agent see anything of this customer?"""

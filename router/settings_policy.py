@@ -98,16 +98,7 @@ def _widen_by(table: Any) -> dict[str, float]:
 def _skill_rule(row: Any, label: str) -> SkillRule:
     """One `[[skills.rules]]` row: a condition as in `[[priority.rules]]`, the skill it asks
     for and its minimum (default 1)."""
-    if not isinstance(row, dict):
-        raise SettingsError(
-            f"{label}: must be a table of {listing(_SKILL_RULE_KEYS)}, got {show(row)}"
-        )
-    for key in row:
-        if key not in _SKILL_RULE_KEYS:
-            raise SettingsError(f"{label} {key}: unknown key (known: {listing(_SKILL_RULE_KEYS)})")
-    for key in ("field", "op", "value", "skill"):
-        if key not in row:
-            raise SettingsError(f"{label} {key}: missing")
+    row = table_row(row, label, _SKILL_RULE_KEYS, required=("field", "op", "value", "skill"))
     name, op, value = condition(row, label)
     skill = _skill_name(row["skill"], f"{label} skill")
     level = row.get("min", 1)
@@ -118,14 +109,7 @@ def _skill_rule(row: Any, label: str) -> SkillRule:
 
 def _rule(row: Any, label: str) -> PriorityRule:
     """One `[[priority.rules]]` row; its value must suit its operator, its points the bound."""
-    if not isinstance(row, dict):
-        raise SettingsError(f"{label}: must be a table of {listing(_RULE_KEYS)}, got {show(row)}")
-    for key in row:
-        if key not in _RULE_KEYS:
-            raise SettingsError(f"{label} {key}: unknown key (known: {listing(_RULE_KEYS)})")
-    for key in _RULE_KEYS:
-        if key not in row:
-            raise SettingsError(f"{label} {key}: missing")
+    row = table_row(row, label, _RULE_KEYS, required=_RULE_KEYS)
     name, op, value = condition(row, label)
     points = row["points"]
     bound = PRIORITY_BOUND
@@ -134,6 +118,22 @@ def _rule(row: Any, label: str) -> PriorityRule:
             f"{label} points: must be an integer from -{bound} to {bound}, got {show(points)}"
         )
     return PriorityRule(name, op, value, points)
+
+
+def table_row(
+    row: Any, label: str, keys: tuple[str, ...], required: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """One row of a rules table: a table of no other `keys`, holding every `required` one;
+    priority, skill and guidance rules share it."""
+    if not isinstance(row, dict):
+        raise SettingsError(f"{label}: must be a table of {listing(keys)}, got {show(row)}")
+    for key in row:
+        if key not in keys:
+            raise SettingsError(f"{label} {key}: unknown key (known: {listing(keys)})")
+    for key in required:
+        if key not in row:
+            raise SettingsError(f"{label} {key}: missing")
+    return row
 
 
 def condition(row: dict[str, Any], label: str) -> tuple[str, str, Any]:

@@ -6,7 +6,7 @@ Two backends implement it: `store.memory.MemoryStore` (one process) and `store.r
 and `docs/server.md` describes how the server uses them. The rules both backends apply the same
 way (validation, timestamps, threading order) are in `store.common`.
 
-May import `store.model` and `store.errors`; never a backend, never `router`.
+May import `store.model`, `store.errors` and `store.common`; never a backend, never `router`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from store.common import check_state
 from store.errors import StoreError
 from store.model import (
     Applied,
@@ -27,6 +28,8 @@ from store.model import (
     Interaction,
     Job,
     LogEntry,
+    Push,
+    Reply,
     Wake,
 )
 
@@ -191,15 +194,7 @@ class Store(ABC):
         """Set the client group (normal, SIC, CSC); bumps the version."""
 
     @abstractmethod
-    async def add_outbound(
-        self,
-        conversation_id: str,
-        channel: str,
-        body: str,
-        agent: str,
-        now_ms: int,
-        send: bool = False,
-    ) -> Interaction:
+    async def add_outbound(self, reply: Reply, send: bool = False) -> Interaction:
         """Store an agent's reply in history and count `messages_out`; with `send`, in the same
         atomic step, the job that sends it (`read_jobs`): a reply the agent was told about is
         sent by whichever node is alive."""
@@ -238,7 +233,6 @@ class Store(ABC):
 
     # -- per-agent outboxes --------------------------------------------------------------------
 
-    @abstractmethod
     async def push(
         self,
         frames: Sequence[tuple[str, Mapping[str, Any]]],
@@ -262,6 +256,16 @@ class Store(ABC):
         its own frames (its offer is being made elsewhere: a message that raced it reaches the
         agent right after the offer); once it is closed they are dropped (history has them).
         Returns the seqs of `frames` only."""
+        for _conversation, state, _agent in states:
+            check_state(state)
+        if not frames and not states and not ack and not to_holder:
+            return []
+        return await self._push(Push(frames, states, ack, to_holder, consumer))
+
+    @abstractmethod
+    async def _push(self, batch: Push) -> list[int]:
+        """Store one `push` whose states are valid and that has something to do: one atomic
+        step (see `push`)."""
 
     @abstractmethod
     async def since(self, agent: str, seq: int) -> tuple[list[tuple[int, dict[str, Any]]], bool]:

@@ -78,6 +78,8 @@ from store.model import (
     Ingested,
     Interaction,
     LogEntry,
+    Push,
+    Reply,
 )
 
 
@@ -278,31 +280,23 @@ class MemoryStore(MemoryLog):
             cust.version += 1
         return cust.view()
 
-    async def add_outbound(
-        self,
-        conversation_id: str,
-        channel: str,
-        body: str,
-        agent: str,
-        now_ms: int,
-        send: bool = False,
-    ) -> Interaction:
-        conv = self._conv(conversation_id)
+    async def add_outbound(self, reply: Reply, send: bool = False) -> Interaction:
+        conv = self._conv(reply.conversation)
         cust = self._cust(conv.customer)
         ix = Interaction(
             id=f"ix-{self._next('ix')}",
             conversation=conv.id,
-            channel=channel,
+            channel=reply.channel,
             direction="out",
-            at=iso(now_ms),
-            body=body,
-            meta={"agent": agent},
+            at=iso(reply.at_ms),
+            body=reply.body,
+            meta={"agent": reply.agent},
         )
         cust.history.append(ix)
         cust.messages_out += 1
         if send:
-            job = {"kind": "reply", "cv": conv.id, "cu": cust.id, "ch": channel, "ix": ix.id}
-            await self.add_job({**job, "ag": agent, "body": body})
+            job = {"kind": "reply", "cv": conv.id, "cu": cust.id, "ch": reply.channel, "ix": ix.id}
+            await self.add_job({**job, "ag": reply.agent, "body": reply.body})
         return ix
 
     async def link(self, customer_id: str, addresses: Sequence[str]) -> None:
@@ -351,24 +345,17 @@ class MemoryStore(MemoryLog):
 
     # -- outboxes ----------------------------------------------------------------------------
 
-    async def push(
-        self,
-        frames: Sequence[tuple[str, Mapping[str, Any]]],
-        states: Sequence[tuple[str, str, str | None]] = (),
-        ack: Sequence[str] = (),
-        to_holder: Sequence[tuple[str, Mapping[str, Any]]] = (),
-        consumer: str | None = None,
-    ) -> list[int]:
-        if consumer is not None:
-            for entry_id in ack:
+    async def _push(self, batch: Push) -> list[int]:
+        if batch.consumer is not None:
+            for entry_id in batch.ack:
                 holder = self._pending.get(entry_id)
-                if holder is None or holder[0] != consumer:
-                    raise Fenced(f"log entry {entry_id} is no longer held by {consumer}")
-        for conversation_id, state, agent in states:
+                if holder is None or holder[0] != batch.consumer:
+                    raise Fenced(f"log entry {entry_id} is no longer held by {batch.consumer}")
+        for conversation_id, state, agent in batch.states:
             conv = self._conversations.get(conversation_id)
             if conv is not None and (conv.state != "closed" or state == "closed"):
                 await self.set_state(conversation_id, state, agent)
-        await self.ack_log(ack)
+        await self.ack_log(batch.ack)
         woken: dict[str, Frames] = {}
 
         def deliver(agent: str, frame: Mapping[str, Any]) -> int:
@@ -382,13 +369,13 @@ class MemoryStore(MemoryLog):
             woken.setdefault(agent, []).append((seq, dict(stored)))
             return seq
 
-        seqs = [deliver(agent, frame) for agent, frame in frames]
-        for conversation_id, _state, _agent in states:  # frames that waited for a holder
+        seqs = [deliver(agent, frame) for agent, frame in batch.frames]
+        for conversation_id, _state, _agent in batch.states:  # frames that waited for a holder
             conv = self._conversations.get(conversation_id)
             if conv is not None and conv.state in HELD_STATES and conv.agent:
                 for waited in self._waiting.pop(conversation_id, []):
                     deliver(conv.agent, waited)
-        for conversation_id, held in to_holder:
+        for conversation_id, held in batch.to_holder:
             conv = self._conversations.get(conversation_id)
             if conv is not None and conv.state in HELD_STATES and conv.agent:
                 deliver(conv.agent, held)

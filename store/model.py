@@ -7,7 +7,7 @@ The channels and client groups an event may name are the routing engine's (`queu
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -90,6 +90,31 @@ class LogEntry:
     conversation: str
     customer: str
     reclaimed: bool = False  # read before: taken over from a dead node or retried
+
+
+@dataclass(frozen=True)
+class Push:
+    """One `Store.push` as a backend stores it: frames for agents, the conversation states they
+    announce, the log entries they finish (held by `consumer`), frames for a conversation's
+    holder."""
+
+    frames: Sequence[tuple[str, Mapping[str, Any]]]
+    states: Sequence[tuple[str, str, str | None]] = ()
+    ack: Sequence[str] = ()
+    to_holder: Sequence[tuple[str, Mapping[str, Any]]] = ()
+    consumer: str | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An agent's reply, before the store keeps it: into which conversation, on which channel,
+    what, by whom and when (ms since the epoch)."""
+
+    conversation: str
+    channel: str
+    body: str
+    agent: str
+    at_ms: int
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,16 @@ import msgpack
 
 from store.common import check_edit, check_group, check_state, iso, merged_profile, recovered
 from store.errors import StaleVersion, StoreError
-from store.model import ANNOTATE_WINDOW, Applied, Conversation, Customer, Interaction, LogEntry
+from store.model import (
+    ANNOTATE_WINDOW,
+    Applied,
+    Conversation,
+    Customer,
+    Interaction,
+    LogEntry,
+    Push,
+    Reply,
+)
 from store.redis_codec import (
     REFUSALS,
     as_text,
@@ -174,17 +183,9 @@ class RedisStore(RedisLog, RedisWakes):
         check_group(group)
         return await self._edit_customer({"cu": customer_id, "v": -1, "f": {}, "grp": group})
 
-    async def add_outbound(
-        self,
-        conversation_id: str,
-        channel: str,
-        body: str,
-        agent: str,
-        now_ms: int,
-        send: bool = False,
-    ) -> Interaction:
-        args: dict[str, Any] = {"cv": conversation_id, "ch": channel, "body": body}
-        args.update(agent=agent, at=iso(now_ms), send=int(send))
+    async def add_outbound(self, reply: Reply, send: bool = False) -> Interaction:
+        args: dict[str, Any] = {"cv": reply.conversation, "ch": reply.channel, "body": reply.body}
+        args.update(agent=reply.agent, at=iso(reply.at_ms), send=int(send))
         return interaction_from(await self._eval("outbound", args))
 
     async def link(self, customer_id: str, addresses: Sequence[str]) -> None:
@@ -208,31 +209,20 @@ class RedisStore(RedisLog, RedisWakes):
 
     # -- outboxes ----------------------------------------------------------------------------
 
-    async def push(
-        self,
-        frames: Sequence[tuple[str, Mapping[str, Any]]],
-        states: Sequence[tuple[str, str, str | None]] = (),
-        ack: Sequence[str] = (),
-        to_holder: Sequence[tuple[str, Mapping[str, Any]]] = (),
-        consumer: str | None = None,
-    ) -> list[int]:
-        if not frames and not states and not ack and not to_holder:
-            return []
-        packed = [[agent, msgpack.packb(dict(frame))] for agent, frame in frames]
-        held = [[cv, msgpack.packb(dict(frame))] for cv, frame in to_holder]
-        changes = [[cv, st, ag or ""] for cv, st, ag in states]
-        for _cv, state, _ag in states:
-            check_state(state)
+    async def _push(self, batch: Push) -> list[int]:
+        packed = [[agent, msgpack.packb(dict(frame))] for agent, frame in batch.frames]
+        held = [[cv, msgpack.packb(dict(frame))] for cv, frame in batch.to_holder]
+        changes = [[cv, st, ag or ""] for cv, st, ag in batch.states]
         args = {
             "keep": max(self.outbox_keep, 1),
             "f": packed,
             "s": changes,
-            "ack": list(ack),
+            "ack": list(batch.ack),
             "h": held,
         }
-        if consumer is not None and ack:
-            order = sorted(ack, key=stream_order)
-            args.update(c=consumer, lo=order[0], hi=order[-1])
+        if batch.consumer is not None and batch.ack:
+            order = sorted(batch.ack, key=stream_order)
+            args.update(c=batch.consumer, lo=order[0], hi=order[-1])
         seqs = await self._eval("push", args)
         return [int(seq) for seq in seqs]
 

@@ -1,11 +1,16 @@
 """Test support: a fake clock, a served app, a bounded wait for another component's state,
-and (from `chaos.processes`) a free port and a throw-away redis-server on 127.0.0.1."""
+production logging into a buffer, and (from `chaos.processes`) a free port and a throw-away
+redis-server on 127.0.0.1."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+import io
+import logging
+from collections.abc import Awaitable, Callable, Iterator
 
+import structlog
 from aiohttp import web
 
 from chaos.processes import free_port, start_redis, stop_redis
@@ -16,6 +21,7 @@ __all__ = [
     "FakeClock",
     "eventually",
     "free_port",
+    "logs_captured",
     "serve_app",
     "start_redis",
     "stop_redis",
@@ -50,6 +56,27 @@ async def serve_app(app: web.Application) -> tuple[web.AppRunner, str]:
     await site.start()
     host, port = runner.addresses[0][:2]
     return runner, f"http://{host}:{port}"
+
+
+@contextlib.contextmanager
+def logs_captured(level: str) -> Iterator[io.StringIO]:
+    """Production logging (`router.logs.configure_logging`, JSON lines at `level`) into a
+    buffer; the logging and structlog configuration before it is restored afterwards."""
+    from router.logs import ACCESS_LOGGER, configure_logging
+
+    root = logging.getLogger()
+    access = logging.getLogger(ACCESS_LOGGER)
+    saved = (root.handlers[:], root.level, access.level, access.filters[:])
+    saved_structlog = structlog.get_config()
+    buffer = io.StringIO()
+    configure_logging(json=True, level=level, stream=buffer, cache=False)
+    try:
+        yield buffer
+    finally:
+        root.handlers[:], root.level = saved[0], saved[1]
+        access.setLevel(saved[2])
+        access.filters[:] = saved[3]
+        structlog.configure(**saved_structlog)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], within: float = WAIT) -> None:

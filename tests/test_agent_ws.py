@@ -27,8 +27,8 @@ from router.agent_session import CLOSE_SLOW
 from router.agent_ws import (
     SUBPROTOCOL_JSON,
     SUBPROTOCOL_MSGPACK,
+    AgentSocket,
     add_agent_ws,
-    agent_ws_routes,
     close_all,
     sessions,
 )
@@ -117,7 +117,9 @@ async def make_server() -> AsyncIterator[Factory]:
         service = Service(engine, store, offline_grace_s=grace_s, clock=clock)
         await service.start()
         app = web.Application()
-        app.add_routes(agent_ws_routes(service, store, SECRET, origins, limits or AgentLimits()))
+        app.add_routes(
+            AgentSocket(service, store, SECRET, origins, limits or AgentLimits()).routes()
+        )
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -674,7 +676,7 @@ async def test_app_shutdown_drains_sockets_before_the_service_closes() -> None:
     service = Service(engine, store, offline_grace_s=0)
     await service.start()
     app = web.Application()
-    add_agent_ws(app, service, store, SECRET)
+    add_agent_ws(app, AgentSocket(service, store, SECRET))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -18,7 +18,7 @@ import queues
 from queues.policy import Policy
 from router.admission import HEADROOM
 from router.auth import SIGNATURE_HEADER, sign
-from router.ingest import ingest_routes
+from router.ingest import IngestHandler
 from router.service import Service
 from store.base import Store
 from store.memory import MemoryStore
@@ -42,7 +42,7 @@ async def node(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Service, T
     service = Service(engine, store, max_backlog_s=BOUND_S)  # no loops running: no routing
     await service.start()
     app = web.Application()
-    app.add_routes(ingest_routes(service.ingest, SECRET, admit=service.admit))
+    app.add_routes(IngestHandler(service.ingest, SECRET, admit=service.admit).routes())
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         yield service, client
     purge = getattr(store, "purge", None)

@@ -185,6 +185,14 @@ async def node() -> AsyncIterator[Node]:
         yield await factory()
 
 
+async def answered(widget: Widget, desk: Desk, said: str, reply: str) -> str:
+    """The visitor says `said`; `desk` takes the conversation and answers `reply`. Its id."""
+    await widget.say(said)
+    conv: str = (await take(desk))["conversation"]["id"]
+    await desk.request("message.send", conversation=conv, body=reply)
+    return conv
+
+
 def visitor_id() -> str:
     return uuid.uuid4().hex
 
@@ -247,9 +255,7 @@ async def test_reply_while_away_is_replayed_on_reconnect(node: Node) -> None:
     vid = visitor_id()
     widget = await node.widget(f"site=shop1&visitor={vid}")
     a1 = await node.desk("a1")
-    await widget.say("one question")
-    conv = (await take(a1))["conversation"]["id"]
-    await a1.request("message.send", conversation=conv, body="early answer")
+    conv = await answered(widget, a1, "one question", "early answer")
     early = await widget.until("message")
     await widget.say("and another")
     await a1.until("message", conversation=conv)
@@ -435,9 +441,7 @@ async def test_reply_from_another_node_over_redis(redis_url: str) -> None:
             vid = visitor_id()
             widget = await front.widget(f"site=shop1&visitor={vid}")
             a1 = await back.desk("a1")
-            await widget.say("over two nodes")
-            conv = (await take(a1))["conversation"]["id"]
-            await a1.request("message.send", conversation=conv, body="from node two")
+            conv = await answered(widget, a1, "over two nodes", "from node two")
             assert (await widget.until("message"))["body"] == "from node two"
             await widget.close()
             await a1.request("message.send", conversation=conv, body="while away")

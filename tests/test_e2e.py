@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 import jwt
@@ -29,6 +29,7 @@ from aiohttp import WSMsgType, web
 import queues
 from channels.base import RecordingPort
 from router.app import SERVICE_KEY, create_app
+from router.service import Service
 from router.settings import load_settings
 from store.base import Store
 from store.memory import MemoryStore
@@ -199,14 +200,7 @@ class Server:
         self, agent: str, tier: str = "CCS", query: str = "", *, ready: bool = True
     ) -> Desk:
         """Open a desktop and read its `welcome`; with `ready`, also go `available`."""
-        url = f"{self.base}/v1/agent/ws?token={make_token(agent, tier)}{query}"
-        ws = await self.http.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=WAIT))
-        desk = Desk(ws, agent)
-        self.desks.append(desk)
-        desk.welcome = await desk.until("welcome")
-        if ready:
-            await desk.available()
-        return desk
+        return await open_desk(self, agent, make_token(agent, tier), query=query, ready=ready)
 
     async def get(self, path: str, token: str | None = None) -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -225,8 +219,41 @@ Factory = Callable[..., Awaitable[Server]]
 class Served(Protocol):
     """What a test server holds open besides its app: the desktops it connected, its client."""
 
+    base: str
     desks: list[Desk]
     http: aiohttp.ClientSession
+
+
+S = TypeVar("S", bound=Served)
+
+
+@dataclass
+class AppServer:
+    """A served app as a channel's tests drive it: its URL, the app, a client, its desktops."""
+
+    base: str
+    app: web.Application
+    http: aiohttp.ClientSession
+    desks: list[Desk] = field(default_factory=list)
+
+    @property
+    def service(self) -> Service:
+        return self.app[SERVICE_KEY]
+
+
+async def open_desk(
+    server: Served, agent: str, token: str, *, query: str = "", ready: bool = True
+) -> Desk:
+    """Open a desktop on `server` with `token` and read its `welcome`; with `ready`, also go
+    `available`. The server closes it at the end (`shut`)."""
+    url = f"{server.base}/v1/agent/ws?token={token}{query}"
+    ws = await server.http.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=WAIT))
+    desk = Desk(ws, agent)
+    server.desks.append(desk)
+    desk.welcome = await desk.until("welcome")
+    if ready:
+        await desk.available()
+    return desk
 
 
 async def shut(runner: web.AppRunner, server: Served) -> None:
@@ -236,6 +263,36 @@ async def shut(runner: web.AppRunner, server: Served) -> None:
             await desk.close()
     await server.http.close()
     await asyncio.wait_for(runner.cleanup(), 15)
+
+
+class Running:
+    """The apps a test served, each with the object that holds its client and desktops; on exit
+    they are shut newest first, then the cleanups (`after`) run."""
+
+    def __init__(self) -> None:
+        self.made: list[tuple[web.AppRunner, Served]] = []
+        self.cleanups: list[Callable[[], Awaitable[None]]] = []
+
+    async def serve(
+        self, app: web.Application, make: Callable[[str, web.Application, aiohttp.ClientSession], S]
+    ) -> S:
+        """Serve `app` on 127.0.0.1 (`serve_app`) and wrap it with `make(base, app, client)`."""
+        runner, base = await serve_app(app)
+        server = make(base, app, aiohttp.ClientSession())
+        self.made.append((runner, server))
+        return server
+
+    def after(self, cleanup: Callable[[], Awaitable[None]]) -> None:
+        self.cleanups.append(cleanup)
+
+    async def __aenter__(self) -> Running:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for runner, server in reversed(self.made):
+            await shut(runner, server)
+        for cleanup in self.cleanups:
+            await cleanup()
 
 
 async def purge_domain(redis_url: str, domain: str) -> None:
@@ -273,7 +330,7 @@ def base_env(domain: str, **overrides: Any) -> dict[str, str]:
 @contextlib.asynccontextmanager
 async def servers() -> AsyncIterator[Factory]:
     """A factory of apps on 127.0.0.1; on exit everything is stopped (and Redis purged)."""
-    made: list[tuple[web.AppRunner, Server, Callable[[], Awaitable[None]] | None]] = []
+    running = Running()
 
     async def factory(
         store_factory: Callable[[Any], Store] | None = None,
@@ -289,17 +346,13 @@ async def servers() -> AsyncIterator[Factory]:
         app = create_app(settings, engine, store, outbound=outbound, snapshot_interval_s=0.1)
         # the chat adapter's own delivery is tests/test_chat.py's; here: what the core hands over
         app[SERVICE_KEY].outbound.register("chat", outbound)
-        runner, base = await serve_app(app)  # with the access logger of `omniroute serve`
-        made.append((runner, Server(base, app, aiohttp.ClientSession(), outbound), purge))
-        return made[-1][1]
+        if purge is not None:
+            running.after(purge)
+        # with the access logger of `omniroute serve`
+        return await running.serve(app, lambda base, app, http: Server(base, app, http, outbound))
 
-    try:
+    async with running:
         yield factory
-    finally:
-        for runner, server, purge in reversed(made):
-            await shut(runner, server)
-            if purge is not None:
-                await purge()
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Failover in seconds, fencing, and one agent on many nodes: the fault scenarios of
-`chaos.scenarios`, run small, against real `omniroute serve` processes on a real Redis.
+`chaos.scenarios` (and `chaos.hostile`'s signatures), run small, against real `omniroute serve`
+processes on a real Redis.
 
 Each scenario raises when a promise breaks (an event lost, assigned or delivered twice,
 re-offered later than 5 s after a kill); the figures are printed (`pytest -s`).
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chaos import provider, scenarios
+from chaos import hostile, provider, scenarios
 
 
 async def test_a_node_killed_under_load_is_taken_over_within_seconds(tmp_path: Path) -> None:
@@ -37,7 +38,7 @@ async def test_redis_killed_and_restarted_on_its_aof_loses_no_acked_event(tmp_pa
 
 
 async def test_no_mutated_signature_is_accepted(tmp_path: Path) -> None:
-    figures = await scenarios.signatures(tmp_path, count=1000)
+    figures = await hostile.signatures(tmp_path, count=1000)
     print(f"\nsignatures: {figures}")
     assert figures["accepted"] == 0, figures
 

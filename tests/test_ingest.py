@@ -17,7 +17,7 @@ from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from router.auth import SIGNATURE_HEADER, sign
-from router.ingest import MAX_BYTES, ingest_routes
+from router.ingest import MAX_BYTES, IngestHandler
 from store.memory import MemoryStore
 from store.model import InboundEvent, Ingested
 
@@ -66,7 +66,7 @@ async def serve(
 
     app = web.Application()
     handler = ingest(store) if ingest is not None else into_store
-    app.add_routes(ingest_routes(handler, SECRET, max_bytes, on_result=count))
+    app.add_routes(IngestHandler(handler, SECRET, max_bytes, on_result=count).routes())
     client = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
     return client, store, counts
@@ -207,7 +207,7 @@ async def test_the_signature_is_checked_before_anything_is_parsed(http: Harness)
 async def test_without_a_configured_secret_everything_is_refused() -> None:
     store = MemoryStore()
     app = web.Application()
-    app.add_routes(ingest_routes(lambda events: store.ingest(events, NOW_MS), ""))
+    app.add_routes(IngestHandler(lambda events: store.ingest(events, NOW_MS), "").routes())
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         body = as_json(event(1))
         headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(body, "")}
@@ -376,7 +376,9 @@ async def test_a_failing_metrics_hook_never_changes_the_answer() -> None:
 
     app = web.Application()
     app.add_routes(
-        ingest_routes(lambda events: store.ingest(events, NOW_MS), SECRET, on_result=broken)
+        IngestHandler(
+            lambda events: store.ingest(events, NOW_MS), SECRET, on_result=broken
+        ).routes()
     )
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         body = as_json(event(1))

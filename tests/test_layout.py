@@ -96,7 +96,8 @@ IMPORTS: dict[str, set[str]] = {
 THROUGH: dict[tuple[str, str], set[str]] = {
     ("bench", "chaos"): {"chaos.processes"},  # a free port, a throw-away redis-server
     ("chaos", "bench"): {"bench.runs"},  # the load generator and desktops, one way to measure
-    ("bench", "router"): {"router.guidance"},  # rules timed in process (the rest as a server)
+    # rules timed in process (the rest as a server); the token bucket its desktops pace by
+    ("bench", "router"): {"router.guidance", "router.limits"},
 }
 
 

@@ -14,6 +14,7 @@ from aiohttp import ClientSession, ClientTimeout, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from router.logs import REDACTED, SENSITIVE_KEYS, AccessLogger, configure_logging, redact
+from tests.support import logs_captured
 
 CANARY = "CANARY-7f3a9c-do-not-log"
 
@@ -21,18 +22,8 @@ CANARY = "CANARY-7f3a9c-do-not-log"
 @pytest.fixture
 def captured() -> Iterator[io.StringIO]:
     """Logging configured into a buffer (JSON), and everything restored afterwards."""
-    root = logging.getLogger()
-    access = logging.getLogger("aiohttp.access")
-    saved = (root.handlers[:], root.level, access.level, access.filters[:])
-    stream = io.StringIO()
-    configure_logging(json=True, level="info", stream=stream, cache=False)
-    try:
+    with logs_captured("info") as stream:
         yield stream
-    finally:
-        structlog.reset_defaults()
-        root.handlers[:], root.level = saved[0], saved[1]
-        access.setLevel(saved[2])
-        access.filters[:] = saved[3]
 
 
 def lines(stream: io.StringIO) -> list[dict[str, Any]]:

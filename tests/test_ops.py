@@ -20,7 +20,8 @@ from queues.base import RoutingEngine
 from queues.policy import Policy
 from router.errors import CLOSE_DRAINING, CLOSE_RATE_LIMITED
 from router.metrics import Metrics
-from router.ops import OPS_KEY, OpsHub, add_ops_routes
+from router.ops import OPS_KEY, add_ops_routes
+from router.ops_views import OpsHub
 from tests.support import FakeClock
 
 SECRET = "ops-test-signing-secret-of-32-bytes-or-more"

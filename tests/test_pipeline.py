@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import pytest
 import redis.asyncio as aioredis
@@ -26,52 +27,57 @@ async def client(redis_url: str) -> AsyncIterator[aioredis.Redis[bytes]]:
     await redis.aclose()
 
 
+@dataclass
+class Scripted:
+    """The INCR script, a pipeline on `client` and a fresh key (deleted afterwards)."""
+
+    client: aioredis.Redis[bytes]
+    key: str
+    pipeline: ScriptPipeline
+    script: Script
+
+
+@pytest.fixture
+async def scripted(client: aioredis.Redis[bytes]) -> AsyncIterator[Scripted]:
+    key = f"t-{uuid.uuid4().hex}"
+    yield Scripted(client, key, ScriptPipeline(client), Script(client, SCRIPT))
+
+
 async def reads(client: aioredis.Redis[bytes]) -> int:
     return int((await client.info("stats"))["total_reads_processed"])
 
 
 async def test_concurrent_calls_ride_few_round_trips_in_order_of_arrival(
-    client: aioredis.Redis[bytes],
+    scripted: Scripted,
 ) -> None:
-    key = f"t-{uuid.uuid4().hex}"
-    pipeline = ScriptPipeline(client)
-    script = Script(client, SCRIPT)
-    await pipeline.call(script, key, "warm")  # loads the script
-    before = await reads(client)
-    answers = await asyncio.gather(*(pipeline.call(script, key, str(n)) for n in range(200)))
-    used = await reads(client) - before - 1  # the INFO itself is one read
+    await scripted.pipeline.call(scripted.script, scripted.key, "warm")  # loads the script
+    before = await reads(scripted.client)
+    answers = await asyncio.gather(
+        *(scripted.pipeline.call(scripted.script, scripted.key, str(n)) for n in range(200))
+    )
+    used = await reads(scripted.client) - before - 1  # the INFO itself is one read
     assert [a[1] for a in answers] == [str(n).encode() for n in range(200)]
     assert sorted(a[0] for a in answers) == list(range(2, 202))  # each INCR exactly once
     assert used <= 20, f"{used} reads for 200 calls: they did not share round trips"
-    await client.delete(key)
 
 
-async def test_an_error_reply_is_raised_to_its_own_caller_only(
-    client: aioredis.Redis[bytes],
-) -> None:
-    key = f"t-{uuid.uuid4().hex}"
-    pipeline = ScriptPipeline(client)
-    script = Script(client, SCRIPT)
+async def test_an_error_reply_is_raised_to_its_own_caller_only(scripted: Scripted) -> None:
     results = await asyncio.gather(
-        *(pipeline.call(script, key, arg) for arg in ("a", "boom", "b")), return_exceptions=True
+        *(scripted.pipeline.call(scripted.script, scripted.key, arg) for arg in ("a", "boom", "b")),
+        return_exceptions=True,
     )
     assert isinstance(results[1], ResponseError) and "refused boom" in str(results[1])
     assert [r[1] for r in (results[0], results[2])] == [b"a", b"b"]  # type: ignore[index]
-    await client.delete(key)
 
 
-async def test_a_lost_script_cache_is_reloaded_and_every_call_runs_once(
-    client: aioredis.Redis[bytes],
-) -> None:
-    key = f"t-{uuid.uuid4().hex}"
-    pipeline = ScriptPipeline(client)
-    script = Script(client, SCRIPT)
-    await pipeline.call(script, key, "first")
-    await client.script_flush()  # as after a restart without persistence
-    replies = await pipeline.many([(script, (key, str(n))) for n in range(5)])
+async def test_a_lost_script_cache_is_reloaded_and_every_call_runs_once(scripted: Scripted) -> None:
+    await scripted.pipeline.call(scripted.script, scripted.key, "first")
+    await scripted.client.script_flush()  # as after a restart without persistence
+    replies = await scripted.pipeline.many(
+        [(scripted.script, (scripted.key, str(n))) for n in range(5)]
+    )
     assert [r[0] for r in replies] == [2, 3, 4, 5, 6]
-    assert int(await client.get(key) or 0) == 6
-    await client.delete(key)
+    assert int(await scripted.client.get(scripted.key) or 0) == 6
 
 
 async def test_group_commit_gives_each_caller_its_slice_and_shares_failures() -> None:

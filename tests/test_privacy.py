@@ -20,8 +20,8 @@ import aiohttp
 import pytest
 import structlog
 
-from router.logs import ACCESS_LOGGER, configure_logging
 from router.web import ASSET_PREFIX
+from tests.support import logs_captured
 from tests.test_e2e import (
     WAIT,
     Desk,
@@ -30,6 +30,7 @@ from tests.test_e2e import (
     event,
     make_token,
     offered,
+    open_desk,
     servers,
     sign,
 )
@@ -73,19 +74,8 @@ CANARIES = [
 @pytest.fixture
 def captured() -> Iterator[io.StringIO]:
     """Production logging into a buffer; the previous configuration is restored after."""
-    buffer = io.StringIO()
-    root = logging.getLogger()
-    access = logging.getLogger(ACCESS_LOGGER)
-    saved = (root.handlers[:], root.level, access.level, access.filters[:])
-    saved_structlog = structlog.get_config()
-    configure_logging(json=True, level="debug", stream=buffer, cache=False)
-    try:
+    with logs_captured("debug") as buffer:
         yield buffer
-    finally:
-        root.handlers[:], root.level = saved[0], saved[1]
-        access.setLevel(saved[2])
-        access.filters[:] = saved[3]
-        structlog.configure(**saved_structlog)
 
 
 @pytest.fixture
@@ -99,13 +89,7 @@ def agent_token(agent: str, tier: str = "CCS") -> str:
 
 
 async def connect(server: Server, agent: str, tier: str = "CCS") -> Desk:
-    url = f"{server.base}/v1/agent/ws?token={agent_token(agent, tier)}"
-    ws = await server.http.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=WAIT))
-    desk = Desk(ws, agent)
-    server.desks.append(desk)
-    desk.welcome = await desk.until("welcome")
-    await desk.available()
-    return desk
+    return await open_desk(server, agent, agent_token(agent, tier))
 
 
 async def ingest_everything(server: Server) -> tuple[list[str], list[str]]:

@@ -13,13 +13,13 @@ import pytest
 from router.cli import main as cli_main
 from tests.test_e2e import (
     JWT_SECRET,
-    WAIT,
     Desk,
     Factory,
     Server,
     event,
     make_server,
     offered,
+    open_desk,
     server,
 )
 
@@ -33,13 +33,7 @@ def skilled_token(agent: str, skills: Any, tier: str = "CCS") -> str:
 
 
 async def desk(server: Server, agent: str, skills: Any) -> Desk:
-    url = f"{server.base}/v1/agent/ws?token={skilled_token(agent, skills)}"
-    ws = await server.http.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=WAIT))
-    opened = Desk(ws, agent)
-    server.desks.append(opened)
-    opened.welcome = await opened.until("welcome")
-    await opened.available()
-    return opened
+    return await open_desk(server, agent, skilled_token(agent, skills))
 
 
 async def test_work_that_needs_a_hard_skill_goes_to_the_agent_who_has_it(

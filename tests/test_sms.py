@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-import aiohttp
 import pytest
 import structlog
 import structlog.testing
@@ -33,13 +32,23 @@ from channels.base import OutboundMessage
 from channels.sms.form import EMPTY_TWIML, form_pairs
 from channels.sms.outbound import SMS_BACKOFF, recipient
 from channels.sms.signature import compute_signature, signature_ok
-from router.app import SERVICE_KEY, create_app
+from router.app import create_app
 from router.channel_sms import STATUS_PATH, WEBHOOK_PATH
-from router.service import Service
 from router.settings import load_settings
 from store.model import Interaction
 from tests.support import eventually, serve_app
-from tests.test_e2e import WAIT, Desk, QuickStore, base_env, make_token, offered, shut, take
+from tests.test_e2e import (
+    WAIT,
+    AppServer,
+    Desk,
+    QuickStore,
+    Running,
+    base_env,
+    make_token,
+    offered,
+    open_desk,
+    take,
+)
 
 TOKEN = "twilio-auth-token-" + "t" * 14
 ACCOUNT = "AC" + "0123456789abcdef" * 2
@@ -116,12 +125,7 @@ async def twilio_api() -> AsyncIterator[TwilioApi]:
     api = TwilioApi()
     app = web.Application()
     app.router.add_post(r"/2010-04-01/Accounts/{account}/Messages.json", api.messages)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    api.base = f"http://{host}:{port}"
+    runner, api.base = await serve_app(app)
     try:
         yield api
     finally:
@@ -132,17 +136,7 @@ async def twilio_api() -> AsyncIterator[TwilioApi]:
 # -- omniroute with the SMS channel -------------------------------------------------------------
 
 
-@dataclass
-class SmsServer:
-    base: str
-    app: web.Application
-    http: aiohttp.ClientSession
-    desks: list[Desk] = field(default_factory=list)
-
-    @property
-    def service(self) -> Service:
-        return self.app[SERVICE_KEY]
-
+class SmsServer(AppServer):
     async def webhook(
         self,
         form: Form,
@@ -165,13 +159,7 @@ class SmsServer:
             return resp.status, resp.content_type, text
 
     async def connect(self, agent: str) -> Desk:
-        url = f"{self.base}/v1/agent/ws?token={make_token(agent)}"
-        ws = await self.http.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=WAIT))
-        desk = Desk(ws, agent)
-        self.desks.append(desk)
-        desk.welcome = await desk.until("welcome")
-        await desk.available()
-        return desk
+        return await open_desk(self, agent, make_token(agent))
 
     async def history(self, customer: str) -> list[Interaction]:
         return await self.service.store.history(customer, 200)
@@ -182,7 +170,7 @@ Factory = Callable[..., Awaitable[SmsServer]]
 
 @pytest.fixture
 async def make_server(twilio_api: TwilioApi) -> AsyncIterator[Factory]:
-    made: list[tuple[web.AppRunner, SmsServer]] = []
+    running = Running()
 
     async def factory(**overrides: Any) -> SmsServer:
         domain = f"sms-{uuid.uuid4().hex[:12]}"
@@ -197,16 +185,10 @@ async def make_server(twilio_api: TwilioApi) -> AsyncIterator[Factory]:
         settings = load_settings(None, base_env(domain, **env))
         engine = queues.create_engine(settings.policy, settings.redis.url, domain=settings.domain)
         app = create_app(settings, engine, QuickStore(domain), snapshot_interval_s=0.1)
-        runner, base = await serve_app(app)
-        server = SmsServer(base, app, aiohttp.ClientSession())
-        made.append((runner, server))
-        return server
+        return await running.serve(app, SmsServer)
 
-    try:
+    async with running:
         yield factory
-    finally:
-        for runner, server in reversed(made):
-            await shut(runner, server)
 
 
 @pytest.fixture

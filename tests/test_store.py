@@ -12,7 +12,7 @@ from store import create_store
 from store.base import Store
 from store.errors import StaleVersion, StoreError, UnknownCustomer
 from store.memory import MemoryStore
-from store.model import Frames, InboundEvent, LogEntry
+from store.model import Frames, InboundEvent, LogEntry, Reply
 from store.redis import RedisStore
 from tests.conftest import StoreFactory
 from tests.support import FakeClock
@@ -136,7 +136,7 @@ async def test_close_opens_a_new_conversation_keeping_history_and_last_agent(
     [e1] = await ingest_apply(store, ev("e1"))
     await store.set_state(e1.conversation, "offered", "ag-1")
     await store.set_state(e1.conversation, "assigned", "ag-1")
-    await store.add_outbound(e1.conversation, "chat", "hello", "ag-1", NOW + 1)
+    await store.add_outbound(Reply(e1.conversation, "chat", "hello", "ag-1", NOW + 1))
     await store.set_state(e1.conversation, "closed", "ag-1")
     closed = await store.conversation(e1.conversation)
     cust = await store.customer(e1.customer)
@@ -223,7 +223,7 @@ async def test_replies_thread_by_in_reply_to_and_references(store: Store) -> Non
 
 async def test_history_is_oldest_first_and_limited(store: Store) -> None:
     entries = await ingest_apply(store, *(ev(f"e{n}") for n in range(5)))
-    out = await store.add_outbound(entries[0].conversation, "chat", "reply", "ag-1", NOW + 9)
+    out = await store.add_outbound(Reply(entries[0].conversation, "chat", "reply", "ag-1", NOW + 9))
     history = await store.history(entries[0].customer, 3)
     assert [i.body for i in history] == ["body of e3", "body of e4", "reply"]
     assert history[-1] == out and out.direction == "out"
@@ -240,8 +240,8 @@ async def test_profile_fields_merge_and_counters_count(store: Store) -> None:
         ev("e3", type="call.offered", channel="voice"),
     )
     conv_id = entries[0].conversation
-    await store.add_outbound(conv_id, "chat", "hi", "ag-1", NOW)
-    await store.add_outbound(conv_id, "sms", "hi again", "ag-1", NOW)
+    await store.add_outbound(Reply(conv_id, "chat", "hi", "ag-1", NOW))
+    await store.add_outbound(Reply(conv_id, "sms", "hi again", "ag-1", NOW))
     cust = await store.customer(entries[0].customer)
     assert cust is not None
     assert dict(cust.profile) == {"coins": 55, "city": "Köln", "top_up": True}
@@ -475,7 +475,7 @@ async def test_annotate_merges_meta_into_an_interaction_and_threads_sent_mail(
     store: Store,
 ) -> None:
     [entry] = await ingest_apply(store, ev("e1", "anna@example.org", channel="email"))
-    reply = await store.add_outbound(entry.conversation, "email", "Hello", "a1", NOW)
+    reply = await store.add_outbound(Reply(entry.conversation, "email", "Hello", "a1", NOW))
     sent = "<r1@omniroute.example>"
     assert await store.annotate(entry.customer, reply.id, {"message_id": sent, "n": 1})
     assert not await store.annotate(entry.customer, "ix-999", {"x": 1})

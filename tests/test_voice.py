@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import jwt
 import pytest
 import structlog
@@ -26,10 +25,9 @@ from aiohttp import web
 
 import queues
 from channels.voice import e164
-from router.app import SERVICE_KEY, create_app
+from router.app import create_app
 from router.channel_voice import PATH, VOICE_KEY, VoiceConnector, parse_call_event
 from router.errors import BadEvent
-from router.service import Service
 from router.settings import load_settings
 from store.base import Store
 from store.redis import RedisStore
@@ -38,11 +36,13 @@ from tests.test_e2e import (
     JWT_SECRET,
     WAIT,
     WEBHOOK_SECRET,
+    AppServer,
     Desk,
     QuickStore,
+    Running,
     base_env,
+    open_desk,
     purge_domain,
-    shut,
     sign,
 )
 
@@ -112,12 +112,8 @@ async def pbx() -> AsyncIterator[Pbx]:
     scripted = Pbx()
     app = web.Application()
     app.router.add_post("/cti/connect", scripted.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    scripted.url = f"http://{host}:{port}/cti/connect"
+    runner, base = await serve_app(app)
+    scripted.url = f"{base}/cti/connect"
     try:
         yield scripted
     finally:
@@ -127,17 +123,7 @@ async def pbx() -> AsyncIterator[Pbx]:
 # -- the server --------------------------------------------------------------------------------
 
 
-@dataclass
-class VoiceServer:
-    base: str
-    app: web.Application
-    http: aiohttp.ClientSession
-    desks: list[Desk] = field(default_factory=list)
-
-    @property
-    def service(self) -> Service:
-        return self.app[SERVICE_KEY]
-
+class VoiceServer(AppServer):
     @property
     def connector(self) -> VoiceConnector:
         return self.app[VOICE_KEY]
@@ -178,13 +164,7 @@ class VoiceServer:
         capacity: dict[str, int] | None = None,
     ) -> Desk:
         capacity = capacity or {"chat": 3, "voice": 1}
-        url = f"{self.base}/v1/agent/ws?token={token(agent, endpoint=endpoint, capacity=capacity)}"
-        ws = await self.http.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=WAIT))
-        desk = Desk(ws, agent)
-        self.desks.append(desk)
-        desk.welcome = await desk.until("welcome")
-        await desk.available()
-        return desk
+        return await open_desk(self, agent, token(agent, endpoint=endpoint, capacity=capacity))
 
     async def queues(self) -> dict[str, Frame]:
         headers = {"Authorization": f"Bearer {token('ops-1', 'SAM', 'ops')}"}
@@ -199,8 +179,7 @@ Factory = Callable[..., Awaitable[VoiceServer]]
 
 @pytest.fixture
 async def make_server() -> AsyncIterator[Factory]:
-    made: list[tuple[web.AppRunner, VoiceServer]] = []
-    purges: list[Callable[[], Awaitable[None]]] = []
+    running = Running()
 
     async def factory(pbx_url: str = "", region: str = "DE", redis_url: str = "") -> VoiceServer:
         domain = f"voice-{uuid.uuid4().hex[:12]}"
@@ -212,20 +191,12 @@ async def make_server() -> AsyncIterator[Factory]:
         store: Store = QuickStore(domain)
         if redis_url:
             store = RedisStore(redis_url, domain=domain)
-            purges.append(lambda: purge_domain(redis_url, domain))
+            running.after(lambda: purge_domain(redis_url, domain))
         app = create_app(settings, engine, store, snapshot_interval_s=0.1)
-        runner, base = await serve_app(app)
-        server = VoiceServer(base, app, aiohttp.ClientSession())
-        made.append((runner, server))
-        return server
+        return await running.serve(app, VoiceServer)
 
-    try:
+    async with running:
         yield factory
-    finally:
-        for runner, server in reversed(made):
-            await shut(runner, server)
-        for cleanup in purges:
-            await cleanup()
 
 
 async def offered(desk: Desk, conversation: str | None = None) -> Frame:

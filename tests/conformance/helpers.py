@@ -48,6 +48,12 @@ def shown(agent: str, state: str) -> PresenceChanged:
     return PresenceChanged(agent, state)
 
 
+def handed_on(freed: str, task: str, to: str, at: float) -> list[Effect]:
+    """`freed` lets go of its work and `task` goes at once to `to`, filling its last slot:
+    `freed` shows available, `task` is offered to `to` at `at`, `to` shows busy."""
+    return [shown(freed, "available"), offer(task, to, at), busy(to)]
+
+
 def work(effects: Iterable[Effect]) -> list[Effect]:
     """The effects without presence changes (for tests where presence is not the point)."""
     return [e for e in effects if not isinstance(e, PresenceChanged)]
@@ -85,6 +91,18 @@ async def agent(
     if available:
         effects += await engine.set_presence(agent_id, "available")
     return effects
+
+
+async def holding_with_next_waiting(
+    engine: RoutingEngine, clock: FakeClock, agent_id: str, tier: str = "TRN"
+) -> str:
+    """`agent_id`, with one chat slot, is offered t1 at T0; t2 waits behind it from T0 + 1 s.
+    The reservation of t1."""
+    await agent(engine, agent_id, tier, {"chat": 1})
+    res = res_of(await engine.enqueue("t1", "c1", "chat"), "t1")
+    clock.advance(1)
+    await engine.enqueue("t2", "c2", "chat")
+    return res
 
 
 async def state_of(engine: RoutingEngine, task: str) -> str | None:

@@ -7,7 +7,18 @@ import pytest
 from queues.base import RoutingEngine
 from queues.effects import Assigned, AssignmentRevoked, OfferRevoked, PresenceChanged
 from queues.policy import GROUPS
-from tests.conformance.helpers import T0, T0_MS, agent, busy, offer, res_of, shown, work
+from tests.conformance.helpers import (
+    T0,
+    T0_MS,
+    agent,
+    busy,
+    handed_on,
+    holding_with_next_waiting,
+    offer,
+    res_of,
+    shown,
+    work,
+)
 from tests.support import FakeClock
 
 
@@ -20,9 +31,7 @@ async def test_reserved_by_a_now_forbidden_agent_is_revoked(
     clock.advance(3)
     assert await engine.reclassify("c1", "SIC") == [
         OfferRevoked(res, "t1", "trn", "reclassified"),
-        shown("trn", "available"),
-        offer("t1", "pam", T0 + 3),
-        busy("pam"),
+        *handed_on("trn", "t1", "pam", T0 + 3),
     ]
     view = await engine.task_view("t1")
     assert view is not None
@@ -122,16 +131,11 @@ async def test_unknown_customer_has_no_effects(engine: RoutingEngine) -> None:
 
 
 async def test_the_freed_agent_takes_other_work(engine: RoutingEngine, clock: FakeClock) -> None:
-    await agent(engine, "trn", "TRN", {"chat": 1})
-    res = res_of(await engine.enqueue("t1", "c1", "chat"), "t1")
-    clock.advance(1)
-    await engine.enqueue("t2", "c2", "chat")
+    res = await holding_with_next_waiting(engine, clock, "trn")
     clock.advance(1)
     assert await engine.reclassify("c1", "SIC") == [
         OfferRevoked(res, "t1", "trn", "reclassified"),
-        shown("trn", "available"),
-        offer("t2", "trn", T0 + 2),
-        busy("trn"),
+        *handed_on("trn", "t2", "trn", T0 + 2),
     ]
 
 

@@ -15,6 +15,8 @@ from tests.conformance.helpers import (
     T0_MS,
     agent,
     busy,
+    handed_on,
+    holding_with_next_waiting,
     offer,
     offers,
     pass_time,
@@ -133,25 +135,14 @@ async def test_reject_offers_the_task_to_the_next_agent_at_once(
     clock.advance(1)
     await agent(engine, "a2", "TRN")
     res = res_of(await engine.enqueue("t1", "c1", "chat"), "t1")
-    assert await engine.reject(res, "a1") == [
-        shown("a1", "available"),
-        offer("t1", "a2", T0 + 1),
-        busy("a2"),
-    ]
+    assert await engine.reject(res, "a1") == handed_on("a1", "t1", "a2", T0 + 1)
 
 
 async def test_reject_lets_the_agent_take_other_work(
     engine: RoutingEngine, clock: FakeClock
 ) -> None:
-    await agent(engine, "a1", "TRN", {"chat": 1})
-    res = res_of(await engine.enqueue("t1", "c1", "chat"), "t1")
-    clock.advance(1)
-    await engine.enqueue("t2", "c2", "chat")
-    assert await engine.reject(res, "a1") == [
-        shown("a1", "available"),
-        offer("t2", "a1", T0 + 1),
-        busy("a1"),
-    ]
+    res = await holding_with_next_waiting(engine, clock, "a1")
+    assert await engine.reject(res, "a1") == handed_on("a1", "t2", "a1", T0 + 1)
 
 
 async def test_a_rejected_task_keeps_its_place_in_line(

@@ -6,8 +6,19 @@ import pytest
 
 from queues.base import RoutingEngine
 from queues.effects import Assigned, AssignmentRevoked
-from queues.errors import Conflict, Forbidden, Invalid, NotFound
-from tests.conformance.helpers import T0, T0_MS, agent, busy, offer, res_of, shown, stats_row, work
+from queues.errors import Conflict, Forbidden, Invalid, NotFound, RoutingError
+from tests.conformance.helpers import (
+    T0,
+    T0_MS,
+    agent,
+    busy,
+    handed_on,
+    offer,
+    res_of,
+    shown,
+    stats_row,
+    work,
+)
 from tests.support import FakeClock
 
 
@@ -32,9 +43,7 @@ async def test_transfer_to_an_agent_offers_it_at_once(
     effects = await engine.transfer("t1", "a", to_agent="b")
     assert effects == [
         AssignmentRevoked("t1", "a", "transferred"),
-        shown("a", "available"),
-        offer("t1", "b", T0 + 10),
-        busy("b"),
+        *handed_on("a", "t1", "b", T0 + 10),
     ]
     view = await engine.task_view("t1")
     assert view is not None
@@ -100,28 +109,22 @@ async def test_transfer_to_an_agent_errors_change_nothing(engine: RoutingEngine)
     await agent(engine, "b", "TRN", {"chat": 1})
     res = res_of(await engine.enqueue("t2", "c2", "chat"), "t2")  # reserved by b (a is full)
     before = await engine.dump()
-    with pytest.raises(NotFound):
-        await engine.transfer("ghost", "a", to_agent="b")
-    with pytest.raises(NotFound):
-        await engine.transfer("t1", "a", to_agent="ghost")
-    with pytest.raises(Conflict):
-        await engine.transfer("t1", "a", to_agent="a")
-    with pytest.raises(Conflict):
-        await engine.transfer("t1", "a", to_agent="away")
-    with pytest.raises(Conflict):
-        await engine.transfer("t1", "a", to_agent="full")
-    with pytest.raises(Conflict):
-        await engine.transfer("t1", "a", to_agent="gone")
-    with pytest.raises(Conflict):
-        await engine.transfer("t1", "a", to_agent="b")  # b's only chat slot is taken
-    with pytest.raises(Forbidden):
-        await engine.transfer("t1", "b", to_agent="away")  # not b's task
-    with pytest.raises(Conflict):
-        await engine.transfer("t2", "b", to_tier="CCS")  # reserved, not assigned
-    with pytest.raises(Invalid):
-        await engine.transfer("t1", "a", to_agent="b", to_tier="CCS")
-    with pytest.raises(Invalid):
-        await engine.transfer("t1", "a")
+    refusals: list[tuple[type[RoutingError], str, str, dict[str, str]]] = [
+        (NotFound, "ghost", "a", {"to_agent": "b"}),
+        (NotFound, "t1", "a", {"to_agent": "ghost"}),
+        (Conflict, "t1", "a", {"to_agent": "a"}),
+        (Conflict, "t1", "a", {"to_agent": "away"}),
+        (Conflict, "t1", "a", {"to_agent": "full"}),
+        (Conflict, "t1", "a", {"to_agent": "gone"}),
+        (Conflict, "t1", "a", {"to_agent": "b"}),  # b's only chat slot is taken
+        (Forbidden, "t1", "b", {"to_agent": "away"}),  # not b's task
+        (Conflict, "t2", "b", {"to_tier": "CCS"}),  # reserved, not assigned
+        (Invalid, "t1", "a", {"to_agent": "b", "to_tier": "CCS"}),
+        (Invalid, "t1", "a", {}),
+    ]
+    for error, task, by, target in refusals:
+        with pytest.raises(error):
+            await engine.transfer(task, by, **target)
     assert await engine.dump() == before
     assert res
 
@@ -152,9 +155,7 @@ async def test_transfer_to_a_tier_goes_to_that_tier_at_once(
     # SAM's level (120 s) does not apply to a tier transfer; the PAM, idle longer, is skipped
     assert await engine.transfer("t1", "trn", to_tier="SAM") == [
         AssignmentRevoked("t1", "trn", "transferred"),
-        shown("trn", "available"),
-        offer("t1", "sam", T0 + 2),
-        busy("sam"),
+        *handed_on("trn", "t1", "sam", T0 + 2),
     ]
     view = await engine.task_view("t1")
     assert view is not None

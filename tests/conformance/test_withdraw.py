@@ -7,7 +7,17 @@ import pytest
 from queues.base import RoutingEngine
 from queues.effects import OfferRevoked, TaskEnded
 from queues.errors import Conflict, NotFound
-from tests.conformance.helpers import T0, agent, busy, offer, res_of, shown, stats_row, work
+from tests.conformance.helpers import (
+    T0,
+    agent,
+    busy,
+    holding_with_next_waiting,
+    offer,
+    res_of,
+    shown,
+    stats_row,
+    work,
+)
 from tests.support import FakeClock
 
 
@@ -44,10 +54,7 @@ async def test_withdraw_a_reserved_task_revokes_the_offer(
 async def test_withdraw_a_reserved_task_frees_the_agent_for_the_next(
     engine: RoutingEngine, clock: FakeClock
 ) -> None:
-    await agent(engine, "a1", "TRN", {"chat": 1})
-    res = res_of(await engine.enqueue("t1", "c1", "chat"), "t1")
-    clock.advance(1)
-    await engine.enqueue("t2", "c2", "chat")
+    res = await holding_with_next_waiting(engine, clock, "a1")
     assert await engine.withdraw("t1") == [
         OfferRevoked(res, "t1", "a1", "withdrawn"),
         shown("a1", "available"),

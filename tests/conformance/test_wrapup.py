@@ -6,7 +6,6 @@ import pytest
 
 from queues.base import RoutingEngine
 from queues.effects import Assigned, PresenceChanged, TaskEnded
-from queues.errors import Conflict, Forbidden, NotFound
 from queues.policy import Policy
 from tests.conformance.helpers import T0, agent, busy, load, offer, pass_time, res_of, work
 from tests.support import FakeClock
@@ -112,34 +111,6 @@ async def test_zero_wrapup_finishes_at_once(make_engine, kind: str) -> None:
         offer("t2", "a1", T0),
     ]
     assert await engine.task_view("t1") is None
-
-
-async def test_complete_and_wrapup_done_errors_change_nothing(engine: RoutingEngine) -> None:
-    await agent(engine, "a1", "TRN", {"chat": 2})
-    await agent(engine, "a2", "TRN", {"chat": 1})
-    reserved = await engine.enqueue("reserved", "c1", "chat")  # to a1
-    await _assigned(engine, "wrapping", "a1")
-    await _assigned(engine, "assigned", "a2")  # a1 is full
-    await engine.complete("wrapping", "a1")
-    before = await engine.dump()
-    with pytest.raises(NotFound):
-        await engine.complete("ghost", "a1")
-    with pytest.raises(NotFound):
-        await engine.wrapup_done("ghost", "a1")
-    with pytest.raises(Forbidden):
-        await engine.complete("assigned", "a1")
-    with pytest.raises(Forbidden):
-        await engine.wrapup_done("wrapping", "a2")
-    with pytest.raises(Conflict):
-        await engine.complete("reserved", "a1")
-    with pytest.raises(Conflict):
-        await engine.complete("wrapping", "a1")
-    with pytest.raises(Conflict):
-        await engine.wrapup_done("assigned", "a2")
-    with pytest.raises(Conflict):
-        await engine.wrapup_done("reserved", "a1")
-    assert await engine.dump() == before
-    assert reserved[0].agent == "a1"  # type: ignore[union-attr]
 
 
 async def test_reclassify_leaves_wrapup_alone(engine: RoutingEngine) -> None:

@@ -11,7 +11,7 @@ from playwright.async_api import expect
 from router.app import SERVICE_KEY
 from tests.support import eventually
 from tests.test_e2e import event, make_token
-from tests.web.conftest import Browser, Proxy, Site, agent_token, shot
+from tests.web.conftest import Browser, Frame, Proxy, Site, agent_token, shot
 
 TWO_S = 2000  # ms: what "at once" means in these tests
 
@@ -45,6 +45,22 @@ async def accept_offer(page: Any, first_line: str) -> None:
     await expect(offer).to_have_count(0)
     timeline = page.get_by_role("list", name="Timeline")
     await expect(timeline).to_contain_text(first_line)
+
+
+async def available_page(site: Site, browser: Browser) -> Any:
+    """A desktop page signed in as a1 (CCS), available."""
+    page = await browser.page(site.base)
+    await sign_in(page, site, agent_token("a1", "CCS"))
+    await go_available(page)
+    return page
+
+
+async def chat_taken(site: Site, page: Any, visitor_id: str, text: str) -> Frame:
+    """`visitor_id` writes `text` on the chat; the page accepts the offer. The visitor's ack."""
+    visitor = await site.visitor(visitor_id)
+    ack = await visitor.say(text)
+    await accept_offer(page, text)
+    return ack
 
 
 async def test_sign_in_accept_reply_and_complete(site: Site, browser: Browser) -> None:
@@ -88,12 +104,8 @@ async def test_sign_in_accept_reply_and_complete(site: Site, browser: Browser) -
 async def test_sic_by_a_pam_agent_removes_the_conversation_from_a_ccs_page(
     site: Site, browser: Browser
 ) -> None:
-    page = await browser.page(site.base)
-    await sign_in(page, site, agent_token("a1", "CCS"))
-    await go_available(page)
-    visitor = await site.visitor("v-sic")
-    ack = await visitor.say("Ich habe eine Frage zu meinem Konto")
-    await accept_offer(page, "Ich habe eine Frage zu meinem Konto")
+    page = await available_page(site, browser)
+    ack = await chat_taken(site, page, "v-sic", "Ich habe eine Frage zu meinem Konto")
     await page.get_by_role("textbox", name="Reply").fill("halb getippt")
     await page.get_by_role("textbox", name="V-card").fill("notiert, nicht gespeichert")
     await expect(page.get_by_role("button", name="SIC", exact=True)).to_be_enabled()
@@ -122,12 +134,8 @@ async def test_sic_by_a_pam_agent_removes_the_conversation_from_a_ccs_page(
 async def test_a_stale_vcard_save_shows_both_texts_and_keeps_the_agents_text(
     site: Site, browser: Browser
 ) -> None:
-    page = await browser.page(site.base)
-    await sign_in(page, site, agent_token("a1", "CCS"))
-    await go_available(page)
-    visitor = await site.visitor("v-vcard")
-    ack = await visitor.say("Bitte notieren Sie meine Lieblingsfarbe")
-    await accept_offer(page, "Bitte notieren Sie meine Lieblingsfarbe")
+    page = await available_page(site, browser)
+    ack = await chat_taken(site, page, "v-vcard", "Bitte notieren Sie meine Lieblingsfarbe")
     vcard = page.get_by_role("textbox", name="V-card")
     await vcard.fill("mag Tee (von a1)")
 
@@ -226,9 +234,7 @@ async def test_keyboard_accept_and_transfer_to_a_colleague(site: Site, browser: 
 
 
 async def test_one_timeline_across_chat_sms_and_email(site: Site, browser: Browser) -> None:
-    page = await browser.page(site.base)
-    await sign_in(page, site, agent_token("a1", "CCS"))
-    await go_available(page)
+    page = await available_page(site, browser)
     linked = {"customer_id": "c-42", "profile": {"birthday": "1990-04-01", "coins": 120}}
     await site.post(event(sender="visitor:c42", body="Per Chat: Hallo", **linked))
     await accept_offer(page, "Per Chat: Hallo")

@@ -15,8 +15,11 @@ from router.app import SERVICE_KEY
 from tests.support import eventually
 from tests.test_e2e import event
 from tests.test_guidance import RULES as GUIDED
-from tests.web.conftest import Browser, Site, agent_token, open_site, shot
-from tests.web.test_desktop_page import accept_offer, go_available, sign_in
+from tests.web.conftest import Browser, Site, open_site, shot
+from tests.web.test_desktop_page import (
+    accept_offer,
+    available_page,
+)
 
 # the rules of tests/test_guidance.py, and a second alert
 RULES = (
@@ -64,9 +67,7 @@ async def counted(site: Site, line: str) -> None:
 async def test_alerts_and_ranked_suggestions_are_shown_and_answered(
     guided: Site, browser: Browser
 ) -> None:
-    page = await browser.page(guided.base)
-    await sign_in(page, guided, agent_token("a1", "CCS"))
-    await go_available(page)
+    page = await available_page(guided, browser)
     body = "Ich will mein Abo kündigen"
     conv = await guided.post(event(sender="visitor:g1", body=body, profile=MATCHING))
     await accept_offer(page, body)
@@ -112,9 +113,7 @@ async def test_alerts_and_ranked_suggestions_are_shown_and_answered(
 
 
 async def test_guidance_belongs_to_its_conversation(guided: Site, browser: Browser) -> None:
-    page = await browser.page(guided.base)
-    await sign_in(page, guided, agent_token("a1", "CCS"))
-    await go_available(page)
+    page = await available_page(guided, browser)
     await guided.post(event(sender="visitor:g2", body="Erste Kundin", profile=MATCHING))
     await accept_offer(page, "Erste Kundin")
     alerts = page.get_by_role("region", name="Alerts", exact=True)

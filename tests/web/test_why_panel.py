@@ -5,8 +5,11 @@ from __future__ import annotations
 from playwright.async_api import expect
 
 from tests.test_e2e import event
-from tests.web.conftest import Browser, Site, agent_token, ops_token, shot
-from tests.web.test_desktop_page import accept_offer, go_available, sign_in
+from tests.web.conftest import Browser, Site, ops_token, shot
+from tests.web.test_desktop_page import (
+    available_page,
+    chat_taken,
+)
 
 
 async def test_ops_asks_why_a_conversation_waits(site: Site, browser: Browser) -> None:
@@ -34,12 +37,8 @@ async def test_ops_asks_why_a_conversation_waits(site: Site, browser: Browser) -
 async def test_an_agent_asks_about_its_conversation_and_not_about_others(
     site: Site, browser: Browser
 ) -> None:
-    page = await browser.page(site.base)
-    await sign_in(page, site, agent_token("a1", "CCS"))
-    await go_available(page)
-    visitor = await site.visitor("v-why")
-    await visitor.say("Hallo?")
-    await accept_offer(page, "Hallo?")
+    page = await available_page(site, browser)
+    await chat_taken(site, page, "v-why", "Hallo?")
     panel = page.get_by_role("region", name="Why")
     await panel.get_by_role("button", name="Explain").click()  # empty: the selected one
     decisions = panel.get_by_role("list", name="Routing decisions")
