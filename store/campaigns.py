@@ -29,8 +29,10 @@ backend guarantees:
   that moves the contact, so the ops view reads counters, not 10,000 contacts.
 
 Contacts are maps: `id`, `customer_id` and `phone` ("" for none), `attributes`, `status`,
-`n` (claims so far), `dials` (calls made), `due_ms`, `conversation` (of the latest claim, ""
-until routed), `disposition` (the latest), `outcomes` ([[n, disposition, at_ms], …]).
+`n` (claims so far), `dials` (calls the PBX took) and `dialled_n` (the claim last dialled),
+`due_ms` (when it may be claimed; while queued, when it was claimed), `conversation` (of the
+latest claim, "" until routed), `disposition` (the latest), `outcomes` ([[n, disposition,
+at_ms], …]: one per call attempt).
 
 May import `store.errors` and `queues.runtime`'s engine switch; never `router`.
 """
@@ -76,6 +78,7 @@ def new_contact(raw: Mapping[str, Any], blocked: set[str]) -> Record:
         "status": "pending",
         "n": 0,
         "dials": 0,
+        "dialled_n": 0,
         "due_ms": 0,
         "conversation": "",
         "disposition": "",
@@ -177,7 +180,8 @@ class CampaignStore(ABC):
         """Move the contact to `status` if its claim number is `n` and its status one of
         `expect`; else change nothing and return False. `conversation` is noted; a
         `disposition` is recorded as an outcome of claim `n`; `due_ms` (for `pending` and
-        `retrying`) is when it may be claimed again; `dialled` counts a call made."""
+        `retrying`) is when it may be claimed again; `dialled` counts a call the PBX took
+        (and notes `dialled_n` = `n`)."""
 
 
 def create_campaign_store(

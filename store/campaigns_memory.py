@@ -145,6 +145,7 @@ class MemoryCampaigns(CampaignStore):
             found.move(contact, "queued")
             contact["n"] += 1
             contact["conversation"] = ""
+            contact["due_ms"] = now_ms  # while queued: when it was claimed (recovery reads it)
             claimed.append(copy.deepcopy(contact))
             room -= 1
         return claimed
@@ -182,6 +183,7 @@ class MemoryCampaigns(CampaignStore):
             contact["conversation"] = conversation
         if dialled:
             contact["dials"] += 1
+            contact["dialled_n"] = n
         if disposition is not None:
             contact["disposition"] = disposition
             contact["outcomes"].append([n, disposition, now_ms])

@@ -17,6 +17,7 @@ while room > 0 do
     move(ARG.id, c, 'queued')
     c.n = c.n + 1
     c.conversation = ''
+    c.due_ms = ARG.now -- while queued: when it was claimed (recovery reads it)
     out[#out + 1] = c
     room = room - 1
   end

@@ -12,7 +12,10 @@ for _, st in ipairs(ARG.expect) do
 end
 if not ok then return cmsgpack.pack(false) end
 if ARG.conversation then c.conversation = ARG.conversation end
-if ARG.dialled then c.dials = c.dials + 1 end
+if ARG.dialled then
+  c.dials = c.dials + 1
+  c.dialled_n = ARG.n
+end
 if ARG.disposition then
   c.disposition = ARG.disposition
   c.outcomes[#c.outcomes + 1] = {ARG.n, ARG.disposition, ARG.now}

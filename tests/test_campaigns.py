@@ -1,0 +1,449 @@
+"""Campaigns end to end over real sockets: `/v1/campaigns`, agents' desktops on
+`/v1/agent/ws`, inbound chats on `/v1/events`, and a scripted PBX (an aiohttp server on
+127.0.0.1) that records every signed `dial` and posts the call's events back on
+`/v1/channels/voice/events`.
+
+Every wait is bounded (`WAIT`, `RUN_S`); every loop counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+import queues
+from router.app import SERVICE_KEY, create_app
+from router.channel_voice import PATH
+from router.settings import load_settings
+from tests.support import serve_app
+from tests.test_e2e import WAIT, WEBHOOK_SECRET, Desk, QuickStore, base_env, shut, sign
+from tests.test_voice import token
+
+Frame = dict[str, Any]
+RUN_S = 20.0  # the whole campaign must finish within this
+TRUNK = "+4930901820"
+
+
+def phone(i: int) -> str:
+    return f"+49151000{i:05d}"
+
+
+# -- the scripted PBX: records dials, answers with call events -------------------------------
+
+
+@dataclass
+class DialingPbx:
+    """Records each signed `dial`; then, like a PBX that rang the customer, posts
+    `call.answered` and `call.ended` for its `call_id` from the customer's number."""
+
+    url: str = ""
+    server: str = ""  # the omniroute base URL the events go to
+    dials: list[Frame] = field(default_factory=list)
+    bad_signatures: int = 0
+    ended: dict[str, asyncio.Event] = field(default_factory=dict)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    http: aiohttp.ClientSession | None = None
+
+    def ended_event(self, call: str) -> asyncio.Event:
+        return self.ended.setdefault(call, asyncio.Event())
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        expected = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, request.headers.get("X-Omniroute-Signature", "")):
+            self.bad_signatures += 1
+            return web.json_response({}, status=401)
+        command = json.loads(body)
+        self.dials.append(command)
+        task = asyncio.create_task(self.ring(command))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return web.json_response({"ok": True})
+
+    async def ring(self, command: Frame) -> None:
+        assert self.http is not None
+        for kind in ("call.answered", "call.ended"):
+            payload = {"id": f"pbx-{uuid.uuid4().hex}", "type": kind, "call_id": command["call_id"]}
+            payload.update({"from": command["to"], "to": TRUNK})
+            raw = json.dumps(payload).encode()
+            headers = {"Content-Type": "application/json", "X-Omniroute-Signature": sign(raw)}
+            async with self.http.post(self.server + PATH, data=raw, headers=headers) as resp:
+                assert resp.status == 202, await resp.text()
+        self.ended_event(command["call_id"]).set()
+
+    def per_claim(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for dial in self.dials:
+            counts[dial["call_id"]] = counts.get(dial["call_id"], 0) + 1
+        return counts
+
+
+@pytest.fixture
+async def dialing_pbx() -> AsyncIterator[DialingPbx]:
+    pbx = DialingPbx(http=aiohttp.ClientSession())
+    app = web.Application()
+    app.router.add_post("/cti", pbx.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    pbx.url = f"http://{host}:{port}/cti"
+    try:
+        yield pbx
+    finally:
+        for task in list(pbx.tasks):
+            task.cancel()
+        await asyncio.gather(*pbx.tasks, return_exceptions=True)
+        assert pbx.http is not None
+        await pbx.http.close()
+        await asyncio.wait_for(runner.cleanup(), WAIT)
+
+
+# -- the server ----------------------------------------------------------------------------------
+
+
+@dataclass
+class CampaignServer:
+    base: str
+    app: web.Application
+    http: aiohttp.ClientSession
+    desks: list[Desk] = field(default_factory=list)
+
+    def ops(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token('ops-1', 'SAM', 'ops')}"}
+
+    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        async with self.http.request(
+            method, self.base + path, data=data, headers=self.ops()
+        ) as resp:
+            return resp.status, await asyncio.wait_for(resp.json(), WAIT)
+
+    async def chat(self, visitor: str) -> str:
+        payload = {"id": f"ev-{uuid.uuid4().hex}", "type": "message", "channel": "chat",
+                   "from": visitor, "body": "hello"}  # fmt: skip
+        raw = json.dumps(payload).encode()
+        headers = {"Content-Type": "application/json", "X-Omniroute-Signature": sign(raw)}
+        async with self.http.post(self.base + "/v1/events", data=raw, headers=headers) as resp:
+            answer = await asyncio.wait_for(resp.json(), WAIT)
+            assert resp.status == 202, answer
+            conversation: str = answer["conversations"][0]
+            return conversation
+
+    async def connect(self, agent: str, tier: str = "CCS") -> Desk:
+        capacity = {"chat": 1, "voice": 1}
+        url = f"{self.base}/v1/agent/ws?token={token(agent, tier, capacity=capacity)}"
+        ws = await self.http.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=WAIT))
+        desk = Desk(ws, agent)
+        self.desks.append(desk)
+        desk.welcome = await desk.until("welcome")
+        await desk.available()
+        return desk
+
+
+Factory = Callable[..., Awaitable[CampaignServer]]
+
+
+@pytest.fixture
+async def make_server() -> AsyncIterator[Factory]:
+    made: list[tuple[web.AppRunner, CampaignServer]] = []
+
+    async def factory(pbx_url: str = "", **env: Any) -> CampaignServer:
+        domain = f"cp-{uuid.uuid4().hex[:12]}"
+        settings = load_settings(None, base_env(domain, voice_pbx_url=pbx_url, wrapup_chat=0,
+                                                wrapup_voice=0, campaigns_tick_s=0.05,
+                                                sms_default_region="DE", **env))  # fmt: skip
+        engine = queues.create_engine(settings.policy, settings.redis.url, domain=settings.domain)
+        app = create_app(settings, engine, QuickStore(domain), snapshot_interval_s=0.1)
+        runner, base = await serve_app(app)
+        server = CampaignServer(base, app, aiohttp.ClientSession())
+        made.append((runner, server))
+        return server
+
+    try:
+        yield factory
+    finally:
+        for runner, server in reversed(made):
+            await shut(runner, server)
+
+
+def campaign(contacts: list[Frame], **extra: Any) -> Frame:
+    body: Frame = {
+        "id": "winback-1",
+        "name": "Win-back Q1",
+        "contacts": contacts,
+        "tiers": ["CCS", "PAM", "SAM"],
+        "window": {"starts_at": "2020-01-01T00:00:00Z", "ends_at": "2099-01-01T00:00:00Z"},
+        "dispositions": ["won_back", "declined", "no_answer", "busy"],
+        "retry": {"on": ["no_answer", "busy"], "after_s": 0.3, "max_attempts": 2},
+    }
+    body.update(extra)
+    return body
+
+
+# -- the API ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"tiers": ["XYZ"]}, "tiers"),
+        ({"tiers": []}, "tiers"),
+        (
+            {"window": {"starts_at": "2020-01-01T00:00:00Z", "ends_at": "2019-01-01T00:00:00Z"}},
+            "window.ends_at",
+        ),
+        (
+            {
+                "window": {
+                    "starts_at": "2020-01-01T00:00:00Z",
+                    "ends_at": "2099-01-01T00:00:00Z",
+                    "hours": "18:00-09:00",
+                }
+            },
+            "window.hours",
+        ),
+        (
+            {
+                "window": {
+                    "starts_at": "2020-01-01T00:00:00Z",
+                    "ends_at": "2099-01-01T00:00:00Z",
+                    "hours": "09:00-18:00",
+                    "timezone": "Mars/Olympus",
+                }
+            },
+            "window.timezone",
+        ),
+        ({"dispositions": []}, "dispositions"),
+        ({"retry": {"on": ["nope"]}}, "retry.on"),
+        ({"retry": {"max_attempts": 0}}, "retry.max_attempts"),
+        ({"contacts": [{"id": "k1", "phone": "not a number"}]}, "contacts[0].phone"),
+        ({"contacts": [{"id": "k1"}]}, "contacts[0]"),
+        (
+            {"contacts": [{"id": "k1", "phone": "+4915100000001", "attributes": {"a": [1]}}]},
+            "contacts[0].attributes",
+        ),
+        ({"contacts": [{"id": "k1", "phone": "+4915100000001"}] * 2}, "contacts[1].id"),
+        ({"id": "has space"}, "id"),
+        ({"do_not_call": {"phones": ["x"]}}, "do_not_call.phones[0]"),
+    ],
+)
+async def test_a_bad_campaign_is_400_and_stores_nothing(
+    make_server: Factory, change: Frame, field: str
+) -> None:
+    server = await make_server()
+    status, answer = await server.call("POST", "/v1/campaigns", {**campaign([]), **change})
+    assert status == 400, answer
+    assert answer["error"]["code"] == "invalid" and answer["error"]["field"] == field
+    assert await server.call("GET", "/v1/campaigns") == (200, {"campaigns": []})
+
+
+async def test_campaign_api_create_read_pause_contacts_stop(make_server: Factory) -> None:
+    server = await make_server()
+    contacts = [{"id": "k1", "phone": "0151 0000 0001", "attributes": {"reason": "price"}}]
+    body = campaign(contacts, state="paused", do_not_call={"customer_ids": ["x"]})
+    status, made = await server.call("POST", "/v1/campaigns", body)
+    assert status == 201, made
+    assert made["state"] == "paused" and made["progress"]["total"] == 1
+    assert made["do_not_call"] == 1
+    status, again = await server.call("POST", "/v1/campaigns", body)
+    assert status == 409 and again["error"]["code"] == "conflict"
+    status, listed = await server.call("GET", "/v1/campaigns")
+    assert [c["id"] for c in listed["campaigns"]] == ["winback-1"]
+    status, added = await server.call(
+        "POST", "/v1/campaigns/winback-1/contacts", {"contacts": [{"id": "k2", "customer_id": "x"}]}
+    )
+    assert (status, added["added"], added["duplicates"]) == (200, 1, 0)
+    status, one = await server.call("GET", "/v1/campaigns/winback-1")
+    assert one["progress"]["pending"] == 1 and one["progress"]["skipped"] == 1
+    assert (await server.call("POST", "/v1/campaigns/winback-1/resume"))[1]["state"] == "running"
+    assert (await server.call("POST", "/v1/campaigns/winback-1/stop"))[1]["state"] == "stopped"
+    status, _refused = await server.call("POST", "/v1/campaigns/winback-1/resume")
+    assert status == 409
+    assert (await server.call("GET", "/v1/campaigns/nope"))[0] == 404
+    async with server.http.get(server.base + "/v1/campaigns") as resp:
+        assert resp.status == 401
+    agent = {"Authorization": f"Bearer {token('a1')}"}
+    async with server.http.get(server.base + "/v1/campaigns", headers=agent) as resp:
+        assert resp.status == 403
+
+
+# -- a 100-contact campaign blended with inbound chats ---------------------------------------------
+
+
+class Worker:
+    """An agent at work: one reader per desktop hands offers to the agent's loop and answers
+    to the requests that wait for them, so no frame is lost between the two."""
+
+    def __init__(self, desk: Desk, pbx: DialingPbx, offers: list[tuple[float, str, Frame]]):
+        self.desk, self.pbx, self.offers = desk, pbx, offers
+        self.inbox: asyncio.Queue[Frame] = asyncio.Queue()
+        self.waiting: dict[str, asyncio.Future[Frame]] = {}
+
+    async def read(self) -> None:
+        while True:
+            msg = await self.desk.ws.receive()
+            if msg.type is not aiohttp.WSMsgType.TEXT:
+                return
+            frame = json.loads(msg.data)
+            future = self.waiting.pop(str(frame.get("ref")), None)
+            if future is not None and not future.done():
+                future.set_result(frame)
+            elif frame["type"] == "offer":
+                self.offers.append((time.time(), self.desk.agent, frame))
+                self.inbox.put_nowait(frame)
+
+    async def request(self, kind: str, **fields: Any) -> Frame:
+        ref = self.desk.ref()
+        self.waiting[ref] = asyncio.get_running_loop().create_future()
+        await self.desk.send({"type": kind, "ref": ref, **fields})
+        return await asyncio.wait_for(self.waiting[ref], WAIT)
+
+    async def work(self, stop: asyncio.Event) -> None:
+        """Accept every offer; a chat is completed at once, a contact once the PBX ended its
+        call, with `no_answer` for contacts that never answer, else `won_back`."""
+        while not stop.is_set():
+            try:
+                frame = await asyncio.wait_for(self.inbox.get(), 0.2)
+            except TimeoutError:
+                continue
+            conversation = frame["conversation"]["id"]
+            assigned = await self.request("offer.accept", reservation=frame["reservation"])
+            assert assigned["type"] == "assigned", assigned
+            if frame.get("direction") != "outbound":
+                await self.request("conversation.complete", conversation=conversation)
+                continue
+            assert assigned["campaign"]["name"] == "Win-back Q1"
+            await asyncio.wait_for(self.pbx.ended_event(frame["call_id"]).wait(), WAIT)
+            silent = frame["contact"]["attributes"].get("answers") is False
+            disposition = "no_answer" if silent else "won_back"
+            answer = await self.request(
+                "conversation.complete", conversation=conversation, disposition=disposition
+            )
+            assert answer["type"] == "ack", answer
+
+
+async def test_a_campaign_blends_with_inbound_and_retries_and_honours_do_not_call(
+    make_server: Factory, dialing_pbx: DialingPbx
+) -> None:
+    server = await make_server(dialing_pbx.url, campaigns_max_queued=10)
+    dialing_pbx.server = server.base
+    contacts = [
+        {"id": f"k{i}", "phone": phone(i),
+         "attributes": {"reason": "price" if i % 2 else "coverage", "answers": i % 10 != 3}}
+        for i in range(100)
+    ]  # fmt: skip
+    body = campaign(contacts, do_not_call={"phones": [phone(7)]})
+    desks = [await server.connect(f"a{i}") for i in range(10)]
+    offers: list[tuple[float, str, Frame]] = []
+    stop = asyncio.Event()
+    agents = [Worker(d, dialing_pbx, offers) for d in desks]
+    readers = [asyncio.create_task(agent.read()) for agent in agents]
+    workers = [asyncio.create_task(agent.work(stop)) for agent in agents]
+    chats: list[str] = []
+
+    async def inbound() -> None:
+        for i in range(150):  # inbound load all along
+            chats.append(await server.chat(f"visitor:{i}"))
+            await asyncio.sleep(0.02)
+
+    feeding = asyncio.create_task(inbound())
+    try:
+        assert (await server.call("POST", "/v1/campaigns", body))[0] == 201
+        # on the list while the campaign runs: withdrawn wherever it is, never offered
+        status, dnc = await server.call("POST", "/v1/campaigns/winback-1/do-not-call",
+                                        {"phones": [phone(99)]})  # fmt: skip
+        assert status == 200 and dnc["entries"] == 1
+        deadline = time.monotonic() + RUN_S
+        while True:
+            view = (await server.call("GET", "/v1/campaigns/winback-1"))[1]
+            p = view["progress"]
+            if p["done"] + p["exhausted"] + p["skipped"] == 100 and feeding.done():
+                break
+            for worker in workers:
+                if worker.done():
+                    worker.result()  # an agent that failed says why
+            assert time.monotonic() < deadline, json.dumps(p)
+            await asyncio.sleep(0.1)
+        await feeding
+    finally:
+        stop.set()
+        await asyncio.gather(*workers, return_exceptions=True)
+        feeding.cancel()
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, feeding, return_exceptions=True)
+    p = view["progress"]
+    assert p["skipped"] == 2 and p["exhausted"] == 10 and p["done"] == 88, p
+    assert p["done_by_disposition"] == {"won_back": 88}
+    assert p["outcomes"] == {"no_answer": 20, "won_back": 88}
+    # the do-not-call contacts were never offered nor dialled
+    offered_contacts = [f["contact"]["id"] for _, _, f in offers if f.get("direction")]
+    assert "k7" not in offered_contacts and "k99" not in offered_contacts
+    dialled = {d["contact"] for d in dialing_pbx.dials}
+    assert "k7" not in dialled and "k99" not in dialled
+    assert dialing_pbx.bad_signatures == 0
+    # one dial per claim; a silent contact twice (max_attempts), the second after after_s
+    assert set(dialing_pbx.per_claim().values()) == {1}
+    service = server.app[SERVICE_KEY]
+    for i in (3, 13, 93):
+        contact = await service.campaigns.store.contact("winback-1", f"k{i}")
+        assert contact is not None and contact["status"] == "exhausted"
+        tries = contact["outcomes"]
+        assert [o[1] for o in tries] == ["no_answer", "no_answer"]
+        assert tries[1][2] - tries[0][2] >= 300
+        assert sorted(d["call_id"] for d in dialing_pbx.dials if d["contact"] == f"k{i}") == [
+            f"dial:winback-1:k{i}:1", f"dial:winback-1:k{i}:2"
+        ]  # fmt: skip
+    # the call's events are in the customer's conversation
+    sample = next(f for _, _, f in offers if f.get("contact", {}).get("id") == "k1")
+    conv = await service.store.conversation(sample["conversation"]["id"])
+    assert conv is not None
+    steps = [(i.type, i.meta.get("call_id")) for i in await service.store.history(conv.customer, 50)
+             if i.conversation == conv.id]  # fmt: skip
+    assert ("call.answered", sample["call_id"]) in steps and (
+        "call.ended",
+        sample["call_id"],
+    ) in steps
+    # the blending rule, from the engine's own record of its decisions: no contact was offered
+    # while an inbound chat waited (every chat is eligible for every agent here)
+    await assert_no_dial_while_inbound_waited(server, chats, offers)
+
+
+async def assert_no_dial_while_inbound_waited(
+    server: CampaignServer, chats: list[str], offers: list[tuple[float, str, Frame]]
+) -> None:
+    engine = server.app[SERVICE_KEY].engine
+    store = server.app[SERVICE_KEY].store
+    waits: list[tuple[int, int]] = []  # (enqueued, first offered) of every inbound chat
+    dials: list[int] = []
+    conversations = set(chats) | {f["conversation"]["id"] for _, _, f in offers}
+    for conv_id in sorted(conversations):
+        conv = await store.conversation(conv_id)
+        assert conv is not None
+        raw = await engine.why_raw(conv_id, conv.customer)
+        traces = [item["trace"] for item in raw["live"]] + list(raw["kept"].values())
+        for trace in traces:
+            enq = next(row[0] for row in trace if row[1] == "enqueued")
+            offered = [row for row in trace if row[1] == "offered"]
+            outbound = any(str(row[3]).startswith("outbound|") for row in offered)
+            if outbound:
+                dials.extend(row[0] for row in offered)
+            elif offered:
+                waits.append((enq, offered[0][0]))
+    assert len(dials) >= 98 and len(waits) >= 150
+    for dial in dials:
+        waited = [(e, o) for e, o in waits if e < dial < o]
+        assert not waited, f"a contact was offered at {dial} while a chat waited: {waited[:3]}"
