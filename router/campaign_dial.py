@@ -2,8 +2,8 @@
 
 `CampaignDialer.on_effect` is one of `Service.hooks` (run before the agent is told): an
 `Assigned` outbound task (`router.campaigns`) marks its contact `in_call` and writes the
-`dial` as a durable job (`router.replies`), then starts it here. The job, on this node or on
-the one that takes it over after a crash, sends `{"type": "dial", "call_id", "agent",
+`dial` as a durable job (`router.replies`). The job loop hands it to one node (this one or
+another; after a crash, the one that takes it over), which sends `{"type": "dial", "call_id", "agent",
 "endpoint", "to", "campaign", "contact"}` to `[voice] pbx_url` exactly like `connect`
 (`channels.voice.PbxClient`: signed, bounded retries), and only while the contact is in a
 call at that claim and not dialled for it yet; the PBX's 2xx is noted on the contact
@@ -17,7 +17,6 @@ land in the customer's one conversation like any call step. Logs carry ids only.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +39,6 @@ class CampaignDialer:
     def __init__(self, campaigns: Campaigns, voice: VoiceConnector) -> None:
         self.campaigns = campaigns
         self.voice = voice
-        self._jobs: dict[str, asyncio.Task[bool]] = {}
 
     async def on_effect(self, effect: Effect) -> None:
         """A `Service` hook: an accepted outbound task → contact `in_call`, the `dial` job."""
@@ -63,18 +61,15 @@ class CampaignDialer:
             "agent": effect.agent,
             "endpoint": (identity.endpoint if identity is not None else None) or "",
         }
-        job_id = await self.campaigns.service.store.add_job(job)
-        self._jobs[job_id] = asyncio.create_task(self.dial(job))
-        self.voice.pending.add(self._jobs[job_id])  # drained with the connects
-        self._jobs[job_id].add_done_callback(self.voice.pending.discard)
+        # only the job loop sends it: the log's consumer group hands a job to one node at a
+        # time, so two nodes never dial one claim at once (a takeover comes after a death)
+        await self.campaigns.service.store.add_job(job)
 
     async def run_job(self, job_id: str, fields: Mapping[str, Any]) -> None:
-        """The `dial` job: done by the task this node started, or — taken over — now."""
-        started = self._jobs.pop(job_id, None)
-        if started is not None:
-            await started
-            return
-        if self.voice.client is None or self.voice._session is None:
+        """The `dial` job, on whichever node the job loop handed it to."""
+        if self.voice.client is None:
+            return  # no PBX configured: nothing will ever send it
+        if not self.voice.running:
             raise PbxUnreachable("stopped")  # left for a node that can send it
         await self.dial(fields)
 

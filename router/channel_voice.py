@@ -135,6 +135,11 @@ class VoiceConnector:
         finally:
             await self.drain()
 
+    @property
+    def running(self) -> bool:
+        """Between startup and cleanup: the shared session is open."""
+        return self._session is not None
+
     async def drain(self, wait_s: float = DRAIN_S) -> None:
         """Let commands in flight finish (bounded), cancel the rest, close the session."""
         if self.pending:

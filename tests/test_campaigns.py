@@ -49,6 +49,7 @@ class DialingPbx:
 
     url: str = ""
     server: str = ""  # the omniroute base URL the events go to
+    secret: str = WEBHOOK_SECRET
     dials: list[Frame] = field(default_factory=list)
     bad_signatures: int = 0
     ended: dict[str, asyncio.Event] = field(default_factory=dict)
@@ -60,7 +61,7 @@ class DialingPbx:
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
-        expected = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+        expected = "sha256=" + hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, request.headers.get("X-Omniroute-Signature", "")):
             self.bad_signatures += 1
             return web.json_response({}, status=401)
@@ -77,7 +78,8 @@ class DialingPbx:
             payload = {"id": f"pbx-{uuid.uuid4().hex}", "type": kind, "call_id": command["call_id"]}
             payload.update({"from": command["to"], "to": TRUNK})
             raw = json.dumps(payload).encode()
-            headers = {"Content-Type": "application/json", "X-Omniroute-Signature": sign(raw)}
+            signed = sign(raw, self.secret)
+            headers = {"Content-Type": "application/json", "X-Omniroute-Signature": signed}
             async with self.http.post(self.server + PATH, data=raw, headers=headers) as resp:
                 assert resp.status == 202, await resp.text()
         self.ended_event(command["call_id"]).set()
@@ -289,6 +291,7 @@ class Worker:
 
     def __init__(self, desk: Desk, pbx: DialingPbx, offers: list[tuple[float, str, Frame]]):
         self.desk, self.pbx, self.offers = desk, pbx, offers
+        self.back: set[asyncio.Task[Frame]] = set()  # available again after a time-out
         self.inbox: asyncio.Queue[Frame] = asyncio.Queue()
         self.waiting: dict[str, asyncio.Future[Frame]] = {}
 
@@ -304,6 +307,10 @@ class Worker:
             elif frame["type"] == "offer":
                 self.offers.append((time.time(), self.desk.agent, frame))
                 self.inbox.put_nowait(frame)
+            elif frame["type"] == "presence" and frame["state"] == "away":
+                again = asyncio.create_task(self.request("presence.set", state="available"))
+                self.back.add(again)
+                again.add_done_callback(self.back.discard)
 
     async def request(self, kind: str, **fields: Any) -> Frame:
         ref = self.desk.ref()
