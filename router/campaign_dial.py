@@ -3,10 +3,10 @@
 `CampaignDialer.on_effect` is one of `Service.hooks` (run before the agent is told): an
 `Assigned` outbound task (`router.campaigns`) marks its contact `in_call` and writes the
 `dial` as a durable job (`router.replies`). The job loop hands it to one node (this one or
-another; after a crash, the one that takes it over), which sends `{"type": "dial", "call_id", "agent",
-"endpoint", "to", "campaign", "contact"}` to `[voice] pbx_url` exactly like `connect`
-(`channels.voice.PbxClient`: signed, bounded retries), and only while the contact is in a
-call at that claim and not dialled for it yet; the PBX's 2xx is noted on the contact
+another; after a crash, the one that takes it over), which sends `{"type": "dial",
+"call_id", "agent", "endpoint", "to", "campaign", "contact"}` to `[voice] pbx_url` exactly
+like `connect` (`channels.voice.PbxClient`: signed, bounded retries), and only while the
+contact is in a call at that claim and not dialled for it yet; the PBX's 2xx is noted on the contact
 (`dialled_n`), so a repeat of the job after that sends nothing. `call_id` is made of the
 claim (`router.campaigns.call_id`): a repeat inside the one window left (the PBX answered,
 the node died before the note) carries the same id, which the PBX recognises.

@@ -25,7 +25,7 @@ import pytest
 
 from chaos.harness import JWT_SECRET, WEBHOOK_SECRET, Node, timers
 from tests.support import start_redis, stop_redis
-from tests.test_campaigns import DialingPbx, Worker, dialing_pbx, phone  # noqa: F401 - a fixture
+from tests.test_campaigns import DialingPbx, Worker, phone, running_pbx
 from tests.test_e2e import Desk
 
 N = 60
@@ -48,9 +48,13 @@ async def redis_server(tmp_path: Path) -> AsyncIterator[str]:
 
 
 async def test_a_node_killed_mid_campaign_loses_no_contact_and_dials_none_twice(
-    redis_server: str, tmp_path: Path, dialing_pbx: DialingPbx
+    redis_server: str, tmp_path: Path
 ) -> None:
-    dialing_pbx.secret = WEBHOOK_SECRET
+    async with running_pbx(WEBHOOK_SECRET) as pbx:
+        await campaign_with_a_crash(redis_server, tmp_path, pbx)
+
+
+async def campaign_with_a_crash(redis_server: str, tmp_path: Path, dialing_pbx: DialingPbx) -> None:
     env = timers(events_lease_s=1.0, reservation_timeout_s=3.0)
     env.update({
         "OMNIROUTE_VOICE_PBX_URL": dialing_pbx.url, "OMNIROUTE_WRAPUP_VOICE": "0",

@@ -9,6 +9,7 @@ Every wait is bounded (`WAIT`, `RUN_S`); every loop counts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -91,9 +92,10 @@ class DialingPbx:
         return counts
 
 
-@pytest.fixture
-async def dialing_pbx() -> AsyncIterator[DialingPbx]:
-    pbx = DialingPbx(http=aiohttp.ClientSession())
+@contextlib.asynccontextmanager
+async def running_pbx(secret: str = WEBHOOK_SECRET) -> AsyncIterator[DialingPbx]:
+    """The scripted PBX on 127.0.0.1, checking signatures with `secret`; stopped on exit."""
+    pbx = DialingPbx(secret=secret, http=aiohttp.ClientSession())
     app = web.Application()
     app.router.add_post("/cti", pbx.handle)
     runner = web.AppRunner(app)
@@ -111,6 +113,12 @@ async def dialing_pbx() -> AsyncIterator[DialingPbx]:
         assert pbx.http is not None
         await pbx.http.close()
         await asyncio.wait_for(runner.cleanup(), WAIT)
+
+
+@pytest.fixture
+async def dialing_pbx() -> AsyncIterator[DialingPbx]:
+    async with running_pbx() as pbx:
+        yield pbx
 
 
 # -- the server ----------------------------------------------------------------------------------
