@@ -170,9 +170,9 @@ Factory = Callable[..., Awaitable[CampaignServer]]
 async def make_server() -> AsyncIterator[Factory]:
     made: list[tuple[web.AppRunner, CampaignServer]] = []
 
-    async def factory(pbx_url: str = "", **env: Any) -> CampaignServer:
+    async def factory(pbx_url: str = "", config: str | None = None, **env: Any) -> CampaignServer:
         domain = f"cp-{uuid.uuid4().hex[:12]}"
-        settings = load_settings(None, base_env(domain, voice_pbx_url=pbx_url, wrapup_chat=0,
+        settings = load_settings(config, base_env(domain, voice_pbx_url=pbx_url, wrapup_chat=0,
                                                 wrapup_voice=0, campaigns_tick_s=0.05,
                                                 sms_default_region="DE", **env))  # fmt: skip
         engine = queues.create_engine(settings.policy, settings.redis.url, domain=settings.domain)
@@ -302,6 +302,7 @@ class Worker:
         self.back: set[asyncio.Task[Frame]] = set()  # available again after a time-out
         self.inbox: asyncio.Queue[Frame] = asyncio.Queue()
         self.waiting: dict[str, asyncio.Future[Frame]] = {}
+        self.guided: list[Frame] = []  # alerts and suggestions, in order
 
     async def read(self) -> None:
         while True:
@@ -315,6 +316,8 @@ class Worker:
             elif frame["type"] == "offer":
                 self.offers.append((time.time(), self.desk.agent, frame))
                 self.inbox.put_nowait(frame)
+            elif frame["type"] in ("alert", "suggestion"):
+                self.guided.append(frame)
             elif frame["type"] == "presence" and frame["state"] == "away":
                 again = asyncio.create_task(self.request("presence.set", state="available"))
                 self.back.add(again)
@@ -462,3 +465,69 @@ async def assert_no_dial_while_inbound_waited(
     for dial in dials:
         waited = [(e, o) for e, o in waits if e < dial < o]
         assert not waited, f"a contact was offered at {dial} while a chat waited: {waited[:3]}"
+
+
+# -- guidance on a contact's attributes -----------------------------------------------------------
+
+RULES = """
+[[guidance.rules]]
+id = "price-leaver"
+kind = "alert"
+level = "warning"
+text = "Left us over the price: the loyalty tariff is open to them"
+when = [{ field = "contact.reason", op = "eq", value = "price" }]
+
+[[guidance.rules]]
+id = "winback-offer"
+kind = "suggestion"
+weight = 10
+offer = { id = "wb-loyal", title = "Loyalty tariff", text = "20 % off for 12 months" }
+when = [
+  { field = "campaign", op = "eq", value = "winback-1" },
+  { field = "contact.reason", op = "in", value = ["price", "coverage"] },
+]
+"""
+
+
+async def test_guidance_rules_on_contact_attributes_fire_for_matching_contacts_only(
+    make_server: Factory, dialing_pbx: DialingPbx, tmp_path: Any
+) -> None:
+    config = tmp_path / "omniroute.toml"
+    config.write_text(RULES, encoding="utf-8")
+    server = await make_server(dialing_pbx.url, str(config))
+    dialing_pbx.server = server.base
+    desk = await server.connect("a1")
+    offers: list[tuple[float, str, Frame]] = []
+    agent = Worker(desk, dialing_pbx, offers)
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(agent.read()), asyncio.create_task(agent.work(stop))]
+    reasons = {"k1": "price", "k2": "moved", "k3": "coverage"}
+    contacts = [
+        {"id": k, "phone": phone(i), "attributes": {"reason": r}}
+        for i, (k, r) in enumerate(reasons.items())
+    ]
+    try:
+        chat = await server.chat("visitor:guided")  # inbound: no contact, no campaign
+        assert (await server.call("POST", "/v1/campaigns", campaign(contacts)))[0] == 201
+        deadline = time.monotonic() + RUN_S
+        while True:
+            progress = (await server.call("GET", "/v1/campaigns/winback-1"))[1]["progress"]
+            if progress["done"] == 3 and any(f["conversation"]["id"] == chat for _, _, f in offers):
+                break
+            assert time.monotonic() < deadline, progress
+            await asyncio.sleep(0.05)
+        await agent.request("ping")
+    finally:
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    by_conversation = {
+        f["conversation"]["id"]: f.get("contact", {}).get("id") for _, _, f in offers
+    }
+    fired: dict[str | None, set[str]] = {}
+    for frame in agent.guided:
+        fired.setdefault(by_conversation.get(frame["conversation"]), set()).add(frame["rule"])
+    # offered and assigned both carry them; the chat and the contact who moved get none
+    assert fired == {"k1": {"price-leaver", "winback-offer"}, "k3": {"winback-offer"}}
+    assert all(f["customer"] for f in agent.guided)  # the send-time tier filter judges by it
