@@ -27,8 +27,19 @@ import queues
 from router.app import SERVICE_KEY, create_app
 from router.channel_voice import PATH
 from router.settings import load_settings
-from tests.support import serve_app
-from tests.test_e2e import WAIT, WEBHOOK_SECRET, Desk, QuickStore, base_env, shut, sign
+from store.base import Store
+from store.redis import RedisStore
+from tests.support import eventually, serve_app
+from tests.test_e2e import (
+    WAIT,
+    WEBHOOK_SECRET,
+    Desk,
+    QuickStore,
+    base_env,
+    purge_domain,
+    shut,
+    sign,
+)
 from tests.test_voice import token
 
 Frame = dict[str, Any]
@@ -169,14 +180,21 @@ Factory = Callable[..., Awaitable[CampaignServer]]
 @pytest.fixture
 async def make_server() -> AsyncIterator[Factory]:
     made: list[tuple[web.AppRunner, CampaignServer]] = []
+    purges: list[tuple[str, str]] = []
 
-    async def factory(pbx_url: str = "", config: str | None = None, **env: Any) -> CampaignServer:
+    async def factory(
+        pbx_url: str = "", config: str | None = None, redis_url: str = "", **env: Any
+    ) -> CampaignServer:
         domain = f"cp-{uuid.uuid4().hex[:12]}"
+        if redis_url:
+            env["redis_url"] = redis_url
+            purges.append((redis_url, domain))
         settings = load_settings(config, base_env(domain, voice_pbx_url=pbx_url, wrapup_chat=0,
                                                 wrapup_voice=0, campaigns_tick_s=0.05,
                                                 sms_default_region="DE", **env))  # fmt: skip
         engine = queues.create_engine(settings.policy, settings.redis.url, domain=settings.domain)
-        app = create_app(settings, engine, QuickStore(domain), snapshot_interval_s=0.1)
+        store: Store = RedisStore(redis_url, domain=domain) if redis_url else QuickStore(domain)
+        app = create_app(settings, engine, store, snapshot_interval_s=0.1)
         runner, base = await serve_app(app)
         server = CampaignServer(base, app, aiohttp.ClientSession())
         made.append((runner, server))
@@ -187,6 +205,8 @@ async def make_server() -> AsyncIterator[Factory]:
     finally:
         for runner, server in reversed(made):
             await shut(runner, server)
+        for url, domain in purges:  # the engine's, the store's and the campaigns' keys
+            await purge_domain(url, domain)
 
 
 def campaign(contacts: list[Frame], **extra: Any) -> Frame:
@@ -297,8 +317,15 @@ class Worker:
     """An agent at work: one reader per desktop hands offers to the agent's loop and answers
     to the requests that wait for them, so no frame is lost between the two."""
 
-    def __init__(self, desk: Desk, pbx: DialingPbx, offers: list[tuple[float, str, Frame]]):
+    def __init__(
+        self,
+        desk: Desk,
+        pbx: DialingPbx,
+        offers: list[tuple[float, str, Frame]],
+        store: Store | None = None,
+    ) -> None:
         self.desk, self.pbx, self.offers = desk, pbx, offers
+        self.store = store  # given: a contact is completed once its call is in its history
         self.back: set[asyncio.Task[Frame]] = set()  # available again after a time-out
         self.inbox: asyncio.Queue[Frame] = asyncio.Queue()
         self.waiting: dict[str, asyncio.Future[Frame]] = {}
@@ -329,6 +356,22 @@ class Worker:
         await self.desk.send({"type": kind, "ref": ref, **fields})
         return await asyncio.wait_for(self.waiting[ref], WAIT)
 
+    async def call_in_history(self, conversation: str, call: str) -> None:
+        """Wait until the consumer has put the call's end into the conversation (the PBX's
+        202 means stored in the log, not yet routed): an agent completes after the call."""
+        store = self.store
+        assert store is not None
+
+        async def ended() -> bool:
+            conv = await store.conversation(conversation)
+            history = await store.history(conv.customer, 50) if conv else []
+            return any(
+                i.type == "call.ended" and i.meta.get("call_id") == call and
+                i.conversation == conversation for i in history
+            )  # fmt: skip
+
+        await eventually(ended)
+
     async def work(self, stop: asyncio.Event) -> None:
         """Accept every offer; a chat is completed at once, a contact once the PBX ended its
         call, with `no_answer` for contacts that never answer, else `won_back`."""
@@ -345,6 +388,8 @@ class Worker:
                 continue
             assert assigned["campaign"]["name"] == "Win-back Q1"
             await asyncio.wait_for(self.pbx.ended_event(frame["call_id"]).wait(), WAIT)
+            if self.store is not None:
+                await self.call_in_history(conversation, frame["call_id"])
             silent = frame["contact"]["attributes"].get("answers") is False
             disposition = "no_answer" if silent else "won_back"
             answer = await self.request(
@@ -353,10 +398,12 @@ class Worker:
             assert answer["type"] == "ack", answer
 
 
+@pytest.mark.parametrize("kind", ["memory", "redis"])
 async def test_a_campaign_blends_with_inbound_and_retries_and_honours_do_not_call(
-    make_server: Factory, dialing_pbx: DialingPbx
+    make_server: Factory, dialing_pbx: DialingPbx, kind: str, request: pytest.FixtureRequest
 ) -> None:
-    server = await make_server(dialing_pbx.url, campaigns_max_queued=10)
+    redis_url = request.getfixturevalue("redis_url") if kind == "redis" else ""
+    server = await make_server(dialing_pbx.url, redis_url=redis_url, campaigns_max_queued=10)
     dialing_pbx.server = server.base
     contacts = [
         {"id": f"k{i}", "phone": phone(i),
@@ -367,7 +414,8 @@ async def test_a_campaign_blends_with_inbound_and_retries_and_honours_do_not_cal
     desks = [await server.connect(f"a{i}") for i in range(10)]
     offers: list[tuple[float, str, Frame]] = []
     stop = asyncio.Event()
-    agents = [Worker(d, dialing_pbx, offers) for d in desks]
+    store = server.app[SERVICE_KEY].store
+    agents = [Worker(d, dialing_pbx, offers, store) for d in desks]
     readers = [asyncio.create_task(agent.read()) for agent in agents]
     workers = [asyncio.create_task(agent.work(stop)) for agent in agents]
     chats: list[str] = []
@@ -429,12 +477,19 @@ async def test_a_campaign_blends_with_inbound_and_retries_and_honours_do_not_cal
     sample = next(f for _, _, f in offers if f.get("contact", {}).get("id") == "k1")
     conv = await service.store.conversation(sample["conversation"]["id"])
     assert conv is not None
-    steps = [(i.type, i.meta.get("call_id")) for i in await service.store.history(conv.customer, 50)
-             if i.conversation == conv.id]  # fmt: skip
-    assert ("call.answered", sample["call_id"]) in steps and (
-        "call.ended",
-        sample["call_id"],
-    ) in steps
+
+    async def steps() -> list[tuple[str, Any]]:
+        history = await service.store.history(conv.customer, 50)
+        return [(i.type, i.meta.get("call_id")) for i in history if i.conversation == conv.id]
+
+    async def landed() -> bool:  # routed by the consumer after the PBX's 202
+        have = await steps()
+        return ("call.answered", sample["call_id"]) in have and (
+            "call.ended",
+            sample["call_id"],
+        ) in have
+
+    assert await landed()
     # the blending rule, from the engine's own record of its decisions: no contact was offered
     # while an inbound chat waited (every chat is eligible for every agent here)
     await assert_no_dial_while_inbound_waited(server, chats, offers)
