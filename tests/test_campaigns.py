@@ -586,3 +586,82 @@ async def test_guidance_rules_on_contact_attributes_fire_for_matching_contacts_o
     # offered and assigned both carry them; the chat and the contact who moved get none
     assert fired == {"k1": {"price-leaver", "winback-offer"}, "k3": {"winback-offer"}}
     assert all(f["customer"] for f in agent.guided)  # the send-time tier filter judges by it
+
+
+# -- taking contacts back: do-not-call, pause, the window -------------------------------------
+
+
+async def contact_task(server: CampaignServer, contact: str) -> str | None:
+    """The engine's task of the contact's latest claim, if it has one."""
+    service = server.app[SERVICE_KEY]
+    found = await service.campaigns.store.contact("winback-1", contact)
+    if found is None or not found["conversation"]:
+        return None
+    task = f"{found['conversation']}~cp:winback-1:{contact}:{found['n']}"
+    return task if await service.engine.task_view(task) is not None else None
+
+
+async def test_do_not_call_and_pause_withdraw_contacts_waiting_in_line(
+    make_server: Factory, dialing_pbx: DialingPbx
+) -> None:
+    server = await make_server(dialing_pbx.url)
+    busy = await server.connect("a1")  # busy with a chat: the contacts wait in line
+    await server.chat("visitor:1")
+    offer = await busy.until("offer")
+    await busy.request("offer.accept", reservation=offer["reservation"])
+    contacts = [{"id": f"k{i}", "phone": phone(i)} for i in range(3)]
+    assert (await server.call("POST", "/v1/campaigns", campaign(contacts)))[0] == 201
+    service = server.app[SERVICE_KEY]
+
+    async def in_line(*ids: str) -> bool:
+        return all([await contact_task(server, k) is not None for k in ids])
+
+    await eventually(lambda: in_line("k0", "k1", "k2"))
+    status, answer = await server.call(
+        "POST", "/v1/campaigns/winback-1/do-not-call", {"phones": [phone(1)]}
+    )
+    assert (status, answer["withdrawn"]) == (200, ["k1"])
+    assert await contact_task(server, "k1") is None
+    # pause: every contact still in line goes back, and its task with it
+    status, paused = await server.call("POST", "/v1/campaigns/winback-1/pause")
+    assert status == 200 and paused["state"] == "paused"
+    assert paused["progress"] == {**paused["progress"], "pending": 2, "queued": 0, "skipped": 1}
+    assert await contact_task(server, "k0") is None and await contact_task(server, "k2") is None
+    # resumed, they come back under a new claim; the do-not-call one never does
+    await server.call("POST", "/v1/campaigns/winback-1/resume")
+    await eventually(lambda: in_line("k0", "k2"))
+    k0 = await service.campaigns.store.contact("winback-1", "k0")
+    assert k0 is not None and k0["n"] == 2
+    # the agent is free: it is offered the contacts, never k1, and nothing was dialled yet
+    start = len(busy.seen)
+    await busy.request("conversation.complete", conversation=offer["conversation"]["id"])
+    came = [f for f in busy.seen[start:] if f["type"] == "offer"]  # before the ack, or after
+    nxt = came[0] if came else await busy.until("offer")
+    assert nxt["direction"] == "outbound" and nxt["contact"]["id"] in ("k0", "k2")
+    assert dialing_pbx.dials == []
+
+
+def test_the_window_holds_its_days_and_its_daily_hours_in_its_time_zone() -> None:
+    from datetime import datetime
+
+    from router.campaign_spec import in_window, window_of
+
+    window = window_of(
+        {
+            "starts_at": "2027-01-04T00:00:00+01:00",
+            "ends_at": "2027-02-01T00:00:00+01:00",
+            "hours": "09:00-18:00",
+            "timezone": "Europe/Berlin",
+        }
+    )
+    record = {"window": window}
+
+    def at(text: str) -> float:
+        return datetime.fromisoformat(text).timestamp()
+
+    assert in_window(record, at("2027-01-12T08:30:00+00:00"))  # 09:30 in Berlin
+    assert not in_window(record, at("2027-01-12T07:59:00+00:00"))  # 08:59 in Berlin
+    assert not in_window(record, at("2027-01-12T17:00:00+00:00"))  # 18:00 in Berlin
+    assert not in_window(record, at("2027-01-03T10:00:00+00:00"))  # before it starts
+    assert not in_window(record, at("2027-02-01T10:00:00+00:00"))  # after it ends
+    assert in_window({"window": {**window, "hours": None}}, at("2027-01-12T03:00:00+00:00"))
