@@ -16,6 +16,9 @@ What every engine guarantees:
 * **Nothing is lost.** A task leaves the engine only by `withdraw` (abandoned) or by the end of
   its wrap-up (completed); a revoked, rejected or timed-out reservation puts it back in line
   with its original waiting time.
+* **Inbound work first.** Outbound work (`Enqueue.outbound`: a campaign contact) goes only to
+  a routable agent with no work at all, of a tier its tiers and its group allow, for whom no
+  inbound work is eligible (docs/routing.md, "Outbound work").
 * **Effects, not callbacks.** Each method returns the effects it caused (offers, revocations,
   presence changes), in order, as the values of `queues.effects`; the router turns them into
   frames. The engine never sees a socket.

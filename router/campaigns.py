@@ -45,6 +45,7 @@ from router.frames import Frame
 from router.identity import AgentIdentity
 from router.settings import CampaignSettings
 from store.campaigns import CampaignStore, Record
+from store.campaigns_memory import MemoryCampaigns
 from store.model import HELD_STATES, Conversation, Customer, InboundEvent, LogEntry
 
 if TYPE_CHECKING:
@@ -77,10 +78,13 @@ class Campaigns:
     """See the module docstring; one per `Service`."""
 
     def __init__(
-        self, service: Service, store: CampaignStore, settings: CampaignSettings | None = None
+        self,
+        service: Service,
+        store: CampaignStore | None = None,
+        settings: CampaignSettings | None = None,
     ) -> None:
         self.service = service
-        self.store = store
+        self.store = store or MemoryCampaigns()
         self.settings = settings or CampaignSettings()
         self._records: dict[str, Record] = {}  # name, tiers, dispositions: never change
 
@@ -293,6 +297,16 @@ class Campaigns:
             (conversation, "wrapup", identity.id)
         ]  # fmt: skip
         await self.service.apply_effects(effects, (identity.id, ref, None), states=wrapup)
+        return True
+
+    async def wrapup_done(self, identity: AgentIdentity, conversation: str, ref: Any) -> bool:
+        """`wrapup.done` of an outbound task; False when the agent holds none."""
+        task = await self.held_task(identity, conversation)
+        if task is None:
+            return False
+        engine = self.service.engine
+        effects = await self.service.engine_call(engine.wrapup_done, task, identity.id)
+        await self.service.apply_effects(effects, (identity.id, ref, None))
         return True
 
     def outcome(

@@ -42,7 +42,6 @@ from router.replies import Replies
 from router.voice_tasks import VoiceTasks
 from store.base import Store
 from store.campaigns import CampaignStore
-from store.campaigns_memory import MemoryCampaigns
 from store.model import InboundEvent, Ingested, Interaction, LogEntry
 
 log = structlog.get_logger("omniroute.service")
@@ -88,7 +87,7 @@ class Service:
         self.replies = Replies(self)
         self.customers = Customers(self)
         self.guidance = Guidance(guidance)
-        self.campaigns = Campaigns(self, campaigns or MemoryCampaigns())  # router.campaigns
+        self.campaigns = Campaigns(self, campaigns)  # router.campaigns
 
     def guide(self, conversation: Frame) -> list[Frame]:
         """The alerts and suggestions for the agent of `conversation` (router.guidance)."""
@@ -332,7 +331,14 @@ class Service:
     async def wrapup_done(
         self, identity: AgentIdentity, conversation: str, ref: Any = None
     ) -> None:
-        effects = await self.engine_call(self.engine.wrapup_done, conversation, identity.id)
+        try:
+            effects = await self.engine_call(self.engine.wrapup_done, conversation, identity.id)
+        except ServiceError as exc:  # no task of the conversation itself: a campaign contact's?
+            if exc.code == "not_found" and await self.campaigns.wrapup_done(
+                identity, conversation, ref
+            ):
+                return
+            raise
         await self.apply_effects(effects, (identity.id, ref, None))
 
     async def suggestion_outcome(

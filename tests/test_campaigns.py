@@ -189,9 +189,11 @@ async def make_server() -> AsyncIterator[Factory]:
         if redis_url:
             env["redis_url"] = redis_url
             purges.append((redis_url, domain))
-        settings = load_settings(config, base_env(domain, voice_pbx_url=pbx_url, wrapup_chat=0,
-                                                wrapup_voice=0, campaigns_tick_s=0.05,
-                                                sms_default_region="DE", **env))  # fmt: skip
+        quick = {"wrapup_chat": 0, "wrapup_voice": 0, "campaigns_tick_s": 0.05}
+        quick.update(env)
+        settings = load_settings(
+            config, base_env(domain, voice_pbx_url=pbx_url, sms_default_region="DE", **quick)
+        )
         engine = queues.create_engine(settings.policy, settings.redis.url, domain=settings.domain)
         store: Store = RedisStore(redis_url, domain=domain) if redis_url else QuickStore(domain)
         app = create_app(settings, engine, store, snapshot_interval_s=0.1)
@@ -665,3 +667,36 @@ def test_the_window_holds_its_days_and_its_daily_hours_in_its_time_zone() -> Non
     assert not in_window(record, at("2027-01-03T10:00:00+00:00"))  # before it starts
     assert not in_window(record, at("2027-02-01T10:00:00+00:00"))  # after it ends
     assert in_window({"window": {**window, "hours": None}}, at("2027-01-12T03:00:00+00:00"))
+
+
+async def test_a_contact_with_wrap_up_time_completes_then_finishes_wrap_up(
+    make_server: Factory, dialing_pbx: DialingPbx
+) -> None:
+    server = await make_server(dialing_pbx.url, wrapup_voice=30)
+    dialing_pbx.server = server.base
+    desk = await server.connect("a1")
+    body = campaign([{"id": "k1", "phone": phone(1)}])
+    assert (await server.call("POST", "/v1/campaigns", body))[0] == 201
+    offer = await desk.until("offer")
+    conversation = offer["conversation"]["id"]
+    assert (await desk.request("offer.accept", reservation=offer["reservation"]))["type"] == (
+        "assigned"
+    )
+    await asyncio.wait_for(dialing_pbx.ended_event(offer["call_id"]).wait(), WAIT)
+    bad = await desk.request("conversation.complete", conversation=conversation, disposition="x")
+    assert bad["type"] == "error" and bad["code"] == "invalid"
+    done = await desk.request(
+        "conversation.complete", conversation=conversation, disposition="won_back"
+    )
+    assert done["type"] == "ack"
+    again = await desk.request(
+        "conversation.complete", conversation=conversation, disposition="won_back"
+    )
+    assert again["type"] == "ack"  # a repeat is answered again, and counted once
+    finished = await desk.request("wrapup.done", conversation=conversation)
+    assert finished["type"] == "ack", finished
+    view = (await server.call("GET", "/v1/campaigns/winback-1"))[1]
+    assert view["progress"]["done_by_disposition"] == {"won_back": 1}
+    assert view["progress"]["outcomes"] == {"won_back": 1}
+    agent = await server.app[SERVICE_KEY].engine.agent_view("a1")
+    assert agent is not None and agent["tasks"] == []
