@@ -135,6 +135,14 @@ def connect_body(call_id: str, agent: str, endpoint: str | None) -> bytes:
     return json.dumps(command, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def dial_body(command: Mapping[str, Any]) -> bytes:
+    """The exact bytes of a `dial` command: `{"type": "dial", "call_id", "agent", "endpoint",
+    "to", "campaign", "contact"}` (the signature covers these bytes)."""
+    keys = ("call_id", "agent", "endpoint", "to", "campaign", "contact")
+    body = {"type": "dial", **{k: command.get(k) for k in keys}}
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def retryable(status: int) -> bool:
     """Worth another try: the PBX is failing or busy (5xx, 408, 429), not refusing us."""
     return status >= 500 or status in (408, 429)
@@ -158,7 +166,15 @@ class PbxClient:
 
     async def connect(self, call_id: str, agent: str, endpoint: str | None) -> bool:
         """POST one signed `connect`; True when the PBX took it (2xx)."""
-        body = connect_body(call_id, agent, endpoint)
+        return await self.send(connect_body(call_id, agent, endpoint), "connect", call_id, agent)
+
+    async def dial(self, command: Mapping[str, Any]) -> bool:
+        """POST one signed `dial` (a campaign's preview call, `dial_body`); True on 2xx."""
+        body = dial_body(command)
+        return await self.send(body, "dial", str(command["call_id"]), str(command["agent"]))
+
+    async def send(self, body: bytes, kind: str, call_id: str, agent: str) -> bool:
+        """POST one signed command's exact bytes, with the retries; logs ids only."""
         headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(body, self.secret)}
         backoff = Backoff(self.attempts, self.backoff_s, cap_s=self.max_backoff_s)
         async for attempt in backoff.attempts():
@@ -169,14 +185,15 @@ class PbxClient:
             else:
                 error = ""
                 if 200 <= status < 300:
-                    log.info("voice.connected", call=call_id, agent=agent, attempt=attempt)
+                    done = "voice.connected" if kind == "connect" else f"voice.{kind}_sent"
+                    log.info(done, call=call_id, agent=agent, attempt=attempt)
                     return True
                 if not retryable(status):
-                    log.error("voice.connect_refused", call=call_id, agent=agent, status=status)
+                    log.error(f"voice.{kind}_refused", call=call_id, agent=agent, status=status)
                     return False
             last = attempt == backoff.tries
             log.warning(
-                "voice.connect_retry" if not last else "voice.connect_failed",
+                f"voice.{kind}_retry" if not last else f"voice.{kind}_failed",
                 call=call_id,
                 agent=agent,
                 attempt=attempt,

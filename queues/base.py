@@ -16,6 +16,9 @@ What every engine guarantees:
 * **Nothing is lost.** A task leaves the engine only by `withdraw` (abandoned) or by the end of
   its wrap-up (completed); a revoked, rejected or timed-out reservation puts it back in line
   with its original waiting time.
+* **Inbound work first.** Outbound work (`Enqueue.outbound`: a campaign contact) goes only to
+  a routable agent with no work at all, of a tier its tiers and its group allow, for whom no
+  inbound work is eligible (docs/routing.md, "Outbound work").
 * **Effects, not callbacks.** Each method returns the effects it caused (offers, revocations,
   presence changes), in order, as the values of `queues.effects`; the router turns them into
   frames. The engine never sees a socket.
@@ -58,6 +61,7 @@ class Enqueue:
     attrs: Mapping[str, Any] | None = None
     last_agent: str | None = None
     skills: Mapping[str, int] | None = None  # name → minimum proficiency (queues.skills)
+    outbound: Sequence[str] | None = None  # a campaign contact: the tiers that may work it
 
 
 def _check_id(value: Any, field: str) -> str:
@@ -234,14 +238,16 @@ class RoutingEngine(ABC):
         if item.last_agent is not None:
             _check_id(item.last_agent, "last_agent")
         rules, fields = self.policy.priority_why(item.attrs or {})
+        outbound = _outbound(item)
         return {
             "task": item.task,
             "customer": item.customer,
             "channel": item.channel,
             "group": item.group,
             "prio": self.policy.priority_of(item.attrs or {}),
-            "last": item.last_agent or "",
-            "sk": signature(self._skills_of(item)),
+            "last": "" if outbound else item.last_agent or "",
+            "sk": "" if outbound else signature(self._skills_of(item)),
+            **({"ob": outbound} if outbound else {}),  # inbound calls carry nothing more
             "why": rules,  # recorded with the arrival (queues.trace): explain and replay
             "attrs": fields,
         }
@@ -392,6 +398,17 @@ class RoutingEngine(ABC):
         """Every task and agent, normalised — for tests and debugging, not for hot paths."""
         result: Dump = await self._read("dump", self._now_ms(None), {})
         return result
+
+
+def _outbound(item: Enqueue) -> str:
+    """An outbound task's tiers as the engines keep them ("CCS,PAM": TIERS order), or "".
+    Outbound work is a call on channel voice; no last agent, no skills (docs/routing.md)."""
+    if item.outbound is None:
+        return ""
+    tiers = [t for t in TIERS if t in set(item.outbound)]
+    if not tiers or len(tiers) != len(set(item.outbound)) or item.channel != "voice":
+        raise Invalid("outbound work is voice work for a non-empty list of tiers", "outbound")
+    return ",".join(tiers)
 
 
 def _ids(args: Mapping[str, Any]) -> dict[str, Any]:

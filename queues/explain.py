@@ -36,6 +36,7 @@ OFFER_WHY = {
     "last_agent": "the agent who last served this customer (last-agent preference)",
     "next_in_line": "it became free and this was the first task in line it may take",
     "transfer": "transferred to this agent",
+    "outbound": "a campaign contact, to an agent with no work and no inbound work it may take",
 }
 REQUEUE_WHY = {
     "withdrawn": "its agent logged out or went offline before answering",

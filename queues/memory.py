@@ -142,6 +142,7 @@ class MemoryEngine(MemorySteps, RoutingEngine):
             last=last,
             pref_until=self._now + int(self._wire["last_ms"]) if last else 0,
             sk=str(args.get("sk") or ""),
+            ob=str(args.get("ob") or ""),
         )
         t.reqs = skills.parse(t.sk)
         self._tasks[task_id] = t
@@ -149,6 +150,8 @@ class MemoryEngine(MemorySteps, RoutingEngine):
         detail: dict[str, Any] = {"ch": t.channel, "grp": t.group, "prio": t.prio}
         if t.sk:
             detail["sk"] = t.sk
+        if t.ob:
+            detail["ob"] = t.ob
         detail.update(rules=list(args.get("why") or []), attrs=dict(args.get("attrs") or {}))
         self._note(t, "enqueued", last, detail)
         self._requeue(t)
@@ -160,7 +163,7 @@ class MemoryEngine(MemorySteps, RoutingEngine):
         self._due["res"].drop(res.id)
         t.state, t.res = "assigned", ""
         self._note(t, "assigned", res.agent)
-        if not t.answered:
+        if not t.answered and not t.ob:  # the queue counters are the inbound lines'
             t.answered = True
             stats = self._stats[t.channel]
             stats["answered"] += 1
@@ -206,7 +209,7 @@ class MemoryEngine(MemorySteps, RoutingEngine):
             holder = self._free_holder(t)
         else:
             self._unline(t)
-        if not t.answered:
+        if not t.answered and not t.ob:
             self._stats[t.channel]["abandoned"] += 1
         self._delete(t)
         self._fx.append(["ended", t.id, holder.id if holder else "", "abandoned"])

@@ -67,6 +67,7 @@ class _Task:
     trace: list[Row] = field(default_factory=list)
     sk: str = ""  # its skills' signature (queues.skills)
     reqs: skills.Reqs = ()  # the same, parsed
+    ob: str = ""  # outbound (a campaign contact): the tiers that may work it, "CCS,PAM"
 
 
 @dataclass
@@ -121,6 +122,11 @@ class MemoryState:
         # looking for work, as lib_steps.lua walks heads:C (the partitions' number sets no cost)
         self._heads: dict[str, SortedList] = {c: SortedList() for c in CHANNELS}
         self._head_of: dict[tuple[str, str], int] = {}
+        # outbound work (campaign contacts) in partitions and heads of its own, "G|TIERS|P":
+        # an inbound search never walks them (docs/routing.md, "Outbound work")
+        self._oparts: dict[str, SortedList] = {}
+        self._oheads: SortedList = SortedList()
+        self._ohead_of: dict[str, int] = {}
         self._waiting: dict[str, SortedList] = {c: SortedList() for c in CHANNELS}
         self._ready: dict[tuple[str, str], SortedList] = {
             (c, t): SortedList() for c in CHANNELS for t in TIERS
@@ -141,6 +147,11 @@ class MemoryState:
 
     def _routable(self, a: _Agent) -> bool:
         return a.chosen == "available" and a.exp > self._now
+
+    def _may_dial(self, a: _Agent) -> bool:
+        """May the agent be offered outbound work now: routable, no work at all (no load on
+        any channel) and room for a call."""
+        return self._routable(a) and not any(a.load.values()) and a.cap.get("voice", 0) > 0
 
     def _open_ms(self, group: str, tier: str) -> int:
         """When, after a task's arrival, `tier` may take it; cached until who is logged in
@@ -278,5 +289,6 @@ class MemoryState:
             "held_for": t.held_for,
             "excluded": sorted(t.excluded),
             **({"skills": dict(t.reqs)} if t.reqs else {}),
+            **({"outbound": t.ob.split(",")} if t.ob else {}),
             **until,
         }

@@ -40,6 +40,9 @@ class MemorySteps(MemoryState):
 
     def _line(self, t: _Task) -> None:
         t.state, t.agent, t.res, t.held_for = "queued", "", "", ""
+        if t.ob:
+            self._line_outbound(t)
+            return
         t.part = f"{t.group}|{t.restrict}|{t.prio}" + (f"|{t.sk}" if t.sk else "")
         part = self._parts[t.channel].setdefault(t.part, SortedList())
         part.add((t.enq, t.id))
@@ -61,6 +64,8 @@ class MemorySteps(MemoryState):
         if t.held_for:
             self._holds[t.held_for].discard((t.enq, t.id))
             t.held_for = ""
+        elif t.ob and t.part:
+            self._unline_outbound(t)
         elif t.part:
             part = self._parts[t.channel].get(t.part)
             if part is not None:
@@ -84,7 +89,8 @@ class MemorySteps(MemoryState):
         a.load[t.channel] += 1
         a.tasks.add(t.id)
         a.idle = self._now
-        self._stats[t.channel]["offered"] += 1
+        if not t.ob:  # the queue counters are the inbound lines' (campaigns count their own)
+            self._stats[t.channel]["offered"] += 1
         self._fx.append(["offer", res.id, t.id, a.id, t.channel, res.deadline])
         self._touch(a)
 
@@ -112,6 +118,9 @@ class MemorySteps(MemoryState):
         self._due["pref"].set(t.id, t.pref_until)
 
     def _match_task(self, t: _Task) -> None:
+        if t.ob:
+            self._match_outbound(t)
+            return
         if t.last and self._now < t.pref_until and not t.restrict:
             pref = self._agents.get(t.last)
             if (
@@ -214,9 +223,74 @@ class MemorySteps(MemoryState):
     def _match_agent(self, a: _Agent) -> None:
         while self._routable(a):
             found = self._best_task_for(a)
+            if found is None and self._oheads and self._may_dial(a):
+                found = self._best_outbound_for(a)  # inbound found nothing: a campaign's turn
             if found is None:
                 return
             self._offer(found[0], a, found[1])
+
+    # -- outbound work: campaign contacts (docs/routing.md, "Outbound work") -------------------
+
+    def _line_outbound(self, t: _Task) -> None:
+        t.part = f"{t.group}|{t.ob}|{t.prio}"
+        part = self._oparts.setdefault(t.part, SortedList())
+        part.add((t.enq, t.id))
+        self._refile_ohead(t.part, part, t.prio)
+
+    def _refile_ohead(self, key: str, part: SortedList | None, prio: int) -> None:
+        old = self._ohead_of.pop(key, None)
+        if old is not None:
+            self._oheads.remove((old, key))
+        if part:
+            rank = part[0][0] - prio * int(self._wire["step_ms"])
+            self._ohead_of[key] = rank
+            self._oheads.add((rank, key))
+
+    def _unline_outbound(self, t: _Task) -> None:
+        part = self._oparts.get(t.part)
+        if part is not None:
+            part.discard((t.enq, t.id))
+            self._refile_ohead(t.part, part, t.prio)
+            if not part:
+                del self._oparts[t.part]
+
+    def _match_outbound(self, t: _Task) -> None:
+        """Task-side: the first agent by (idle, id) of the tiers both the campaign and the
+        group allow that may dial (routable, no work at all) is matched agent-side — its
+        inbound search first, so inbound work that waits for it goes to it instead; repeated
+        while `t` waits and such an agent is found (each one leaves with work)."""
+        tiers = [tier for tier in t.ob.split(",") if self.policy.allowed(t.group, tier)]
+        while t.state == "queued":
+            best: tuple[int, str] | None = None
+            for tier in tiers:
+                for idle, agent_id in self._ready[(t.channel, tier)]:
+                    if best is not None and (idle, agent_id) >= best:
+                        break
+                    if agent_id not in t.excluded and self._may_dial(self._agents[agent_id]):
+                        best = (idle, agent_id)
+                        break
+            if best is None:
+                return
+            self._match_agent(self._agents[best[1]])
+
+    def _best_outbound_for(self, a: _Agent) -> tuple[_Task, str] | None:
+        """Agent-side, once its inbound search found nothing: the smallest (rank, enq, id)
+        first task of the outbound partitions its tier may work, walked by their heads."""
+        best: tuple[int, int, str] | None = None
+        for head_rank, key in self._oheads:
+            if best is not None and head_rank > best[0]:
+                break
+            group, tiers, _prio = key.split("|")
+            if a.tier not in tiers.split(",") or not self.policy.allowed(group, a.tier):
+                continue
+            for _enq, task_id in self._oparts[key]:
+                candidate = self._tasks[task_id]
+                if a.id not in candidate.excluded:
+                    rank = self._rank(candidate)
+                    if best is None or rank < best:
+                        best = rank
+                    break
+        return (self._tasks[best[2]], "outbound") if best else None
 
     def _release_holds(self, a: _Agent) -> None:
         for _enq, task_id in list(self._holds.get(a.id, ())):

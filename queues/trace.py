@@ -6,7 +6,8 @@ it rewrites anyway: explain costs no round trip). A row is `[at_ms, kind, agent,
 
 * `enqueued` — agent: the preferred last agent or ""; detail `{ch, grp, prio, rules, attrs}`:
   the rules that set the priority and the values of the fields the rules read
-* `offered` — `"<why>|<tier>"`, why: `longest_idle`, `last_agent`, `next_in_line`, `transfer`
+* `offered` — `"<why>|<tier>"`, why: `longest_idle`, `last_agent`, `next_in_line`, `transfer`,
+  `outbound` (a campaign contact to an agent with no work and no inbound work for it)
 * `held` — the last agent; `"busy|<until_ms>"` or `"away|<until_ms>"`: waiting for it
 * `rejected`, `timed_out` — the agent, now excluded from the task (a timed-out one is set away);
   the task is back in line

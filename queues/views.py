@@ -46,6 +46,7 @@ class TaskView(TypedDict):
     excluded: list[str]
     res_until: NotRequired[int]  # ms, while reserved
     skills: NotRequired[dict[str, int]]  # only when it asks for any
+    outbound: NotRequired[list[str]]  # outbound work only: the tiers that may work it
 
 
 class Dump(TypedDict):

@@ -23,6 +23,7 @@ from channels.base import OutboundPort
 from queues.base import RoutingEngine
 from router import agent_ws
 from router.body import HANDLER_ARGS
+from router.campaign_api import add_campaign_routes
 from router.channel_chat import ChatSocket, add_chat
 from router.channel_email import add_email
 from router.channel_sms import add_sms
@@ -46,6 +47,7 @@ from router.settings import Settings
 from router.web import add_web
 from router.why import add_why_routes
 from store.base import Store
+from store.campaigns import create_campaign_store
 
 log = structlog.get_logger("omniroute.app")
 
@@ -84,7 +86,9 @@ def create_app(
         max_backlog_s=settings.events.max_backlog_s,
         lease_s=settings.events.lease_s,
         guidance=settings.guidance,
+        campaigns=create_campaign_store(settings.redis.url, domain=settings.domain),
     )
+    service.campaigns.settings = settings.campaigns
     metrics = Metrics()
     service.metrics = metrics
     app = web.Application(client_max_size=settings.server.max_body_bytes, handler_args=HANDLER_ARGS)
@@ -119,6 +123,7 @@ def create_app(
     app[CHAT_KEY] = add_chat(
         app, service, settings, limits=chat_limits, visitor_secret=settings.visitor_secret
     )
+    add_campaign_routes(app, service, settings)  # /v1/campaigns: outbound call lists
     add_why_routes(app, service, settings.jwt_secret)  # explain: GET /v1/conversations/{id}/why
     add_recording_route(app, engine, settings)  # replay: GET /v1/recording (omniroute export)
     add_web(app, settings)  # /desktop and /ops: the browser pages over the same endpoints

@@ -33,6 +33,8 @@ from aiohttp import web
 from channels.base import ChannelRefused, OutboundMessage, OutboundPort
 from channels.voice import MAX_BYTES, BadCall, PbxClient, PbxUnreachable, call_document
 from queues.effects import Assigned, Effect
+from router.campaign_dial import CampaignDialer
+from router.campaigns import parse_task
 from router.codec import JSON
 from router.errors import BadEvent, DecodeError
 from router.ingest import BODY_TIMEOUT_S, Admit, Ingest, IngestHandler, Refused
@@ -133,6 +135,11 @@ class VoiceConnector:
         finally:
             await self.drain()
 
+    @property
+    def running(self) -> bool:
+        """Between startup and cleanup: the shared session is open."""
+        return self._session is not None
+
     async def drain(self, wait_s: float = DRAIN_S) -> None:
         """Let commands in flight finish (bounded), cancel the rest, close the session."""
         if self.pending:
@@ -152,6 +159,8 @@ class VoiceConnector:
         PBX answered, whichever node takes the job over sends it (`router.replies`)."""
         if not isinstance(effect, Assigned) or effect.channel != "voice":
             return
+        if parse_task(effect.task) is not None:
+            return  # a campaign contact: a `dial`, not a `connect` (router.campaign_dial)
         if self.client is None:
             log.debug("voice.connect_skipped", task=effect.task, reason="no_pbx_url")
             return
@@ -242,5 +251,8 @@ def add_voice(app: web.Application, service: Service, settings: Settings) -> Non
     service.outbound.register("voice", VoicePort())
     service.hooks.append(connector.on_effect)
     service.replies.handle("connect", connector.run_job)
+    dialer = CampaignDialer(service.campaigns, connector)  # a campaign's preview `dial`
+    service.hooks.append(dialer.on_effect)
+    service.replies.handle("dial", dialer.run_job)
     app[VOICE_KEY] = connector
     app.cleanup_ctx.append(connector.run)

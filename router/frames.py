@@ -158,14 +158,18 @@ def shape(
     views: Mapping[str, View],
     answer: tuple[str, Any, str | None] | None = None,
     guide: Callable[[Frame], list[Frame]] | None = None,
+    extras: Mapping[str, Frame] | None = None,
 ) -> Shaped:
     """Frames and conversation states of `effects`, in order (the table in docs/server.md).
 
     `views` must hold every conversation of `needed(effects)`. `answer` = (agent, ref, frame
     type): the first frame of that type to that agent carries the ref; when there is none, an
     `ack` {ref} is added — every ref gets an answer. `guide` (router.guidance) gives the
-    `alert` and `suggestion` frames that follow an offer's or an assignment's frame.
+    `alert` and `suggestion` frames that follow an offer's or an assignment's frame. `extras`
+    (task → fields) are added to the offer and `assigned` frames of those tasks: a campaign
+    contact's `direction`, `campaign` and `contact` (router.campaigns).
     """
+    extras = extras or {}
     out = Shaped()
     for effect in effects:
         if isinstance(effect, PresenceChanged):
@@ -174,7 +178,8 @@ def shape(
                 out.offline.append(effect.agent)
             continue
         conv_id = conversation_of(effect.task)
-        main = conv_id == effect.task  # a second call's task leaves the state alone
+        # a second call's task leaves the state alone; a campaign contact's is the conversation's
+        main = conv_id == effect.task or "~cp:" in effect.task
         if isinstance(effect, Offer):
             out.offers += 1
             if main:
@@ -185,10 +190,13 @@ def shape(
                 "conversation": conversation_view(conv_id, views[conv_id], "offered"),
                 "channel": effect.channel,
                 "expires_at": rfc3339(effect.expires_at),
+                **extras.get(effect.task, {}),
             }
             out.frames.append((effect.agent, frame))
             if guide is not None:
-                out.frames.extend((effect.agent, f) for f in guide(frame["conversation"]))
+                # a campaign contact's attributes are fields the rules test (router.guidance)
+                seen = {**frame["conversation"], **extras.get(effect.task, {})}
+                out.frames.extend((effect.agent, f) for f in guide(seen))
         elif isinstance(effect, OfferRevoked):
             frame = {
                 "type": "offer.revoked",
@@ -203,9 +211,12 @@ def shape(
             if main:
                 out.states.append((conv_id, "assigned", effect.agent))
             conv = conversation_view(conv_id, views[conv_id], "assigned")
-            out.frames.append((effect.agent, {"type": "assigned", "conversation": conv}))
+            assigned = {"type": "assigned", "conversation": conv, **extras.get(effect.task, {})}
+            out.frames.append((effect.agent, assigned))
             if guide is not None:
-                out.frames.extend((effect.agent, f) for f in guide(conv))
+                out.frames.extend(
+                    (effect.agent, f) for f in guide({**conv, **extras.get(effect.task, {})})
+                )
         elif isinstance(effect, AssignmentRevoked):
             frame = {"type": "conversation.revoked", "conversation": conv_id}
             frame["reason"] = effect.reason

@@ -5,9 +5,12 @@ Rules are data in the settings (`[[guidance.rules]]`, never code): each has an `
 (field, op, value) conditions as priority rules — over what the agent sees of the customer
 (the profile, the counters, `age`, the editable fields) and the conversation (`channel`,
 `waited_s` since the customer's last message, `contacts_today`: the customer's messages in
-since midnight UTC, in the history the offer carries). An alert carries `text` and `level`
-(`info` or `warning`); a suggestion carries an `offer` {id, title, text} and a `weight`, and
-the suggestions of one moment are ranked by weight (heaviest first, then by rule id).
+since midnight UTC, in the history the offer carries) and, for a campaign contact
+(`router.campaigns`), `campaign` (its id), `direction` (`outbound`) and each of the contact's
+attributes as `contact.<name>` — so win-back rules test the cancellation reason. An alert
+carries `text` and `level` (`info` or `warning`); a suggestion carries an `offer` {id,
+title, text} and a `weight`, and the suggestions of one moment are ranked by weight
+(heaviest first, then by rule id).
 
 They are evaluated when the conversation is offered and when it is assigned; the frames go
 to that agent through its outbox like every frame, and carry the customer id, so the
@@ -107,6 +110,13 @@ class Guidance:
             conversation.get("history") or [],
             now or datetime.now(UTC),
         )
+        contact = conversation.get("contact")
+        if isinstance(contact, Mapping):  # a campaign contact's offer or assignment
+            campaign = conversation.get("campaign")
+            attrs["campaign"] = campaign.get("id") if isinstance(campaign, Mapping) else None
+            attrs["direction"] = "outbound"
+            for name, value in (contact.get("attributes") or {}).items():
+                attrs[f"contact.{name}"] = value
         conv_id, customer_id = conversation["id"], customer["id"]
         alerts: list[Frame] = []
         offers: list[GuidanceRule] = []

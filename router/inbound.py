@@ -17,6 +17,7 @@ import structlog
 from queues.base import Enqueue
 from queues.effects import Effect, Offer
 from queues.errors import RoutingError
+from router.campaigns import EVENT_TYPE as CONTACT_EVENT
 from router.frames import Frame, View, message_frame
 from store.errors import StoreError
 from store.model import (
@@ -81,7 +82,7 @@ class Inbound:
     def _plain(event: InboundEvent) -> bool:
         """An event the batched path routes: anything but call steps with a call id and
         `call.ended` (see `router.voice_tasks`)."""
-        if event.type == "call.ended":
+        if event.type in ("call.ended", CONTACT_EVENT):
             return False
         return not (event.channel == "voice" and event.meta.get("call_id"))
 
@@ -184,6 +185,9 @@ class Inbound:
         result = await svc.store.apply_inbound_view(entry, svc.now_ms(), svc.history_limit)
         conv, customer, interaction, _history = result
         event = entry.event
+        if event.type == CONTACT_EVENT:  # a campaign's claimed contact (router.campaigns)
+            await svc.campaigns.route(entry, conv, customer)
+            return
         call_id = event.meta.get("call_id") if event.channel == "voice" else None
         if (
             isinstance(call_id, str)

@@ -38,7 +38,7 @@ class NodeLoops:
 
     def run(self) -> None:
         """Start the loops of a node: the log consumer, the engine ticker, the lease, the
-        replies and (with a bound on the backlog) the backlog sampler."""
+        replies, the campaigns and (with a bound on the backlog) the backlog sampler."""
         svc = self.service
         self._consumer = asyncio.create_task(self.run_consumer())
         loops = [
@@ -46,6 +46,7 @@ class NodeLoops:
             asyncio.create_task(self.run_ticker()),
             asyncio.create_task(svc.liveness.run(self.stopping)),
             asyncio.create_task(svc.replies.run(self.stopping)),
+            asyncio.create_task(svc.campaigns.run(self.stopping)),  # router.campaigns
         ]
         if svc.max_backlog_s:
             loops.append(asyncio.create_task(self.run_backlog()))

@@ -29,6 +29,7 @@ from queues.errors import RoutingError
 from queues.views import TaskView
 from router.admission import Admission
 from router.attendance import Attendance
+from router.campaigns import Campaigns
 from router.customers import Customers
 from router.errors import ServiceError
 from router.frames import Frame, View, conversation_of, needed, shape
@@ -40,6 +41,7 @@ from router.node_loops import NodeLoops
 from router.replies import Replies
 from router.voice_tasks import VoiceTasks
 from store.base import Store
+from store.campaigns import CampaignStore
 from store.model import InboundEvent, Ingested, LogEntry
 
 log = structlog.get_logger("omniroute.service")
@@ -64,6 +66,7 @@ class Service:
         lease_s: float = 2.0,
         clock: Callable[[], float] = time.time,
         guidance: Sequence[GuidanceRule] = (),
+        campaigns: CampaignStore | None = None,
     ) -> None:
         self.engine = engine
         self.store = store
@@ -84,6 +87,7 @@ class Service:
         self.replies = Replies(self)
         self.customers = Customers(self)
         self.guidance = Guidance(guidance)
+        self.campaigns = Campaigns(self, campaigns)  # router.campaigns
 
     def guide(self, conversation: Frame) -> list[Frame]:
         """The alerts and suggestions for the agent of `conversation` (router.guidance)."""
@@ -101,6 +105,7 @@ class Service:
         await self.engine.start()
         try:
             await self.store.start()
+            await self.campaigns.store.start()
             await self.liveness.beat()  # leased before the consumer reads anything
         except Exception as exc:
             log.warning("store.unavailable", node=self.node, error=type(exc).__name__)
@@ -114,6 +119,7 @@ class Service:
         await self.loops.stop(drain_s)
         await self.attendance.stop()
         await self.store.close()
+        await self.campaigns.store.close()
         await self.engine.close()
 
     def now_ms(self) -> int:
@@ -193,7 +199,8 @@ class Service:
         for conv_id in needed(effects):
             if conv_id not in views:
                 views[conv_id] = await self.store.view(conv_id, self.history_limit)
-        shaped = shape(effects, views, answer, self.guide)
+        extras = await self.campaigns.fields(effects)  # a campaign contact's offer fields
+        shaped = shape(effects, views, answer, self.guide, extras)
         if shaped.offers and self.metrics is not None:
             self.metrics.offered(shaped.offers)
         for agent in shaped.offline:
@@ -303,6 +310,11 @@ class Service:
         try:
             effects = await self.engine_call(self.engine.complete, conversation, identity.id)
         except ServiceError as exc:
+            # no task of the conversation itself: a campaign contact's, with its disposition
+            if exc.code == "not_found" and await self.campaigns.complete(
+                identity, conversation, disposition, ref
+            ):
+                return
             if (
                 exc.code != "conflict"
                 or await self._held_by(identity, conversation, "wrapup") is None
@@ -319,7 +331,14 @@ class Service:
     async def wrapup_done(
         self, identity: AgentIdentity, conversation: str, ref: Any = None
     ) -> None:
-        effects = await self.engine_call(self.engine.wrapup_done, conversation, identity.id)
+        try:
+            effects = await self.engine_call(self.engine.wrapup_done, conversation, identity.id)
+        except ServiceError as exc:  # no task of the conversation itself: a campaign contact's?
+            if exc.code == "not_found" and await self.campaigns.wrapup_done(
+                identity, conversation, ref
+            ):
+                return
+            raise
         await self.apply_effects(effects, (identity.id, ref, None))
 
     async def suggestion_outcome(

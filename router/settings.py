@@ -106,6 +106,16 @@ class VoiceSettings:
 
 
 @dataclass(frozen=True)
+class CampaignSettings:
+    """`[campaigns]`: the campaign loop (`router.campaigns`, docs/campaigns.md)."""
+
+    tick_s: float = 1.0  # how often a node moves due contacts into the engine
+    max_queued: int = 20  # a campaign's contacts in line at once, unless it says
+    batch: int = 50  # contacts one node claims per campaign and tick
+    recover_s: float = 10.0  # a claimed contact with no task this long is sent again
+
+
+@dataclass(frozen=True)
 class ConnectionSettings:
     """`[connections]`: how long and how many (slowloris, descriptor exhaustion); see
     `router/connections.py` and docs/operations.md, "Connections"."""
@@ -131,6 +141,7 @@ class Settings:
     agent: AgentSettings = field(default_factory=AgentSettings)
     events: EventSettings = field(default_factory=EventSettings)
     connections: ConnectionSettings = field(default_factory=ConnectionSettings)
+    campaigns: CampaignSettings = field(default_factory=CampaignSettings)
     visitor_secret: str = field(default="", repr=False)  # OMNIROUTE_VISITOR_SECRET
     dispositions: tuple[str, ...] = ("solved",)  # [wrapup] dispositions, offered at Complete
     source: str | None = None  # the user's file, if one was read
@@ -291,6 +302,7 @@ def _build(
             history_limit=get("agent", "history_limit"),
         ),
         connections=ConnectionSettings(**{k: get("connections", k) for k in SCHEMA["connections"]}),
+        campaigns=CampaignSettings(**{k: get("campaigns", k) for k in SCHEMA["campaigns"]}),
         redis=RedisSettings(url=get("redis", "url")),
         jwt_secret=get("jwt", "secret"),
         webhook_secret=get("webhook", "secret"),

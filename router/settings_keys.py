@@ -195,6 +195,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "from_address": _pattern(_EMAIL, "empty or an email address", True),
     },
     "voice": {"pbx_url": _http_url(empty_ok=True)},
+    "campaigns": {
+        "tick_s": _seconds(positive=True),
+        "max_queued": _integer(1, 10_000),
+        "batch": _integer(1, 10_000),
+        "recover_s": _seconds(positive=True),
+    },
 }
 # -- edges: connection limits, and Redis Sentinel URLs (`queues.clients`) --------------------
 SCHEMA["connections"] = {

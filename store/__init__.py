@@ -5,7 +5,9 @@ per-agent outboxes — the second engine beside `queues`, on memory or on Redis.
 `store.errors` the shapes and refusals every caller speaks; `store.common` what both backends
 compute the same way. `store.memory` (with `memory_log`, `memory_records`) and `store.redis`
 (with `redis_base`, `redis_log`, `redis_wakes`, `redis_codec`, and the scripts in `lua/`)
-implement it; neither backend imports the other.
+implement it; neither backend imports the other. Beside it, campaign state — the durable
+call lists of outbound campaigns — has its own small contract, `store.campaigns`, with
+`store.campaigns_memory` and `store.campaigns_redis` (scripts `lua/cp_*.lua`).
 
 May import `queues`' Redis runtime (`queues.runtime`, `queues.clients`, `queues.pipeline`);
 never `router` — the server builds on the store, not the other way round.

@@ -20,8 +20,8 @@ from queues.policy import CHANNELS, GROUPS
 from store.errors import StoreError
 from store.model import (
     CONVERSATION_STATES,
-    EVENT_TYPES,
     PROFILE_FIELD_SET,
+    STORE_EVENT_TYPES,
     Frames,
     InboundEvent,
     Wake,
@@ -46,7 +46,7 @@ def check_batch(events: Sequence[InboundEvent]) -> None:
             raise StoreError(f"event {ev.id!r} needs an id and a sender or customer_id")
         if ev.channel not in CHANNELS:
             raise StoreError(f"event {ev.id!r}: unknown channel {ev.channel!r}")
-        if ev.type not in EVENT_TYPES:
+        if ev.type not in STORE_EVENT_TYPES:
             raise StoreError(f"event {ev.id!r}: unknown type {ev.type!r}")
         group = ev.profile.get("client_group")
         if group is not None and group not in GROUPS:

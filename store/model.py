@@ -34,6 +34,8 @@ CONVERSATION_STATES = ("queued", "offered", "assigned", "wrapup", "closed")
 HELD_STATES = ("offered", "assigned", "wrapup")  # the states in which a conversation has a holder
 ANNOTATE_WINDOW = 200
 EVENT_TYPES: Final = ("message", "call.offered", "call.answered", "call.ended")
+# what the store takes besides: a campaign's claimed contact (router.campaigns), never an adapter's
+STORE_EVENT_TYPES: Final = (*EVENT_TYPES, "campaign.contact")
 
 
 def edit_refusal(name: Any, value: Any) -> str | None:

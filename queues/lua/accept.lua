@@ -11,7 +11,7 @@ return main(function()
   call('ZREM', key('due', 'res'), t.res)
   t.st, t.res = 'assigned', ''
   note(t, 'assigned', t.ag)
-  if not t.ans then
+  if not t.ans and not t.ob then -- the queue counters are the inbound lines'
     t.ans = true
     call('HINCRBY', key('stats', t.ch), 'answered', 1)
     call('HINCRBY', key('stats', t.ch), 'answer_ms', NOW - t.enq)

@@ -92,6 +92,13 @@ local function rebuild_heads(c)
   end
 end
 
+-- outbound work (campaign contacts, docs/routing.md "Outbound work") has partitions of its
+-- own, oq:C:G|TIERS|P, listed in oparts:C and ordered by their first task's rank in
+-- oheads:C:STEP (complete from the start: no mark); an inbound search never walks them
+local function oheads_key(c)
+  return key('oheads', c, POL.step_ms)
+end
+
 -- file a task that is in line (t.part set) in its partition, the heads index and `wait`
 local function file(t)
   call('ZADD', key('q', t.ch, t.part), t.enq, t.id)
@@ -105,6 +112,13 @@ end
 -- costs no partition, heads or `wait` commands (nothing reads them within the one call).
 local function line(t, defer)
   t.st, t.ag, t.res, t.hf = 'queued', '', '', ''
+  if (t.ob or '') ~= '' then -- outbound: filed at once, match_outbound walks its index
+    t.part = t.grp .. '|' .. t.ob .. '|' .. t.prio
+    call('ZADD', key('oq', t.ch, t.part), t.enq, t.id)
+    call('SADD', key('oparts', t.ch), t.part)
+    call('ZADD', oheads_key(t.ch), 'LT', t.enq - t.prio * POL.step_ms, t.part)
+    return
+  end
   t.part = t.grp .. '|' .. t.rs .. '|' .. t.prio
   if (t.sk or '') ~= '' then t.part = t.part .. '|' .. t.sk end
   if defer then
@@ -134,14 +148,16 @@ local function unline(t)
     call('ZREM', key('due', 'pref'), t.id)
     t.hf = ''
   elseif t.part ~= '' then
-    local q = key('q', t.ch, t.part)
+    local ob = (t.ob or '') ~= ''
+    local q, parts, heads = key('q', t.ch, t.part), key('parts', t.ch), heads_key(t.ch)
+    if ob then q, parts, heads = key('oq', t.ch, t.part), key('oparts', t.ch), oheads_key(t.ch) end
     call('ZREM', q, t.id)
     local head = call('ZRANGE', q, 0, 0, 'WITHSCORES')
     if #head == 0 then
-      call('SREM', key('parts', t.ch), t.part)
-      call('ZREM', heads_key(t.ch), t.part)
+      call('SREM', parts, t.part)
+      call('ZREM', heads, t.part)
     else
-      call('ZADD', heads_key(t.ch), 'XX', tonumber(head[2]) - t.prio * POL.step_ms, t.part)
+      call('ZADD', heads, 'XX', tonumber(head[2]) - t.prio * POL.step_ms, t.part)
     end
   end
   t.part = ''
@@ -173,7 +189,8 @@ local function offer(t, a, why)
   a.load[t.ch] = (a.load[t.ch] or 0) + 1
   call('SADD', key('atasks', a.id), t.id)
   a.idle = NOW
-  call('HINCRBY', key('stats', t.ch), 'offered', 1)
+  -- the queue counters are the inbound lines' (a campaign counts its own)
+  if (t.ob or '') == '' then call('HINCRBY', key('stats', t.ch), 'offered', 1) end
   emit({'offer', res, t.id, a.id, t.ch, deadline})
   touch(a)
 end
@@ -214,7 +231,10 @@ local function schedule_level(t)
   end
 end
 
+local match_outbound -- below: it matches agent-side, after best_task_for
+
 local function match_task(t)
+  if (t.ob or '') ~= '' then return match_outbound(t) end
   if t.last ~= '' and NOW < t.pu and t.rs == '' then
     local l = agent(t.last)
     if l and l.chosen ~= 'offline' and allowed(t.grp, l.tier) and not excludes(t, l.id)
@@ -315,11 +335,79 @@ local function best_task_for(a)
   return nil
 end
 
+-- may the agent be offered outbound work: routable, no work at all, room for a call
+local function may_dial(a)
+  if not routable(a) or (a.cap.voice or 0) <= 0 then return false end
+  for _, c in ipairs(CH) do
+    if (a.load[c] or 0) > 0 then return false end
+  end
+  return true
+end
+
+local function has_tier(tiers, tier)
+  for t in string.gmatch(tiers, '[^,]+') do
+    if t == tier then return true end
+  end
+  return false
+end
+
+-- agent-side, once its inbound search found nothing: the smallest (rank, enq, id) first task
+-- of the outbound partitions its tier may work, walked by their heads
+local function best_outbound_for(a)
+  local brank, benq, bid = nil, nil, nil
+  local rows = call('ZRANGE', oheads_key('voice'), 0, -1, 'WITHSCORES')
+  for i = 1, #rows, 2 do
+    local part, hrank = rows[i], tonumber(rows[i + 1])
+    if brank and hrank > brank then break end
+    local g, tiers, p = string.match(part, '^([^|]*)|([^|]*)|([^|]*)$')
+    if has_tier(tiers, a.tier) and allowed(g, a.tier) then
+      local step = tonumber(p) * POL.step_ms
+      walk(key('oq', 'voice', part), '+inf', function(id, enq)
+        if excluded(id, a.id) then return false end
+        local rank = enq - step
+        if not brank or rank < brank or (rank == brank and before(enq, id, benq, bid)) then
+          brank, benq, bid = rank, enq, id
+        end
+        return true
+      end)
+    end
+  end
+  if bid then return task(bid), 'outbound' end
+  return nil
+end
+
 local function match_agent(a)
   while routable(a) do
     local t, why = best_task_for(a)
+    if not t and may_dial(a) then t, why = best_outbound_for(a) end
     if not t then return end
     offer(t, a, why)
+  end
+end
+
+-- task-side for outbound work: the first agent by (idle, id) of the tiers both the campaign
+-- and the group allow that may dial is matched agent-side — its inbound search first, so
+-- inbound work that waits for it goes to it instead; repeated while t waits and such an
+-- agent is found (each one leaves with work)
+match_outbound = function(t)
+  local tiers = {}
+  for tier in string.gmatch(t.ob, '[^,]+') do
+    if allowed(t.grp, tier) then tiers[#tiers + 1] = tier end
+  end
+  while t.st == 'queued' do
+    local best, bidle = nil, nil
+    for _, tier in ipairs(tiers) do
+      walk(key('ready', t.ch, tier), '+inf', function(id, idle)
+        if best and not before(idle, id, bidle, best) then return true end
+        local a = agent(id)
+        if a and may_dial(a) and not excluded(t.id, id) then
+          best, bidle = id, idle
+          return true
+        end
+      end)
+    end
+    if not best then return end
+    match_agent(agent(best))
   end
 end
 

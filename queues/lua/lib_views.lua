@@ -71,5 +71,9 @@ local function task_view(t)
              last = t.last, held_for = t.hf,
              excluded = sorted(call('SMEMBERS', key('excl', t.id)))}
   if (t.sk or '') ~= '' then v.skills = skills_of(t.sk) end -- named only when it has any
+  if t.ob then -- outbound work only: the tiers that may work it
+    v.outbound = {}
+    for tier in string.gmatch(t.ob, '[^,]+') do v.outbound[#v.outbound + 1] = tier end
+  end
   return v
 end

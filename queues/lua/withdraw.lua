@@ -18,7 +18,7 @@ return main(function()
   else
     unline(t)
   end
-  if not t.ans then call('HINCRBY', key('stats', t.ch), 'abandoned', 1) end
+  if not t.ans and not t.ob then call('HINCRBY', key('stats', t.ch), 'abandoned', 1) end
   delete_task(t)
   emit({'ended', t.id, holder and holder.id or '', 'abandoned'})
   if holder then match_agent(holder) end

@@ -4,6 +4,7 @@
 
 import { $, clock, el, seconds } from "./common.js";
 import { customerLabel } from "./desk-customer.js";
+import { contactAttributes } from "./desk-lists.js";
 import { guidance, request, S, store, TIERS } from "./desk-state.js";
 
 function replyChannels(conv) {
@@ -17,6 +18,7 @@ export function renderConversation() {
   if (!conv) {
     $("conv-h").textContent = "No conversation selected";
     $("conv-info").textContent = "";
+    $("contact").replaceChildren();
     $("timeline").replaceChildren();
     S.shown.timeline = "";
     S.shown.conv = "";
@@ -25,10 +27,13 @@ export function renderConversation() {
   conv.unread = 0;
   const cust = S.customers.get(conv.customer);
   $("conv-h").textContent = `${customerLabel(cust, conv.customer)} — ${conv.id}`;
-  $("conv-info").textContent = `Channels: ${conv.channels.join(", ")} · last: ${conv.last_channel || "–"}`;
+  const campaign = conv.campaign ? ` · outbound call, campaign: ${conv.campaign.name}` : "";
+  $("conv-info").textContent = `Channels: ${conv.channels.join(", ")} · last: ${conv.last_channel || "–"}${campaign}`;
+  renderDispositions(conv);
   if (S.shown.conv !== conv.id) {
     S.shown.conv = conv.id;
     S.shown.channels = "";
+    $("contact").replaceChildren(...(conv.contact ? [contactAttributes(conv.contact)] : []));
     $("reply").value = store.get(`reply.${conv.id}`) || "";
   }
   // The channel to answer on: the one the agent picked, else the customer's last.
@@ -59,6 +64,15 @@ export function renderConversation() {
   }
 }
 
+// Complete offers the campaign's dispositions for a campaign contact, else the policy's.
+function renderDispositions(conv) {
+  const list = conv.campaign?.dispositions?.length ? conv.campaign.dispositions : S.config.dispositions;
+  const key = list.join("|");
+  if (S.shown.dispositions === key) return;
+  S.shown.dispositions = key;
+  $("disposition").replaceChildren(...list.map((d) => el("option", { value: d }, d)));
+}
+
 // Alerts and suggestions of the conversation on screen; a completed one (in wrap-up) has none.
 export function renderGuidance() {
   guidance.keep(new Set([...S.convs.keys(), ...[...S.offers.values()].map((o) => o.conversation?.id)]));
@@ -71,7 +85,7 @@ function timelineItem(conv, ix) {
   if (ix.conversation && ix.conversation !== conv.id) meta.push("earlier conversation");
   let body = ix.body;
   if (ix.channel === "voice" || ix.type !== "message") {
-    const what = { "call.offered": "Call offered", "call.answered": "Call answered", "call.ended": "Call ended" }[ix.type] || ix.type;
+    const what = { "call.offered": "Call offered", "call.answered": "Call answered", "call.ended": "Call ended", "campaign.contact": "Campaign call" }[ix.type] || ix.type;
     const talk = ix.meta?.talk_s != null ? ` · talk time ${seconds(ix.meta.talk_s)}` : "";
     body = `${what}${talk}${ix.body ? ` — ${ix.body}` : ""}`;
   }

@@ -54,6 +54,9 @@ export const FRAMES = {
       statuses: old ? old.statuses : {},
       wrapupUntil: null,
       disposition: null,
+      // a campaign contact (docs/campaigns.md): its campaign (with its dispositions) and contact
+      campaign: f.direction === "outbound" ? f.campaign || old?.campaign || null : old?.campaign || null,
+      contact: f.direction === "outbound" ? f.contact || old?.contact || null : old?.contact || null,
     });
     if (!S.selected) S.selected = c.id;
   },

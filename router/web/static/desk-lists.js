@@ -92,10 +92,15 @@ export function renderOffers() {
     offers,
     (f) => {
       const c = f.conversation?.customer;
-      const label = `Offer: ${f.channel} from ${customerLabel(c)}`;
+      const outbound = f.direction === "outbound";
+      const label = outbound
+        ? `Offer: outbound call to ${customerLabel(c)} (${f.campaign?.name || "campaign"})`
+        : `Offer: ${f.channel} from ${customerLabel(c)}`;
       const li = el("li", { class: "offer", "aria-label": label },
-        el("p", { class: "meta" }, el("span", { class: "tag" }, f.channel), " ",
+        el("p", { class: "meta" }, el("span", { class: "tag" }, outbound ? "outbound call" : f.channel), " ",
           el("strong", {}, customerLabel(c)), " ", el("span", { class: "group" }, c?.client_group || "")),
+        outbound ? el("p", { class: "campaign" }, `Campaign: ${f.campaign?.name || ""}`) : null,
+        outbound ? contactAttributes(f.contact) : null,
         el("ul", { class: "lines" }, firstLines(f.conversation?.history || []).map((t) => el("li", {}, t))),
         el("p", { class: "countdown" }),
         el("div", { class: "row" },
@@ -108,6 +113,13 @@ export function renderOffers() {
       li.querySelector(".countdown").textContent = left > 0 ? `Expires in ${seconds(left)}` : "Expired";
     },
   );
+}
+
+// A campaign contact's attributes (the win-back reason, the contract's end, …) as a list.
+export function contactAttributes(contact) {
+  const rows = Object.entries(contact?.attributes || {});
+  return el("dl", { class: "attrs", "aria-label": `Contact ${contact?.id || ""}` },
+    rows.flatMap(([name, value]) => [el("dt", {}, name), el("dd", {}, String(value))]));
 }
 
 export function renderConvs() {

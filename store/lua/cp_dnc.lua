@@ -1,0 +1,27 @@
+-- cp_dnc.lua: entries put on a campaign's do-not-call list; every contact they name that is
+-- pending, retrying or queued is skipped at once. ARGV[2] - msgpack {id, entries}
+-- Returns msgpack [the contacts that were queued], or {err, msg}: unknown.
+
+if not campaign(ARG.id) then return cmsgpack.pack(unknown(ARG.id)) end
+local named = {}
+for _, entry in ipairs(ARG.entries) do
+  call('SADD', key('cpdnc', ARG.id), entry)
+  named[entry] = true
+end
+local out = {}
+local flat = call('HGETALL', key('cpc', ARG.id))
+local hits = {}
+for i = 2, #flat, 2 do
+  local c = cmsgpack.unpack(flat[i])
+  if (CLAIMABLE[c.status] or c.status == 'queued')
+      and (named[c.phone] or (c.customer_id ~= '' and named['cu:' .. c.customer_id])) then
+    hits[#hits + 1] = c
+  end
+end
+table.sort(hits, function(x, y) return x.id < y.id end)
+for _, c in ipairs(hits) do
+  if c.status == 'queued' then out[#out + 1] = c end
+  move(ARG.id, c, 'skipped')
+  save(ARG.id, c)
+end
+return cmsgpack.pack(out)

@@ -1,0 +1,81 @@
+-- cp_lib.lua: the helpers of the campaign scripts (store/campaigns_redis.py, the contract in
+-- store/campaigns.py). Follows queues/lua/core.lua (key, call, refuse).
+-- KEYS[1] - the domain's campaign list, omniroute:{DOMAIN}:cps (a set of ids; routes the call)
+-- ARGV[1] - the key prefix, omniroute:{DOMAIN}:
+-- ARGV[2] - the operation's arguments, msgpack map
+-- Keys of campaign ID: cp:ID (the record, msgpack), cpc:ID (hash contact id -> msgpack),
+-- cpn:ID (hash of counters), cpdue:ID (zset of claimable contacts by due ms), cpline:ID (set
+-- of contacts queued or in a call), cpdnc:ID (set: phones and cu:<customer id>).
+-- Refusals come before the first write.
+
+PREFIX = ARGV[1]
+local ARG = cmsgpack.unpack(ARGV[2])
+local CLAIMABLE = {pending = true, retrying = true}
+local IN_LINE = {queued = true, in_call = true}
+
+local function campaign(id)
+  local raw = call('GET', key('cp', id))
+  if raw then return cmsgpack.unpack(raw) end
+  return nil
+end
+
+local function unknown(id)
+  return refuse('unknown_campaign', 'campaign ' .. id .. ' is not known')
+end
+
+local function contact(cid, id)
+  local raw = call('HGET', key('cpc', cid), id)
+  if raw then return cmsgpack.unpack(raw) end
+  return nil
+end
+
+local function save(cid, c)
+  call('HSET', key('cpc', cid), c.id, cmsgpack.pack(c))
+end
+
+local function count(cid, field, by)
+  if call('HINCRBY', key('cpn', cid), field, by) <= 0 then call('HDEL', key('cpn', cid), field) end
+end
+
+-- the one place a contact's status changes: counters, due set and line with it
+local function move(cid, c, status)
+  if c.status ~= '' then count(cid, c.status, -1) end
+  call('ZREM', key('cpdue', cid), c.id)
+  call('SREM', key('cpline', cid), c.id)
+  c.status = status
+  count(cid, status, 1)
+  if CLAIMABLE[status] then
+    call('ZADD', key('cpdue', cid), c.due_ms, c.id)
+  elseif IN_LINE[status] then
+    call('SADD', key('cpline', cid), c.id)
+  end
+end
+
+local function blocked(cid, c)
+  local dnc = key('cpdnc', cid)
+  if c.phone ~= '' and call('SISMEMBER', dnc, c.phone) == 1 then return true end
+  if c.customer_id ~= '' and call('SISMEMBER', dnc, 'cu:' .. c.customer_id) == 1 then return true end
+  return false
+end
+
+-- add a contact built by store.campaigns.new_contact (status pending); false if its id is taken
+local function add_contact(cid, c)
+  if call('HEXISTS', key('cpc', cid), c.id) == 1 then return false end
+  local status = c.status
+  if blocked(cid, c) then status = 'skipped' end
+  c.status = ''
+  move(cid, c, status)
+  save(cid, c)
+  return true
+end
+
+local function view(id)
+  local cp = campaign(id)
+  if not cp then return nil end
+  local counts = {}
+  local flat = call('HGETALL', key('cpn', id))
+  for i = 1, #flat, 2 do counts[flat[i]] = tonumber(flat[i + 1]) end
+  cp.counts = counts
+  cp.do_not_call = call('SCARD', key('cpdnc', id))
+  return cp
+end

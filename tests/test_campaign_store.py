@@ -1,0 +1,132 @@
+"""Campaign state (`store.campaigns`) on both backends: claims, conditional moves, counts and
+the do-not-call list, the same on memory and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from store.campaigns import CampaignExists, CampaignStopped, CampaignStore, UnknownCampaign
+from store.campaigns_memory import MemoryCampaigns
+from tests.conftest import KINDS
+
+
+def record(cid: str = "c1", max_queued: int = 2, state: str = "running") -> dict[str, Any]:
+    return {
+        "id": cid,
+        "name": "Win-back",
+        "tiers": ["CCS", "PAM"],
+        "dispositions": ["won_back", "no_answer"],
+        "retry": {"on": ["no_answer"], "after_s": 60, "max_attempts": 2},
+        "max_queued": max_queued,
+        "state": state,
+        "window": {"starts_at": "2026-01-01T00:00:00Z", "ends_at": "2030-01-01T00:00:00Z"},
+    }
+
+
+def contacts(n: int) -> list[dict[str, Any]]:
+    return [{"id": f"k{i}", "phone": f"+4915100000{i:03d}", "attributes": {}} for i in range(n)]
+
+
+@pytest.fixture(params=KINDS, ids=KINDS)
+async def cps(request: pytest.FixtureRequest) -> AsyncIterator[CampaignStore]:
+    made: CampaignStore
+    if request.param == "memory":
+        made = MemoryCampaigns()
+    else:
+        from store.campaigns_redis import RedisCampaigns
+
+        made = RedisCampaigns(request.getfixturevalue("redis_url"), domain=uuid.uuid4().hex)
+    await made.start()
+    yield made
+    purge = getattr(made, "purge", None)
+    if purge is not None:
+        await purge()
+    await made.close()
+
+
+async def test_create_read_and_refuse_a_second(cps: CampaignStore) -> None:
+    view = await cps.create(record(), contacts(3), ["+4915100000001"])
+    assert view["counts"] == {"pending": 2, "skipped": 1}
+    assert view["do_not_call"] == 1 and view["name"] == "Win-back"
+    with pytest.raises(CampaignExists):
+        await cps.create(record(), contacts(1), [])
+    assert [c["id"] for c in await cps.campaigns()] == ["c1"]
+    assert await cps.campaign("nope") is None
+    contact = await cps.contact("c1", "k0")
+    assert contact is not None and contact["attributes"] == {} and contact["status"] == "pending"
+
+
+async def test_claim_is_bounded_by_max_queued_and_once_each(cps: CampaignStore) -> None:
+    await cps.create(record(max_queued=3), contacts(10), [])
+    got = await asyncio.gather(*(cps.claim("c1", 1000, 10) for _ in range(4)))
+    claimed = [c["id"] for batch in got for c in batch]
+    assert len(claimed) == 3 and len(set(claimed)) == 3
+    assert all(c["n"] == 1 and c["status"] == "queued" for batch in got for c in batch)
+    assert [c["id"] for c in await cps.in_line("c1")] == sorted(claimed)
+    view = await cps.campaign("c1")
+    assert view is not None and view["counts"] == {"pending": 7, "queued": 3}
+
+
+async def test_mark_is_conditional_and_counts_once(cps: CampaignStore) -> None:
+    await cps.create(record(), contacts(1), [])
+    [_claimed] = await cps.claim("c1", 1000, 5)
+    assert await cps.mark("c1", "k0", 1, ["queued"], "queued", conversation="cv-1")
+    assert await cps.mark("c1", "k0", 1, ["queued"], "in_call", dialled=True)
+    assert not await cps.mark("c1", "k0", 1, ["queued"], "in_call", dialled=True)
+    due = 1000 + 60_000
+    args: dict[str, Any] = {"disposition": "no_answer", "due_ms": due, "now_ms": 2000}
+    assert await cps.mark("c1", "k0", 1, ["in_call"], "retrying", **args)
+    assert not await cps.mark("c1", "k0", 1, ["in_call"], "retrying", **args)  # a repeat
+    assert await cps.claim("c1", due - 1, 5) == []  # not due yet
+    [again] = await cps.claim("c1", due, 5)
+    assert (again["n"], again["dials"], again["conversation"]) == (2, 1, "")
+    assert await cps.mark("c1", "k0", 2, ["queued"], "done", disposition="won_back")
+    view = await cps.campaign("c1")
+    assert view is not None
+    assert view["counts"] == {
+        "done": 1,
+        "done:won_back": 1,
+        "outcome:no_answer": 1,
+        "outcome:won_back": 1,
+    }
+    final = await cps.contact("c1", "k0")
+    assert final is not None and [o[:2] for o in final["outcomes"]] == [
+        [1, "no_answer"],
+        [2, "won_back"],
+    ]
+
+
+async def test_do_not_call_wins_and_returns_the_queued(cps: CampaignStore) -> None:
+    await cps.create(record(max_queued=1), contacts(3), [])
+    [first] = await cps.claim("c1", 1000, 5)
+    hit = await cps.add_do_not_call("c1", [first["phone"], "+4915100000002"])
+    assert [c["id"] for c in hit] == [first["id"]]
+    claimed = await cps.claim("c1", 1000, 5)
+    assert [c["id"] for c in claimed] == ["k1"]
+    view = await cps.campaign("c1")
+    assert view is not None and view["counts"] == {"queued": 1, "skipped": 2}
+    # by customer id too, and at claim time for a contact added later
+    await cps.add_do_not_call("c1", ["cu:x9"])
+    assert await cps.add_contacts("c1", [{"id": "k9", "customer_id": "x9"}, {"id": "k1"}]) == (1, 1)
+    k9 = await cps.contact("c1", "k9")
+    assert k9 is not None and k9["status"] == "skipped"
+
+
+async def test_states_pause_claims_and_stop_is_final(cps: CampaignStore) -> None:
+    await cps.create(record(), contacts(2), [])
+    assert (await cps.set_state("c1", "paused"))["state"] == "paused"
+    assert await cps.claim("c1", 1000, 5) == []
+    await cps.set_state("c1", "running")
+    assert len(await cps.claim("c1", 1000, 5)) == 2
+    await cps.set_state("c1", "stopped")
+    with pytest.raises(CampaignStopped):
+        await cps.set_state("c1", "running")
+    with pytest.raises(CampaignStopped):
+        await cps.add_contacts("c1", contacts(1))
+    with pytest.raises(UnknownCampaign):
+        await cps.set_state("nope", "paused")
