@@ -35,7 +35,7 @@ from router.connections import (
     connection_cap,
     quiet_accept_errors,
 )
-from router.engines import create_store
+from router.engines import create_campaigns, create_store
 from router.ingest import IngestHandler
 from router.limits import AgentLimits, ChatLimits
 from router.logs import AccessLogger
@@ -47,7 +47,6 @@ from router.settings import Settings
 from router.web import add_web
 from router.why import add_why_routes
 from store.base import Store
-from store.campaigns import create_campaign_store
 
 log = structlog.get_logger("omniroute.app")
 
@@ -86,9 +85,9 @@ def create_app(
         max_backlog_s=settings.events.max_backlog_s,
         lease_s=settings.events.lease_s,
         guidance=settings.guidance,
-        campaigns=create_campaign_store(settings.redis.url, domain=settings.domain),
+        campaigns=create_campaigns(settings),
+        campaign_settings=settings.campaigns,
     )
-    service.campaigns.settings = settings.campaigns
     metrics = Metrics()
     service.metrics = metrics
     app = web.Application(client_max_size=settings.server.max_body_bytes, handler_args=HANDLER_ARGS)

@@ -1,5 +1,6 @@
 """The one switch from the settings to the two engines: the routing engine (`queues`) and the
-store (`store`), both on memory or both on the Redis at `[redis] url`, in the same domain.
+store (`store`, with its campaign state, `store.campaigns`), all on memory or all on the Redis
+at `[redis] url`, in the same domain.
 
 Which it is, is read once (`queues.runtime.engine_kind`); a Redis pair shares the runtime
 of `queues.runtime` (keys, pool, scripts, refusals), each with its own client. Neither engine
@@ -19,6 +20,7 @@ from queues.errors import Invalid
 from queues.runtime import engine_kind
 from router.settings import Settings
 from store.base import Store
+from store.campaigns import CampaignStore, create_campaign_store
 
 
 class Engines(NamedTuple):
@@ -47,3 +49,9 @@ def create_store(settings: Settings) -> Store:
         claim_idle_ms=round(settings.events.claim_idle_s * 1000),
         dedupe_s=round(settings.events.dedupe_s),
     )
+
+
+def create_campaigns(settings: Settings) -> CampaignStore:
+    """The campaign state (`store.campaigns`) beside the store: memory, or Redis at the same URL
+    and domain."""
+    return create_campaign_store(settings.redis.url, domain=settings.domain)

@@ -39,6 +39,7 @@ from router.inbound import Inbound
 from router.liveness import Liveness
 from router.node_loops import NodeLoops
 from router.replies import Replies
+from router.settings import CampaignSettings
 from router.voice_tasks import VoiceTasks
 from store.base import Store
 from store.campaigns import CampaignStore
@@ -67,6 +68,7 @@ class Service:
         clock: Callable[[], float] = time.time,
         guidance: Sequence[GuidanceRule] = (),
         campaigns: CampaignStore | None = None,
+        campaign_settings: CampaignSettings | None = None,
     ) -> None:
         self.engine = engine
         self.store = store
@@ -87,7 +89,7 @@ class Service:
         self.replies = Replies(self)
         self.customers = Customers(self)
         self.guidance = Guidance(guidance)
-        self.campaigns = Campaigns(self, campaigns)  # router.campaigns
+        self.campaigns = Campaigns(self, campaigns, campaign_settings)  # router.campaigns
 
     def guide(self, conversation: Frame) -> list[Frame]:
         """The alerts and suggestions for the agent of `conversation` (router.guidance)."""
