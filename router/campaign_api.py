@@ -31,7 +31,8 @@ from router.codec import JSON
 from router.errors import DecodeError, error_body, http_status
 from router.service import Service
 from router.settings import Settings
-from store.campaigns import CampaignExists, CampaignStopped, Record, UnknownCampaign
+from store.campaigns import Record
+from store.errors import CampaignExists, CampaignStopped, UnknownCampaign
 
 log = structlog.get_logger("omniroute.campaigns")
 

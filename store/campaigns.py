@@ -42,6 +42,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 from queues.runtime import engine_kind
@@ -53,18 +54,6 @@ CLAIMABLE: Final = ("pending", "retrying")
 STATES: Final = ("running", "paused", "stopped")
 
 Record = dict[str, Any]
-
-
-class CampaignExists(StoreError):
-    """Raised when a campaign is created under an id that is taken."""
-
-
-class UnknownCampaign(StoreError):
-    """Raised when the campaign named does not exist."""
-
-
-class CampaignStopped(StoreError):
-    """Raised when a stopped campaign is asked to change (stopped is final)."""
 
 
 def new_contact(raw: Mapping[str, Any], blocked: set[str]) -> Record:
@@ -102,6 +91,23 @@ def dnc_keys(contact: Mapping[str, Any]) -> set[str]:
 def dnc_entries(phones: Sequence[str], customers: Sequence[str]) -> list[str]:
     """The list's entries for phones and customer ids (the form `dnc_keys` matches)."""
     return [*phones, *(f"cu:{c}" for c in customers)]
+
+
+@dataclass(frozen=True)
+class Mark:
+    """One conditional move of a contact: `CampaignStore.mark`'s arguments, as its backends
+    take them."""
+
+    campaign: str
+    contact: str
+    n: int
+    expect: tuple[str, ...]
+    status: str
+    conversation: str | None = None
+    disposition: str | None = None
+    due_ms: int | None = None
+    dialled: bool = False
+    now_ms: int = 0
 
 
 class CampaignStore(ABC):
@@ -162,7 +168,6 @@ class CampaignStore(ABC):
     async def contact(self, campaign_id: str, contact_id: str) -> Record | None:
         """One contact, or None."""
 
-    @abstractmethod
     async def mark(
         self,
         campaign_id: str,
@@ -182,6 +187,24 @@ class CampaignStore(ABC):
         `disposition` is recorded as an outcome of claim `n`; `due_ms` (for `pending` and
         `retrying`) is when it may be claimed again; `dialled` counts a call the PBX took
         (and notes `dialled_n` = `n`)."""
+        return await self._mark(
+            Mark(
+                campaign_id,
+                contact_id,
+                n,
+                tuple(expect),
+                status,
+                conversation=conversation,
+                disposition=disposition,
+                due_ms=due_ms,
+                dialled=dialled,
+                now_ms=now_ms,
+            )
+        )
+
+    @abstractmethod
+    async def _mark(self, step: Mark) -> bool:
+        """Make one `mark` step, atomically (the backends' one hook for it)."""
 
 
 def create_campaign_store(

@@ -18,17 +18,8 @@ from typing import Any
 
 from sortedcontainers import SortedList
 
-from store.campaigns import (
-    CLAIMABLE,
-    IN_LINE,
-    CampaignExists,
-    CampaignStopped,
-    CampaignStore,
-    Record,
-    UnknownCampaign,
-    dnc_keys,
-    new_contact,
-)
+from store.campaigns import CLAIMABLE, IN_LINE, CampaignStore, Mark, Record, dnc_keys, new_contact
+from store.errors import CampaignExists, CampaignStopped, UnknownCampaign
 
 
 @dataclass
@@ -159,41 +150,28 @@ class MemoryCampaigns(CampaignStore):
         contact = found.contacts.get(contact_id) if found is not None else None
         return copy.deepcopy(contact) if contact is not None else None
 
-    async def mark(
-        self,
-        campaign_id: str,
-        contact_id: str,
-        n: int,
-        expect: Sequence[str],
-        status: str,
-        *,
-        conversation: str | None = None,
-        disposition: str | None = None,
-        due_ms: int | None = None,
-        dialled: bool = False,
-        now_ms: int = 0,
-    ) -> bool:
-        found = self._campaigns.get(campaign_id)
-        contact = found.contacts.get(contact_id) if found is not None else None
+    async def _mark(self, step: Mark) -> bool:
+        found = self._campaigns.get(step.campaign)
+        contact = found.contacts.get(step.contact) if found is not None else None
         if found is None or contact is None:
             return False
-        if contact["n"] != n or contact["status"] not in expect:
+        if contact["n"] != step.n or contact["status"] not in step.expect:
             return False
-        if conversation is not None:
-            contact["conversation"] = conversation
-        if dialled:
+        if step.conversation is not None:
+            contact["conversation"] = step.conversation
+        if step.dialled:
             contact["dials"] += 1
-            contact["dialled_n"] = n
-        if disposition is not None:
-            contact["disposition"] = disposition
-            contact["outcomes"].append([n, disposition, now_ms])
-            found.counts[f"outcome:{disposition}"] += 1
-            if status == "done":
-                found.counts[f"done:{disposition}"] += 1
-        if status != contact["status"]:
+            contact["dialled_n"] = step.n
+        if step.disposition is not None:
+            contact["disposition"] = step.disposition
+            contact["outcomes"].append([step.n, step.disposition, step.now_ms])
+            found.counts[f"outcome:{step.disposition}"] += 1
+            if step.status == "done":
+                found.counts[f"done:{step.disposition}"] += 1
+        if step.status != contact["status"]:
             if contact["status"] in CLAIMABLE:
                 found.due.discard((contact["due_ms"], contact["id"]))
-            if due_ms is not None:
-                contact["due_ms"] = due_ms
-            found.move(contact, status)
+            if step.due_ms is not None:
+                contact["due_ms"] = step.due_ms
+            found.move(contact, step.status)
         return True

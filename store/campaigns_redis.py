@@ -17,15 +17,8 @@ from typing import Any
 import msgpack
 
 from queues.runtime import Namespace, Refusals, Runtime, ScriptSet
-from store.campaigns import (
-    CampaignExists,
-    CampaignStopped,
-    CampaignStore,
-    Record,
-    UnknownCampaign,
-    new_contact,
-)
-from store.errors import StoreError
+from store.campaigns import CampaignStore, Mark, Record, new_contact
+from store.errors import CampaignExists, CampaignStopped, StoreError, UnknownCampaign
 
 SCRIPTS = ScriptSet(
     "store",
@@ -124,33 +117,20 @@ class RedisCampaigns(CampaignStore):
         args = {"what": "contact", "id": campaign_id, "contact": contact_id}
         return _contact(await self._eval("cp_read", args))
 
-    async def mark(
-        self,
-        campaign_id: str,
-        contact_id: str,
-        n: int,
-        expect: Sequence[str],
-        status: str,
-        *,
-        conversation: str | None = None,
-        disposition: str | None = None,
-        due_ms: int | None = None,
-        dialled: bool = False,
-        now_ms: int = 0,
-    ) -> bool:
+    async def _mark(self, step: Mark) -> bool:
         args: dict[str, Any] = {
-            "id": campaign_id,
-            "contact": contact_id,
-            "n": int(n),
-            "expect": list(expect),
-            "status": status,
-            "dialled": dialled,
-            "now": int(now_ms),
+            "id": step.campaign,
+            "contact": step.contact,
+            "n": int(step.n),
+            "expect": list(step.expect),
+            "status": step.status,
+            "dialled": step.dialled,
+            "now": int(step.now_ms),
         }
         for name, value in (
-            ("conversation", conversation),
-            ("disposition", disposition),
-            ("due", due_ms),
+            ("conversation", step.conversation),
+            ("disposition", step.disposition),
+            ("due", step.due_ms),
         ):
             if value is not None:
                 args[name] = value

@@ -31,3 +31,15 @@ class UnknownCustomer(StoreError):
 
 class UnknownConversation(StoreError):
     """Raised when the conversation named does not exist."""
+
+
+class CampaignExists(StoreError):
+    """Raised when a campaign is created under an id that is taken."""
+
+
+class UnknownCampaign(StoreError):
+    """Raised when the campaign named does not exist."""
+
+
+class CampaignStopped(StoreError):
+    """Raised when a stopped campaign is asked to change (stopped is final)."""

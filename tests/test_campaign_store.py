@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from store.campaigns import CampaignExists, CampaignStopped, CampaignStore, UnknownCampaign
+from store.campaigns import CampaignStore
 from store.campaigns_memory import MemoryCampaigns
+from store.errors import CampaignExists, CampaignStopped, UnknownCampaign
 from tests.conftest import KINDS
 
 
