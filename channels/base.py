@@ -8,7 +8,7 @@ Until the native adapters exist, `RecordingPort` is the port of every channel: i
 what would be sent (ids and sizes in the log, the message itself in memory) and sends nothing.
 
 `MAX_ID` is the contract's bound on ids, as the adapters check what they receive before the
-router does. Its home is the routing engine's `queues.base.MAX_ID`; `channels` imports nothing
+router does. Its home is the routing engine's `queues.args.MAX_ID`; `channels` imports nothing
 of this repository (an adapter runs and is tested on its own, and the engine's contract would
 come with it for one number), so it is written here a second time and
 `tests/test_layout.py` fails if the two ever differ.
@@ -27,7 +27,7 @@ import structlog
 log = structlog.get_logger("omniroute.channels")
 
 SIGNATURE_HEADER = "X-Omniroute-Signature"
-MAX_ID: Final = 200  # event, customer and interaction ids: as queues.base.MAX_ID (see above)
+MAX_ID: Final = 200  # event, customer and interaction ids: as queues.args.MAX_ID (see above)
 
 
 def sign(body: bytes, secret: str) -> str:

@@ -1,10 +1,11 @@
 """The routing engine: priority queues and atomic task ↔ agent matching, on the memory or the
 Redis engine.
 
-`base.py` is the contract and `effects.py` the values it returns, `memory.py` (on
-`memory_state.py` and `memory_steps.py`) and `redis.py` (+ `lua/`) the two engines,
-`policy.py` and `skills.py` the rules they decide by, `runtime.py` the Redis runtime the store
-shares, `trace.py`/`explain.py`/`why_memory.py` the routing story. May import `agent_state`
+`base.py` is the contract, `args.py` what its calls carry (checked) and `effects.py` the
+values it returns, `memory.py` (on `memory_state.py` and `memory_steps.py`) and `redis.py`
+(+ `lua/`) the two engines, `policy.py` and `skills.py` the rules they decide by,
+`runtime.py` the Redis runtime the store shares, `errors.py` the refusals,
+`trace.py`/`explain.py`/`why_memory.py` the routing story. May import `agent_state`
 (the presence rules) and nothing else of omniroute; `store` uses its Redis helpers and
 vocabulary, `router` all of it (`tests/test_layout.py` checks the arrows).
 """

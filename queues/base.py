@@ -29,51 +29,21 @@ node and every test sees the same decisions. Router nodes need NTP-synchronised 
 
 from __future__ import annotations
 
-import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
+from queues.args import DOMAIN_RE, Enqueue, check_choice, check_id, enqueue_args
 from queues.effects import Effect, QueueStats, RawEffect, decode_effect
 from queues.errors import Invalid, RoutingError
 from queues.policy import CHANNELS, GROUPS, TIERS, Policy
-from queues.skills import check_skills, signature
+from queues.skills import check_skills
 from queues.views import AgentView, Dump, TaskView
 
 log = structlog.get_logger("omniroute.queues")
-
-MAX_ID = 200
-DOMAIN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
-
-
-@dataclass(frozen=True)
-class Enqueue:
-    """One task to put in line (`RoutingEngine.enqueue_many`); as `enqueue`'s arguments."""
-
-    task: str
-    customer: str
-    channel: str
-    group: str = "normal"
-    attrs: Mapping[str, Any] | None = None
-    last_agent: str | None = None
-    skills: Mapping[str, int] | None = None  # name → minimum proficiency (queues.skills)
-    outbound: Sequence[str] | None = None  # a campaign contact: the tiers that may work it
-
-
-def _check_id(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not value or len(value) > MAX_ID:
-        raise Invalid(f"{field} must be a non-empty string of at most {MAX_ID} characters", field)
-    return value
-
-
-def _check_choice(value: Any, choices: Sequence[str], field: str) -> str:
-    if value not in choices:
-        raise Invalid(f"{field} must be one of {', '.join(choices)}", field)
-    return str(value)
 
 
 class RoutingEngine(ABC):
@@ -175,11 +145,11 @@ class RoutingEngine(ABC):
         can ever carry work past the hard filter. Skills (names, or name → proficiency 1-5) are
         replaced by each login; work it already holds stays with it.
         """
-        _check_id(agent, "agent")
-        _check_choice(tier, TIERS, "tier")
+        check_id(agent, "agent")
+        check_choice(tier, TIERS, "tier")
         if capacity is not None:
             for channel, value in capacity.items():
-                _check_choice(channel, CHANNELS, "capacity")
+                check_choice(channel, CHANNELS, "capacity")
                 if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                     raise Invalid("capacity values must be integers >= 0", "capacity")
         caps = self.policy.capacity_for(capacity)
@@ -188,13 +158,13 @@ class RoutingEngine(ABC):
 
     async def set_presence(self, agent: str, state: str, now: float | None = None) -> list[Effect]:
         """The agent's own choice: `available` (routable, matched at once) or `away`."""
-        _check_id(agent, "agent")
-        _check_choice(state, ("available", "away"), "state")
+        check_id(agent, "agent")
+        check_choice(state, ("available", "away"), "state")
         return await self._run("presence", now, {"agent": agent, "state": state})
 
     async def heartbeat(self, agent: str, now: float | None = None) -> list[Effect]:
         """Keep the agent logged in for another `presence_ttl_s`."""
-        _check_id(agent, "agent")
+        check_id(agent, "agent")
         return await self._run("heartbeat", now, {"agent": agent})
 
     async def heartbeat_many(
@@ -203,12 +173,12 @@ class RoutingEngine(ABC):
         """`heartbeat` for each agent, in one round trip on Redis (a node beats for all of its
         desktops at once); an agent that is not logged in gives its error in its place."""
         for agent in agents:
-            _check_id(agent, "agent")
+            check_id(agent, "agent")
         return await self._run_many("heartbeat", now, [{"agent": agent} for agent in agents])
 
     async def logout(self, agent: str, now: float | None = None) -> list[Effect]:
         """Offline: its offers are revoked and re-queued; assigned work stays with it."""
-        _check_id(agent, "agent")
+        check_id(agent, "agent")
         return await self._run("logout", now, {"agent": agent})
 
     # -- tasks ---------------------------------------------------------------------------------
@@ -223,42 +193,12 @@ class RoutingEngine(ABC):
         checked: list[RoutingError | None] = []
         for item in items:
             try:
-                argss.append(self._enqueue_args(item))
+                argss.append(enqueue_args(self.policy, item))
                 checked.append(None)
             except RoutingError as exc:
                 checked.append(exc)
         results = iter(await self._run_many("enqueue", now, argss))
         return [refused if refused is not None else next(results) for refused in checked]
-
-    def _enqueue_args(self, item: Enqueue) -> dict[str, Any]:
-        _check_id(item.task, "task")
-        _check_id(item.customer, "customer")
-        _check_choice(item.channel, CHANNELS, "channel")
-        _check_choice(item.group, GROUPS, "group")
-        if item.last_agent is not None:
-            _check_id(item.last_agent, "last_agent")
-        rules, fields = self.policy.priority_why(item.attrs or {})
-        outbound = _outbound(item)
-        return {
-            "task": item.task,
-            "customer": item.customer,
-            "channel": item.channel,
-            "group": item.group,
-            "prio": self.policy.priority_of(item.attrs or {}),
-            "last": "" if outbound else item.last_agent or "",
-            "sk": "" if outbound else signature(self._skills_of(item)),
-            **({"ob": outbound} if outbound else {}),  # inbound calls carry nothing more
-            "why": rules,  # recorded with the arrival (queues.trace): explain and replay
-            "attrs": fields,
-        }
-
-    def _skills_of(self, item: Enqueue) -> dict[str, int]:
-        """The work's own skills and those the policy's skill rules ask for by its attributes;
-        the higher minimum wins where both name a skill."""
-        asked = check_skills(item.skills)
-        for name, level in self.policy.skills_of(item.attrs or {}).items():
-            asked[name] = max(asked.get(name, 0), level)
-        return check_skills(asked)
 
     async def enqueue(
         self,
@@ -274,35 +214,35 @@ class RoutingEngine(ABC):
         """Put work in line and try to match it at once. Priority comes from `attrs` by policy;
         `skills` (name → minimum proficiency) narrow who may take it (`queues.skills`)."""
         item = Enqueue(task, customer, channel, group, attrs, last_agent, skills)
-        return await self._run("enqueue", now, self._enqueue_args(item))
+        return await self._run("enqueue", now, enqueue_args(self.policy, item))
 
     async def accept(self, reservation: str, agent: str, now: float | None = None) -> list[Effect]:
         """The agent takes the offered task; `expired` once the deadline has passed."""
-        _check_id(reservation, "reservation")
-        _check_id(agent, "agent")
+        check_id(reservation, "reservation")
+        check_id(agent, "agent")
         return await self._run("accept", now, {"res": reservation, "agent": agent})
 
     async def reject(self, reservation: str, agent: str, now: float | None = None) -> list[Effect]:
         """The agent declines; the task goes back to its place and is never offered to it again."""
-        _check_id(reservation, "reservation")
-        _check_id(agent, "agent")
+        check_id(reservation, "reservation")
+        check_id(agent, "agent")
         return await self._run("reject", now, {"res": reservation, "agent": agent})
 
     async def complete(self, task: str, agent: str, now: float | None = None) -> list[Effect]:
         """The agent finished; wrap-up holds the capacity for the channel's wrap-up seconds."""
-        _check_id(task, "task")
-        _check_id(agent, "agent")
+        check_id(task, "task")
+        check_id(agent, "agent")
         return await self._run("complete", now, {"task": task, "agent": agent})
 
     async def wrapup_done(self, task: str, agent: str, now: float | None = None) -> list[Effect]:
         """End wrap-up early and free the capacity."""
-        _check_id(task, "task")
-        _check_id(agent, "agent")
+        check_id(task, "task")
+        check_id(agent, "agent")
         return await self._run("wrapup_done", now, {"task": task, "agent": agent})
 
     async def withdraw(self, task: str, now: float | None = None) -> list[Effect]:
         """The customer left before an agent took it (e.g. hung up): abandoned."""
-        _check_id(task, "task")
+        check_id(task, "task")
         return await self._run("withdraw", now, {"task": task})
 
     async def transfer(
@@ -314,28 +254,28 @@ class RoutingEngine(ABC):
         now: float | None = None,
     ) -> list[Effect]:
         """Hand an assigned task to one agent (offered at once) or to a tier (queued for it)."""
-        _check_id(task, "task")
-        _check_id(agent, "agent")
+        check_id(task, "task")
+        check_id(agent, "agent")
         if (to_agent is None) == (to_tier is None):
             raise Invalid("give exactly one of to_agent and to_tier", "to_agent")
         if to_agent is not None:
-            _check_id(to_agent, "to_agent")
+            check_id(to_agent, "to_agent")
         if to_tier is not None:
-            _check_choice(to_tier, TIERS, "to_tier")
+            check_choice(to_tier, TIERS, "to_tier")
         args = {"task": task, "agent": agent, "to_agent": to_agent or "", "to_tier": to_tier or ""}
         return await self._run("transfer", now, args)
 
     async def release(self, task: str, agent: str, now: float | None = None) -> list[Effect]:
         """The agent gives an assigned task back (e.g. its desktop stayed away too long): the
         task goes back in line with its waiting time; `assignment.revoked` reason `released`."""
-        _check_id(task, "task")
-        _check_id(agent, "agent")
+        check_id(task, "task")
+        check_id(agent, "agent")
         return await self._run("release", now, {"task": task, "agent": agent})
 
     async def reclassify(self, customer: str, group: str, now: float | None = None) -> list[Effect]:
         """Change the customer's client group; ineligible holders lose its work at once."""
-        _check_id(customer, "customer")
-        _check_choice(group, GROUPS, "group")
+        check_id(customer, "customer")
+        check_choice(group, GROUPS, "group")
         return await self._run("reclassify", now, {"customer": customer, "group": group})
 
     async def tick(self, now: float | None = None, limit: int = 500) -> list[Effect]:
@@ -388,8 +328,8 @@ class RoutingEngine(ABC):
         """The routing decisions of the conversation's tasks (live and kept, `queues.trace`)
         and, for each of them in line, what it waits for — raw; `queues.explain` reads it.
         Only agents of tiers allowed for the task's client group are ever read out."""
-        _check_id(conversation, "conversation")
-        _check_id(customer, "customer")
+        check_id(conversation, "conversation")
+        check_id(customer, "customer")
         args = {"conversation": conversation, "customer": customer}
         result: dict[str, Any] = await self._read("why", self._now_ms(now), args)
         return result
@@ -398,17 +338,6 @@ class RoutingEngine(ABC):
         """Every task and agent, normalised — for tests and debugging, not for hot paths."""
         result: Dump = await self._read("dump", self._now_ms(None), {})
         return result
-
-
-def _outbound(item: Enqueue) -> str:
-    """An outbound task's tiers as the engines keep them ("CCS,PAM": TIERS order), or "".
-    Outbound work is a call on channel voice; no last agent, no skills (docs/routing.md)."""
-    if item.outbound is None:
-        return ""
-    tiers = [t for t in TIERS if t in set(item.outbound)]
-    if not tiers or len(tiers) != len(set(item.outbound)) or item.channel != "voice":
-        raise Invalid("outbound work is voice work for a non-empty list of tiers", "outbound")
-    return ",".join(tiers)
 
 
 def _ids(args: Mapping[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,7 @@ Pure functions over decoded frames (no socket, no I/O), so the agent's commands 
 "take these fields, call the Service" (`router.agent_commands` imports this module as
 `check`).
 Imports `store.model`, for the rule of the customer fields an agent may edit, and the
-contract's bound on ids (`queues.base.MAX_ID`: what the engine takes is what a client may send).
+contract's bound on ids (`queues.args.MAX_ID`: what the engine takes is what a client may send).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
-from queues.base import MAX_ID
+from queues.args import MAX_ID
 from store.model import EDITABLE_FIELDS, edit_refusal
 
 Frame = dict[str, Any]

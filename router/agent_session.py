@@ -36,7 +36,7 @@ from typing import Any, Final
 import structlog
 from aiohttp import WSMsgType, web
 
-from queues.base import MAX_ID
+from queues.args import MAX_ID
 from router import agent_fields as check
 from router.agent_commands import HANDLERS
 from router.agent_fields import Frame, Invalid

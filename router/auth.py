@@ -14,7 +14,7 @@ from multidict import CIMultiDictProxy
 
 from channels.base import SIGNATURE_HEADER as SIGNATURE_HEADER  # re-exported for ingest
 from channels.base import sign as sign
-from queues.base import MAX_ID
+from queues.args import MAX_ID
 from queues.errors import Invalid
 from queues.policy import CHANNELS, TIERS
 from queues.skills import check_skills

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 
-from queues.base import Enqueue
+from queues.args import Enqueue
 from queues.effects import Assigned, Effect, Offer, TaskEnded
 from queues.errors import RoutingError
 from router.campaign_spec import in_window

@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 import jwt
 import structlog
 
-from queues.base import MAX_ID
+from queues.args import MAX_ID
 from queues.errors import RoutingError
 from queues.policy import TIERS
 from queues.skills import check_skills

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from queues.base import Enqueue
+from queues.args import Enqueue
 from queues.effects import Effect, Offer
 from queues.errors import RoutingError
 from router.campaigns import EVENT_TYPE as CONTACT_EVENT

@@ -20,7 +20,7 @@ from dataclasses import fields
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any, Final
 
-from queues.base import MAX_ID
+from queues.args import MAX_ID
 from queues.errors import Invalid
 from queues.policy import CHANNELS, GROUPS
 from queues.skills import check_skills

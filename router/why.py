@@ -19,7 +19,7 @@ from __future__ import annotations
 import structlog
 from aiohttp import web
 
-from queues.base import MAX_ID
+from queues.args import MAX_ID
 from queues.explain import explain
 from router.auth import AuthError, verify_token
 from router.errors import error_body, http_status

@@ -76,8 +76,8 @@ def test_the_adapters_bound_on_ids_is_the_engines() -> None:
     """`channels` imports nothing of this repository, so it keeps its own copy of the one
     number it shares with the engine: the contract's bound on ids. The two must not differ."""
     channels_base = importlib.import_module("channels.base")
-    queues_base = importlib.import_module("queues.base")
-    assert channels_base.MAX_ID == queues_base.MAX_ID
+    queues_args = importlib.import_module("queues.args")
+    assert channels_base.MAX_ID == queues_args.MAX_ID
 
 
 # What each package may import of this repository (itself aside): docs/architecture.md draws it.

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from queues.base import Enqueue, RoutingEngine
+from queues.args import Enqueue
+from queues.base import RoutingEngine
 from queues.effects import Offer
 from queues.errors import Invalid
 from tests.conformance.helpers import T0, agent, offer, offers, pass_time, work
