@@ -38,7 +38,7 @@ import structlog
 
 from queues.args import DOMAIN_RE, Enqueue, check_choice, check_id, enqueue_args
 from queues.effects import Effect, QueueStats, RawEffect, decode_effect
-from queues.errors import Invalid, RoutingError
+from queues.errors import Invalid, RoutingError, in_place
 from queues.policy import CHANNELS, GROUPS, TIERS, Policy
 from queues.skills import check_skills
 from queues.views import AgentView, Dump, TaskView
@@ -87,13 +87,7 @@ class RoutingEngine(ABC):
     ) -> list[list[RawEffect] | RoutingError]:
         """Run `op` once per argument map, in order, each atomic on its own; a refused one
         gives its RoutingError in its place. Redis sends them in one round trip."""
-        out: list[list[RawEffect] | RoutingError] = []
-        for args in argss:
-            try:
-                out.append(await self._call(op, now_ms, args))
-            except RoutingError as exc:
-                out.append(exc)
-        return out
+        return await in_place((self._call(op, now_ms, args) for args in argss), RoutingError)
 
     @abstractmethod
     async def _read(self, op: str, now_ms: int, args: Mapping[str, Any]) -> Any:

@@ -1,6 +1,16 @@
-"""Routing errors. Each carries the wire code the router maps to a frame or HTTP status."""
+"""Routing errors. Each carries the wire code the router maps to a frame or HTTP status.
+
+Also `in_place`: how a `*_many` call made one step at a time gives each refusal in its place
+(the routing engine's and the store's, each with its own error class).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Iterable
+from typing import TypeVar
+
+T = TypeVar("T")
+E = TypeVar("E", bound=Exception)
 
 
 class RoutingError(Exception):
@@ -49,3 +59,15 @@ class Expired(RoutingError):
 BY_CODE: dict[str, type[RoutingError]] = {
     cls.code: cls for cls in (Invalid, NotFound, Forbidden, Conflict, Expired)
 }
+
+
+async def in_place(steps: Iterable[Awaitable[T]], refusal: type[E]) -> list[T | E]:
+    """Await each step in order, each on its own; one that raises `refusal` gives that error
+    in its place and the others go ahead (what Redis answers for a pipeline of scripts)."""
+    out: list[T | E] = []
+    for step in steps:
+        try:
+            out.append(await step)
+        except refusal as exc:
+            out.append(exc)
+    return out

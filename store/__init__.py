@@ -9,8 +9,9 @@ implement it; neither backend imports the other. Beside it, campaign state — t
 call lists of outbound campaigns — has its own small contract, `store.campaigns`, with
 `store.campaigns_memory` and `store.campaigns_redis` (scripts `lua/cp_*.lua`).
 
-May import `queues`' Redis runtime (`queues.runtime`, `queues.clients`, `queues.pipeline`);
-never `router` — the server builds on the store, not the other way round.
+May import `queues`' Redis runtime (`queues.runtime`, `queues.clients`, `queues.pipeline`),
+its vocabulary (`queues.policy`) and `queues.errors.in_place`; never `router` — the server
+builds on the store, not the other way round.
 """
 
 from __future__ import annotations

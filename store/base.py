@@ -6,7 +6,8 @@ Two backends implement it: `store.memory.MemoryStore` (one process) and `store.r
 and `docs/server.md` describes how the server uses them. The rules both backends apply the same
 way (validation, timestamps, threading order) are in `store.common`.
 
-May import `store.model`, `store.errors` and `store.common`; never a backend, never `router`.
+May import `store.model`, `store.errors`, `store.common` and `queues.errors.in_place`; never a
+backend, never `router`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from queues.errors import in_place
 from store.common import check_state
 from store.errors import StoreError
 from store.model import (
@@ -100,14 +102,8 @@ class Store(ABC):
     ) -> list[Applied | StoreError]:
         """`apply_inbound_view` for each entry, in order (one round trip on Redis); an entry
         the store refuses gives its StoreError in its place, the others are applied."""
-        out: list[Applied | StoreError]
-        out = []
-        for entry in entries:
-            try:
-                out.append(await self.apply_inbound_view(entry, now_ms, history_limit))
-            except StoreError as exc:
-                out.append(exc)
-        return out
+        steps = (self.apply_inbound_view(entry, now_ms, history_limit) for entry in entries)
+        return await in_place(steps, StoreError)
 
     @abstractmethod
     async def read_log(self, consumer: str, count: int, block_ms: int) -> list[LogEntry]:
