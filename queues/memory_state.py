@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sortedcontainers import SortedList
 
@@ -24,6 +24,8 @@ from queues.effects import RawEffect
 from queues.errors import Conflict, Expired, Forbidden, NotFound
 from queues.policy import CHANNELS, TIERS, Policy
 from queues.trace import Retained, Row, add_row
+
+V = TypeVar("V")
 
 STATS_KEYS = ("offered", "answered", "answered_sl", "answer_ms", "abandoned")
 DUE_KINDS = ("alive", "res", "wrap", "pref", "level")
@@ -203,10 +205,7 @@ class MemoryState:
     # -- lookups that refuse -------------------------------------------------------------------
 
     def _agent(self, agent_id: str) -> _Agent:
-        a = self._agents.get(agent_id)
-        if a is None:
-            raise NotFound(f"agent {agent_id} is not known", "agent")
-        return a
+        return _known(self._agents, agent_id, "agent")
 
     def _logged_in_agent(self, agent_id: str) -> _Agent:
         a = self._agent(agent_id)
@@ -215,15 +214,10 @@ class MemoryState:
         return a
 
     def _task(self, task_id: str) -> _Task:
-        t = self._tasks.get(task_id)
-        if t is None:
-            raise NotFound(f"task {task_id} is not known", "task")
-        return t
+        return _known(self._tasks, task_id, "task")
 
     def _reservation(self, res_id: str, agent_id: str) -> _Reservation:
-        res = self._res.get(res_id)
-        if res is None:
-            raise NotFound(f"reservation {res_id} is not known", "reservation")
+        res = _known(self._res, res_id, "reservation")
         if res.agent != agent_id:
             raise Forbidden(f"reservation {res_id} is not yours", "reservation")
         if self._now >= res.deadline:
@@ -292,3 +286,11 @@ class MemoryState:
             **({"outbound": t.ob.split(",")} if t.ob else {}),
             **until,
         }
+
+
+def _known(table: Mapping[str, V], key: str, what: str) -> V:
+    """The `what` (agent, task, reservation) of this id, or `NotFound`."""
+    found = table.get(key)
+    if found is None:
+        raise NotFound(f"{what} {key} is not known", what)
+    return found
