@@ -209,16 +209,23 @@ class MemorySteps(MemoryState):
                     if skill_cut is None:
                         continue
                     cutoff = min(cutoff, skill_cut)
-                for enq, task_id in part:
-                    if enq > cutoff:
-                        break
-                    candidate = self._tasks[task_id]
-                    if a.id not in candidate.excluded:
-                        rank = self._rank(candidate)
-                        if best is None or rank < best:
-                            best = rank
-                        break
+                rank = self._first_rank(a, part, cutoff)
+                if rank is not None and (best is None or rank < best):
+                    best = rank
         return (self._tasks[best[2]], "next_in_line") if best else None
+
+    def _first_rank(
+        self, a: _Agent, part: SortedList, cutoff: int | None = None
+    ) -> tuple[int, int, str] | None:
+        """The rank of the partition's first task (in line by `cutoff`, if given) that `a` has
+        not refused: the one of this partition `a` would take."""
+        for enq, task_id in part:
+            if cutoff is not None and enq > cutoff:
+                return None
+            candidate = self._tasks[task_id]
+            if a.id not in candidate.excluded:
+                return self._rank(candidate)
+        return None
 
     def _match_agent(self, a: _Agent) -> None:
         while self._routable(a):
@@ -283,13 +290,9 @@ class MemorySteps(MemoryState):
             group, tiers, _prio = key.split("|")
             if a.tier not in tiers.split(",") or not self.policy.allowed(group, a.tier):
                 continue
-            for _enq, task_id in self._oparts[key]:
-                candidate = self._tasks[task_id]
-                if a.id not in candidate.excluded:
-                    rank = self._rank(candidate)
-                    if best is None or rank < best:
-                        best = rank
-                    break
+            rank = self._first_rank(a, self._oparts[key])
+            if rank is not None and (best is None or rank < best):
+                best = rank
         return (self._tasks[best[2]], "outbound") if best else None
 
     def _release_holds(self, a: _Agent) -> None:
