@@ -27,15 +27,7 @@ import heapq
 from dataclasses import dataclass, field
 from typing import Any
 
-from queues.effects import (
-    Assigned,
-    AssignmentRevoked,
-    Effect,
-    Offer,
-    OfferRevoked,
-    PresenceChanged,
-    TaskEnded,
-)
+from queues import effects as fx
 from queues.errors import RoutingError
 from queues.memory import MemoryEngine
 from queues.policy import CHANNELS, Policy
@@ -165,14 +157,14 @@ class Replay:
             self.apply(await engine.logout(agent))
             self._logged_out(agent)
 
-    def apply(self, effects: list[Effect]) -> None:
+    def apply(self, effects: list[fx.Effect]) -> None:
         for e in effects:
-            if isinstance(e, Offer):
+            if isinstance(e, fx.Offer):
                 self._hold(e.agent, e.task, +1)
                 self._offers[e.reservation] = e.task
                 self._reserved[e.task] = e.reservation
                 self.respond(e)
-            elif isinstance(e, Assigned):
+            elif isinstance(e, fx.Assigned):
                 self._offers.pop(self._reserved.pop(e.task, ""), None)
                 channel, _, _, _ = self.out.waits[e.task]
                 wait = self.now - self.convs[e.task].arrive_ms
@@ -181,22 +173,22 @@ class Replay:
                 if handle is None:
                     handle = self.scenario.median_handle_ms.get(channel, 0)
                 self.push(self.now + handle, "complete", (e.task, e.agent))
-            elif isinstance(e, OfferRevoked | AssignmentRevoked):
+            elif isinstance(e, fx.OfferRevoked | fx.AssignmentRevoked):
                 self._hold(e.agent, e.task, -1)
-                if isinstance(e, OfferRevoked):
+                if isinstance(e, fx.OfferRevoked):
                     self._offers.pop(e.reservation, None)
                     self._reserved.pop(e.task, None)
-            elif isinstance(e, TaskEnded):
+            elif isinstance(e, fx.TaskEnded):
                 if e.agent:
                     self._hold(e.agent, e.task, -1)
                 if e.reason == "abandoned":
                     channel, answered, _, tier = self.out.waits[e.task]
                     abandoned = self.now - self.convs[e.task].arrive_ms
                     self.out.waits[e.task] = (channel, answered, abandoned, tier)
-            elif isinstance(e, PresenceChanged) and e.state == "offline":
+            elif isinstance(e, fx.PresenceChanged) and e.state == "offline":
                 self._logged_out(e.agent)
 
-    def respond(self, offer: Offer) -> None:
+    def respond(self, offer: fx.Offer) -> None:
         """The agent answers as it did in the recording (module docstring)."""
         conv = self.convs[offer.task]
         limit = self.policy.reservation_timeout_s * 1000 - 1

@@ -13,15 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from queues.effects import (
-    Assigned,
-    AssignmentRevoked,
-    Effect,
-    Offer,
-    OfferRevoked,
-    PresenceChanged,
-    TaskEnded,
-)
+from queues import effects as fx
 from router.clock import rfc3339
 from store.model import EDITABLE_FIELDS, Conversation, Customer, Interaction
 
@@ -131,11 +123,11 @@ def message_frame(conv: Conversation, customer: Customer, interaction: Interacti
     }
 
 
-def needed(effects: Sequence[Effect]) -> list[str]:
+def needed(effects: Sequence[fx.Effect]) -> list[str]:
     """The conversations whose view `shape` needs (offers and assignments carry them)."""
     out: list[str] = []
     for effect in effects:
-        if isinstance(effect, Offer | Assigned):
+        if isinstance(effect, fx.Offer | fx.Assigned):
             conv_id = conversation_of(effect.task)
             if conv_id not in out:
                 out.append(conv_id)
@@ -154,7 +146,7 @@ class Shaped:
 
 
 def shape(
-    effects: Sequence[Effect],
+    effects: Sequence[fx.Effect],
     views: Mapping[str, View],
     answer: tuple[str, Any, str | None] | None = None,
     guide: Callable[[Frame], list[Frame]] | None = None,
@@ -172,7 +164,7 @@ def shape(
     extras = extras or {}
     out = Shaped()
     for effect in effects:
-        if isinstance(effect, PresenceChanged):
+        if isinstance(effect, fx.PresenceChanged):
             out.frames.append((effect.agent, {"type": "presence", "state": effect.state}))
             if effect.state == "offline":
                 out.offline.append(effect.agent)
@@ -180,7 +172,7 @@ def shape(
         conv_id = conversation_of(effect.task)
         # a second call's task leaves the state alone; a campaign contact's is the conversation's
         main = conv_id == effect.task or "~cp:" in effect.task
-        if isinstance(effect, Offer):
+        if isinstance(effect, fx.Offer):
             out.offers += 1
             if main:
                 out.states.append((conv_id, "offered", effect.agent))
@@ -197,7 +189,7 @@ def shape(
                 # a campaign contact's attributes are fields the rules test (router.guidance)
                 seen = {**frame["conversation"], **extras.get(effect.task, {})}
                 out.frames.extend((effect.agent, f) for f in guide(seen))
-        elif isinstance(effect, OfferRevoked):
+        elif isinstance(effect, fx.OfferRevoked):
             frame = {
                 "type": "offer.revoked",
                 "reservation": effect.reservation,
@@ -207,7 +199,7 @@ def shape(
             out.frames.append((effect.agent, frame))
             if main:
                 out.states.append((conv_id, "queued", None))
-        elif isinstance(effect, Assigned):
+        elif isinstance(effect, fx.Assigned):
             if main:
                 out.states.append((conv_id, "assigned", effect.agent))
             conv = conversation_view(conv_id, views[conv_id], "assigned")
@@ -217,13 +209,13 @@ def shape(
                 out.frames.extend(
                     (effect.agent, f) for f in guide({**conv, **extras.get(effect.task, {})})
                 )
-        elif isinstance(effect, AssignmentRevoked):
+        elif isinstance(effect, fx.AssignmentRevoked):
             frame = {"type": "conversation.revoked", "conversation": conv_id}
             frame["reason"] = effect.reason
             out.frames.append((effect.agent, frame))
             if main:
                 out.states.append((conv_id, "queued", None))
-        elif isinstance(effect, TaskEnded) and main:
+        elif isinstance(effect, fx.TaskEnded) and main:
             out.states.append((conv_id, "closed", effect.agent))
     if answer is not None:
         agent, ref, kind = answer
