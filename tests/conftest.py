@@ -1,10 +1,12 @@
-"""Shared fixtures: one redis-server per session, a fake clock, engines and stores on both
-backends."""
+"""Shared fixtures: one redis-server per session (and a fresh one for a test that kills
+nodes), a fake clock, engines and stores on both backends."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,6 +30,16 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
     finally:
         stop_redis(process)
+
+
+@pytest.fixture
+async def redis_server(tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh redis-server for one test (the cluster tests kill nodes: no shared state)."""
+    process, url = await asyncio.to_thread(start_redis, tmp_path / "redis")
+    try:
+        yield url
+    finally:
+        await asyncio.to_thread(stop_redis, process)
 
 
 @pytest.fixture

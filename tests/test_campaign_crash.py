@@ -15,16 +15,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import jwt
-import pytest
 
 from chaos.harness import JWT_SECRET, WEBHOOK_SECRET, Node, timers
-from tests.support import start_redis, stop_redis
 from tests.test_campaigns import DialingPbx, Worker, phone, running_pbx
 from tests.test_e2e import Desk
 
@@ -36,15 +33,6 @@ def token(sub: str, tier: str, role: str = "agent") -> str:
     claims = {"sub": sub, "tier": tier, "name": sub, "role": role, "exp": int(time.time()) + 3600}
     claims["capacity"] = {"chat": 1, "voice": 1}
     return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
-
-
-@pytest.fixture
-async def redis_server(tmp_path: Path) -> AsyncIterator[str]:
-    process, url = await asyncio.to_thread(start_redis, tmp_path / "redis")
-    try:
-        yield url
-    finally:
-        await asyncio.to_thread(stop_redis, process)
 
 
 async def test_a_node_killed_mid_campaign_loses_no_contact_and_dials_none_twice(

@@ -53,17 +53,6 @@ from queues.policy import TIERS
 from router.protocol import validate_events
 from store.redis import RedisStore
 from store.redis_base import GROUP
-from tests.support import start_redis, stop_redis
-
-
-@pytest.fixture
-async def redis_server(tmp_path: Path) -> AsyncIterator[str]:
-    """A fresh redis-server for one test (each test kills nodes: no shared state)."""
-    process, url = await asyncio.to_thread(start_redis, tmp_path / "redis")
-    try:
-        yield url
-    finally:
-        await asyncio.to_thread(stop_redis, process)
 
 
 @pytest.fixture
