@@ -36,7 +36,10 @@ from tests.test_e2e import (
     Desk,
     QuickStore,
     base_env,
+    event,
+    open_desk,
     purge_domain,
+    send_event,
     shut,
     sign,
 )
@@ -153,25 +156,11 @@ class CampaignServer:
             return resp.status, await asyncio.wait_for(resp.json(), WAIT)
 
     async def chat(self, visitor: str) -> str:
-        payload = {"id": f"ev-{uuid.uuid4().hex}", "type": "message", "channel": "chat",
-                   "from": visitor, "body": "hello"}  # fmt: skip
-        raw = json.dumps(payload).encode()
-        headers = {"Content-Type": "application/json", "X-Omniroute-Signature": sign(raw)}
-        async with self.http.post(self.base + "/v1/events", data=raw, headers=headers) as resp:
-            answer = await asyncio.wait_for(resp.json(), WAIT)
-            assert resp.status == 202, answer
-            conversation: str = answer["conversations"][0]
-            return conversation
+        return await send_event(self, event(visitor))
 
     async def connect(self, agent: str, tier: str = "CCS") -> Desk:
         capacity = {"chat": 1, "voice": 1}
-        url = f"{self.base}/v1/agent/ws?token={token(agent, tier, capacity=capacity)}"
-        ws = await self.http.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=WAIT))
-        desk = Desk(ws, agent)
-        self.desks.append(desk)
-        desk.welcome = await desk.until("welcome")
-        await desk.available()
-        return desk
+        return await open_desk(self, agent, token(agent, tier, capacity=capacity))
 
 
 Factory = Callable[..., Awaitable[CampaignServer]]

@@ -241,6 +241,18 @@ class AppServer:
         return self.app[SERVICE_KEY]
 
 
+async def send_event(server: Served, payload: Frame) -> str:
+    """Post one signed event to `server`'s `/v1/events`; it must be accepted (202): its
+    conversation."""
+    body = json.dumps(payload).encode()
+    headers = {"Content-Type": "application/json", "X-Omniroute-Signature": sign(body)}
+    async with server.http.post(server.base + "/v1/events", data=body, headers=headers) as resp:
+        answer = await asyncio.wait_for(resp.json(), WAIT)
+    assert resp.status == 202, answer
+    conversation: str = answer["conversations"][0]
+    return conversation
+
+
 async def open_desk(
     server: Served, agent: str, token: str, *, query: str = "", ready: bool = True
 ) -> Desk:

@@ -41,8 +41,10 @@ from tests.test_e2e import (
     QuickStore,
     Running,
     base_env,
+    event,
     open_desk,
     purge_domain,
+    send_event,
     sign,
 )
 
@@ -146,15 +148,7 @@ class VoiceServer(AppServer):
 
     async def chat(self, visitor: str, customer_id: str) -> str:
         """A chat message through `/v1/events` (the other channel of the same customer)."""
-        payload = {"id": f"ev-{uuid.uuid4().hex}", "type": "message", "channel": "chat"}
-        payload.update({"from": visitor, "body": "hello", "customer_id": customer_id})
-        body = json.dumps(payload).encode()
-        headers = {"Content-Type": "application/json", "X-Omniroute-Signature": sign(body)}
-        async with self.http.post(self.base + "/v1/events", data=body, headers=headers) as resp:
-            answer = await asyncio.wait_for(resp.json(), WAIT)
-            assert resp.status == 202, answer
-            conversation: str = answer["conversations"][0]
-            return conversation
+        return await send_event(self, event(visitor, customer_id=customer_id))
 
     async def connect(
         self,
