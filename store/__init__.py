@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Unpack
 
 from queues.runtime import engine_kind
-from store.base import Store
+from store.base import Store, Tuning
 from store.errors import StoreError
 
 __all__ = ["Store", "create_store"]
@@ -31,8 +32,7 @@ def create_store(
     *,
     domain: str = "default",
     clock: Callable[[], float] = time.time,
-    dedupe_s: int | None = None,
-    claim_idle_ms: int | None = None,
+    **tuning: Unpack[Tuning],
 ) -> Store:
     """The store half of the switch (`router.engines.create_engines` makes both halves from
     the settings), like `queues.create_engine`: no URL or "memory" → the memory store; a
@@ -41,11 +41,9 @@ def create_store(
     if kind == "memory":
         from store.memory import MemoryStore
 
-        return MemoryStore(domain, clock=clock, dedupe_s=dedupe_s, claim_idle_ms=claim_idle_ms)
+        return MemoryStore(domain, clock=clock, **tuning)
     if kind == "redis":
         from store.redis import RedisStore
 
-        return RedisStore(
-            url, domain=domain, clock=clock, dedupe_s=dedupe_s, claim_idle_ms=claim_idle_ms
-        )
+        return RedisStore(url, domain=domain, clock=clock, **tuning)
     raise StoreError(f"store URL must be empty, 'memory' or redis://…, not {url!r}")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 from queues.errors import in_place
 from store.common import check_state
@@ -34,6 +34,15 @@ from store.model import (
     Reply,
     Wake,
 )
+
+
+class Tuning(TypedDict, total=False):
+    """The limits every backend's constructor takes by keyword (`Store._tune`; None or left
+    out: `Store`'s default)."""
+
+    dedupe_s: int | None
+    claim_idle_ms: int | None
+    outbox_keep: int | None
 
 
 class Store(ABC):
@@ -68,15 +77,13 @@ class Store(ABC):
     claim_idle_ms: int = 30_000
     outbox_keep: int = 1_000
 
-    def _tune(
-        self, dedupe_s: int | None, claim_idle_ms: int | None, outbox_keep: int | None
-    ) -> None:
+    def _tune(self, tuning: Tuning) -> None:
         """The limits a backend was built with, over the defaults above (None: the default)."""
-        if dedupe_s is not None:
+        if (dedupe_s := tuning.get("dedupe_s")) is not None:
             self.dedupe_s = dedupe_s
-        if claim_idle_ms is not None:
+        if (claim_idle_ms := tuning.get("claim_idle_ms")) is not None:
             self.claim_idle_ms = claim_idle_ms
-        if outbox_keep is not None:
+        if (outbox_keep := tuning.get("outbox_keep")) is not None:
             self.outbox_keep = outbox_keep
 
     async def start(self) -> None:  # noqa: B027 - the memory store has nothing to start

@@ -52,8 +52,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Unpack
 
+from store.base import Tuning
 from store.common import (
     THREAD_S,
     call_wake,
@@ -91,13 +92,11 @@ class MemoryStore(MemoryLog):
         domain: str = "default",
         *,
         clock: Callable[[], float] = time.time,
-        dedupe_s: int | None = None,
-        claim_idle_ms: int | None = None,
-        outbox_keep: int | None = None,
+        **tuning: Unpack[Tuning],
     ) -> None:
         self.domain = domain
         super().__init__(clock)
-        self._tune(dedupe_s, claim_idle_ms, outbox_keep)
+        self._tune(tuning)
         self.thread_s = THREAD_S
         self._customers: dict[str, CustomerRecord] = {}
         self._conversations: dict[str, ConversationRecord] = {}

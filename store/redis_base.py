@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Unpack
 
 import msgpack
 import redis.asyncio as aioredis
@@ -24,7 +24,7 @@ from redis.asyncio.client import PubSub
 
 from queues.clients import companion
 from queues.runtime import Namespace, Runtime, ScriptSet
-from store.base import Store
+from store.base import Store, Tuning
 from store.common import THREAD_S
 from store.errors import StoreError
 from store.model import Wake
@@ -62,9 +62,7 @@ class RedisBase(Store):
         client: aioredis.Redis[bytes] | None = None,
         domain: str = "default",
         clock: Callable[[], float] = time.time,
-        dedupe_s: int | None = None,
-        claim_idle_ms: int | None = None,
-        outbox_keep: int | None = None,
+        **tuning: Unpack[Tuning],
     ) -> None:
         if url is None and client is None:
             raise StoreError("the Redis store needs a redis:// URL or a client")
@@ -72,7 +70,7 @@ class RedisBase(Store):
         self._rt = Runtime(Namespace(domain), SCRIPTS, "ids", url=url, client=client)
         self._key = self._rt.namespace.key  # the one key builder; `key()` in lib.lua mirrors it
         self._clock = clock
-        self._tune(dedupe_s, claim_idle_ms, outbox_keep)
+        self._tune(tuning)
         self.thread_s = THREAD_S
         self._log = self._key("log")
         self._group_ready = False
