@@ -9,6 +9,7 @@ May import `store.model`, `store.errors` and `queues.runtime` (its refusal table
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from typing import Any
 
 import msgpack
@@ -27,46 +28,24 @@ def as_text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+_EVENT_FIELDS = tuple(f.name for f in fields(InboundEvent))  # the log's map, in this order
+_EVENT_MAPS = ("profile", "meta", "skills")  # entries logged before skills have none
+
+
 def event_wire(ev: InboundEvent) -> dict[str, Any]:
-    """The event as a msgpack-able map (the log's payload)."""
-    return {
-        "id": ev.id,
-        "type": ev.type,
-        "channel": ev.channel,
-        "sender": ev.sender,
-        "customer_id": ev.customer_id,
-        "site": ev.site,
-        "profile": dict(ev.profile),
-        "subject": ev.subject,
-        "body": ev.body,
-        "message_id": ev.message_id,
-        "in_reply_to": ev.in_reply_to,
-        "references": list(ev.references),
-        "occurred_at": ev.occurred_at,
-        "meta": dict(ev.meta),
-        "skills": dict(ev.skills),
-    }
+    """The event as a msgpack-able map (the log's payload): its fields by name."""
+    wire = {name: getattr(ev, name) for name in _EVENT_FIELDS}
+    wire.update({name: dict(wire[name]) for name in _EVENT_MAPS})
+    wire["references"] = list(ev.references)
+    return wire
 
 
 def event_from_wire(raw: Mapping[str, Any]) -> InboundEvent:
-    """The inverse of `event_wire`."""
-    return InboundEvent(
-        id=raw["id"],
-        type=raw["type"],
-        channel=raw["channel"],
-        sender=raw["sender"],
-        customer_id=raw.get("customer_id"),
-        site=raw.get("site"),
-        profile=dict(raw.get("profile") or {}),
-        subject=raw.get("subject"),
-        body=raw.get("body"),
-        message_id=raw.get("message_id"),
-        in_reply_to=raw.get("in_reply_to"),
-        references=tuple(raw.get("references") or ()),
-        occurred_at=raw.get("occurred_at"),
-        meta=dict(raw.get("meta") or {}),
-        skills=dict(raw.get("skills") or {}),  # entries logged before skills have none
-    )
+    """The inverse of `event_wire`; a field an older entry lacks takes its default."""
+    given = {name: raw[name] for name in _EVENT_FIELDS if name in raw}
+    given.update({name: dict(raw.get(name) or {}) for name in _EVENT_MAPS})
+    given["references"] = tuple(raw.get("references") or ())
+    return InboundEvent(**given)
 
 
 def pack_args(args: Mapping[str, Any]) -> bytes:
