@@ -145,27 +145,29 @@ class SmsPort(OutboundPort):
 
     async def _sent(self, message: OutboundMessage, reply: HttpReply, attempts: int) -> None:
         sid = _sid_of(reply.body)
-        if sid is not None:
-            await self.annotate(message.customer, message.interaction, {"sms_sid": sid})
-        log.info(
-            "sms.sent",
-            conversation=message.conversation,
-            interaction=message.interaction,
-            sid=sid,
-            attempts=attempts,
-        )
+        meta = {"sms_sid": sid} if sid is not None else {}
+        await self._outcome(message, meta, log.info, "sms.sent", sid=sid, attempts=attempts)
 
     async def _failed(self, message: OutboundMessage, error: str, attempts: int) -> Delivered:
         meta = {"sms_status": "failed", "sms_sid": None, "sms_error": error}
-        await self.annotate(message.customer, message.interaction, meta)
-        log.warning(
-            "sms.failed",
-            conversation=message.conversation,
-            interaction=message.interaction,
-            error=error,
-            attempts=attempts,
+        await self._outcome(
+            message, meta, log.warning, "sms.failed", error=error, attempts=attempts
         )
         return Delivered("failed", error)
+
+    async def _outcome(
+        self,
+        message: OutboundMessage,
+        meta: Mapping[str, Any],
+        log_at: Callable[..., Any],
+        event: str,
+        **fields: Any,
+    ) -> None:
+        """A send's outcome: noted on its interaction (`meta`, when there is any) and logged
+        with the message's ids."""
+        if meta:
+            await self.annotate(message.customer, message.interaction, meta)
+        log_at(event, conversation=message.conversation, interaction=message.interaction, **fields)
 
     async def close(self, grace_s: float = 2.0) -> None:
         """Let deliveries in flight finish for up to `grace_s`, then cancel the rest."""
