@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from queues.base import RoutingEngine
-from queues.effects import Effect, Offer, PresenceChanged
+from queues.effects import Effect, Offer, OfferRevoked, PresenceChanged
 from tests.support import EPOCH, FakeClock
 
 T0 = EPOCH
@@ -46,6 +46,11 @@ def busy(agent: str) -> PresenceChanged:
 
 def shown(agent: str, state: str) -> PresenceChanged:
     return PresenceChanged(agent, state)
+
+
+def timed_out(reservation: str, task: str, agent: str) -> OfferRevoked:
+    """The offer revoked at its deadline, unanswered."""
+    return OfferRevoked(reservation, task, agent, "timeout")
 
 
 def handed_on(freed: str, task: str, to: str, at: float) -> list[Effect]:
@@ -119,6 +124,13 @@ async def load(engine: RoutingEngine, agent_id: str) -> dict[str, int]:
     view = await engine.agent_view(agent_id)
     assert view is not None
     return nonzero(view["load"])
+
+
+async def presence_of(engine: RoutingEngine, agent_id: str) -> tuple[str, str]:
+    """The agent's chosen and shown state."""
+    view = await engine.agent_view(agent_id)
+    assert view is not None
+    return view["chosen"], view["state"]
 
 
 async def pass_time(

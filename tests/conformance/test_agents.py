@@ -7,7 +7,17 @@ import pytest
 from queues.base import RoutingEngine
 from queues.effects import Assigned, OfferRevoked, PresenceChanged, TaskEnded
 from queues.errors import Conflict, NotFound
-from tests.conformance.helpers import ANY_RES, T0, T0_MS, agent, busy, offer, res_of, work
+from tests.conformance.helpers import (
+    ANY_RES,
+    T0,
+    T0_MS,
+    agent,
+    busy,
+    offer,
+    presence_of,
+    res_of,
+    work,
+)
 from tests.support import FakeClock
 
 DEFAULT_CAP = {"chat": 3, "sms": 3, "email": 5, "voice": 1}
@@ -92,9 +102,7 @@ async def test_presence_available_and_away(engine: RoutingEngine, clock: FakeClo
     assert view["idle_ms"] == T0_MS + 5000
     assert view["exp_ms"] == T0_MS + 70_000
     assert await engine.set_presence("a1", "away") == [PresenceChanged("a1", "away")]
-    view = await engine.agent_view("a1")
-    assert view is not None
-    assert (view["chosen"], view["state"]) == ("away", "away")
+    assert await presence_of(engine, "a1") == ("away", "away")
 
 
 async def test_presence_available_matches_waiting_work(engine: RoutingEngine) -> None:
@@ -377,9 +385,7 @@ async def test_an_away_agent_may_still_answer_its_offer(engine: RoutingEngine) -
     res = res_of(await engine.enqueue("t1", "c1", "chat"), "t1")
     await engine.set_presence("a1", "away")
     assert await engine.accept(res, "a1") == [Assigned("t1", "a1", "chat")]
-    view = await engine.agent_view("a1")
-    assert view is not None
-    assert (view["chosen"], view["state"]) == ("away", "away")
+    assert await presence_of(engine, "a1") == ("away", "away")
 
 
 async def test_an_away_agent_rejecting_gets_nothing_new(engine: RoutingEngine) -> None:

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from queues.base import RoutingEngine
-from queues.effects import Assigned, OfferRevoked, PresenceChanged
+from queues.effects import Assigned, PresenceChanged
 from queues.errors import Expired, Forbidden, NotFound
 from queues.policy import Policy
 from tests.conformance.helpers import (
@@ -17,11 +17,14 @@ from tests.conformance.helpers import (
     busy,
     handed_on,
     holding_with_next_waiting,
+    load,
     offer,
     offers,
     pass_time,
+    presence_of,
     res_of,
     shown,
+    timed_out,
     work,
 )
 from tests.support import FakeClock
@@ -186,14 +189,9 @@ async def test_timeout_revokes_sets_the_agent_away_and_requeues(
     assert await engine.tick() == []
     clock.advance(2)
     # one presence change for the desktop: straight to away (no flicker through available)
-    assert await engine.tick() == [
-        OfferRevoked(res, "t1", "a1", "timeout"),
-        PresenceChanged("a1", "away"),
-    ]
-    view = await engine.agent_view("a1")
-    assert view is not None
-    assert (view["chosen"], view["state"]) == ("away", "away")
-    assert not any(view["load"].values())
+    assert await engine.tick() == [timed_out(res, "t1", "a1"), shown("a1", "away")]
+    assert await presence_of(engine, "a1") == ("away", "away")
+    assert await load(engine, "a1") == {}
     task = await engine.task_view("t1")
     assert task is not None
     assert (task["state"], task["enq_ms"], task["excluded"]) == ("queued", T0_MS, ["a1"])
@@ -211,7 +209,7 @@ async def test_timeout_offers_the_task_to_the_next_agent(
     res = res_of(await engine.enqueue("t1", "c1", "chat"), "t1")
     clock.advance(21)
     assert work(await engine.tick()) == [
-        OfferRevoked(res, "t1", "a1", "timeout"),
+        timed_out(res, "t1", "a1"),
         offer("t1", "a2", T0 + 22),
     ]
 
@@ -239,11 +237,6 @@ async def test_timeout_with_other_work_keeps_the_agent_busy_but_away(
     clock.advance(5)
     res2 = res_of(await engine.enqueue("t2", "c2", "chat"), "t2")
     clock.advance(20)
-    assert await engine.tick() == [
-        OfferRevoked(res2, "t2", "a1", "timeout"),
-        PresenceChanged("a1", "away"),
-    ]
-    view = await engine.agent_view("a1")
-    assert view is not None
-    assert (view["chosen"], view["state"]) == ("away", "away")
-    assert view["load"]["chat"] == 1
+    assert await engine.tick() == [timed_out(res2, "t2", "a1"), shown("a1", "away")]
+    assert await presence_of(engine, "a1") == ("away", "away")
+    assert await load(engine, "a1") == {"chat": 1}

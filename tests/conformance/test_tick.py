@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from queues.base import RoutingEngine
 from queues.effects import OfferRevoked, PresenceChanged, TaskEnded
-from tests.conformance.helpers import T0, agent, busy, offer, offers, res_of, work
+from tests.conformance.helpers import T0, agent, busy, offer, offers, res_of, timed_out, work
 from tests.support import FakeClock
 
 
@@ -22,7 +22,7 @@ async def test_tick_accepts_an_explicit_now(engine: RoutingEngine) -> None:
     await agent(engine, "a1", "TRN")
     res = res_of(await engine.enqueue("t1", "c1", "chat"), "t1")
     assert await engine.tick(now=T0 + 10) == []
-    assert work(await engine.tick(now=T0 + 21)) == [OfferRevoked(res, "t1", "a1", "timeout")]
+    assert work(await engine.tick(now=T0 + 21)) == [timed_out(res, "t1", "a1")]
 
 
 async def test_tick_limit_bounds_each_kind(engine: RoutingEngine, clock: FakeClock) -> None:
@@ -80,7 +80,7 @@ async def test_one_tick_fires_every_kind_in_order(engine: RoutingEngine, clock: 
     effects = await engine.tick()
     assert effects[0] == PresenceChanged("x", "offline")
     assert work(effects) == [
-        OfferRevoked(res, "sms", "r", "timeout"),
+        timed_out(res, "sms", "r"),
         TaskEnded("done", "w", "completed"),
         offer("pref", "w", T0 + 61),
     ]
@@ -96,7 +96,7 @@ async def test_repeated_ticks_do_not_repeat_effects(
     res = res_of(await engine.enqueue("t1", "c1", "chat"), "t1")
     clock.advance(21)
     await engine.heartbeat("a2")
-    assert work(await engine.tick()) == [OfferRevoked(res, "t1", "a1", "timeout")]
+    assert work(await engine.tick()) == [timed_out(res, "t1", "a1")]
     assert await engine.tick() == []
     assert await engine.tick() == []
 
@@ -126,8 +126,8 @@ async def test_the_limit_applies_per_kind(engine: RoutingEngine, clock: FakeCloc
     r2 = res_of(await engine.enqueue("s2", "c2", "sms"), "s2")
     clock.advance(21)  # T0+36: both offers (T0+35) and the wrap-up are due
     assert work(await engine.tick(limit=1)) == [
-        OfferRevoked(r1, "s1", "r", "timeout"),
+        timed_out(r1, "s1", "r"),
         TaskEnded("done", "w", "completed"),
     ]
-    assert work(await engine.tick(limit=1)) == [OfferRevoked(r2, "s2", "r", "timeout")]
+    assert work(await engine.tick(limit=1)) == [timed_out(r2, "s2", "r")]
     assert await engine.tick(limit=1) == []
