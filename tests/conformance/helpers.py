@@ -98,6 +98,13 @@ async def agent(
     return effects
 
 
+async def offered(engine: RoutingEngine, agent_id: str, tier: str) -> str:
+    """An available agent of `tier` (default capacity), and t1 (customer c1, chat) offered to
+    it at once: the reservation."""
+    await agent(engine, agent_id, tier)
+    return res_of(await engine.enqueue("t1", "c1", "chat"), "t1")
+
+
 async def holding_with_next_waiting(
     engine: RoutingEngine, clock: FakeClock, agent_id: str, tier: str = "TRN"
 ) -> str:

@@ -14,8 +14,8 @@ from tests.conformance.helpers import (
     agent,
     busy,
     offer,
+    offered,
     presence_of,
-    res_of,
     work,
 )
 from tests.support import FakeClock
@@ -381,16 +381,14 @@ async def test_a_tier_change_moves_the_agent_between_levels(engine: RoutingEngin
 
 
 async def test_an_away_agent_may_still_answer_its_offer(engine: RoutingEngine) -> None:
-    await agent(engine, "a1", "TRN")
-    res = res_of(await engine.enqueue("t1", "c1", "chat"), "t1")
+    res = await offered(engine, "a1", "TRN")
     await engine.set_presence("a1", "away")
     assert await engine.accept(res, "a1") == [Assigned("t1", "a1", "chat")]
     assert await presence_of(engine, "a1") == ("away", "away")
 
 
 async def test_an_away_agent_rejecting_gets_nothing_new(engine: RoutingEngine) -> None:
-    await agent(engine, "a1", "TRN")
-    res = res_of(await engine.enqueue("t1", "c1", "chat"), "t1")
+    res = await offered(engine, "a1", "TRN")
     await engine.enqueue("t2", "c2", "chat")
     await engine.set_presence("a1", "away")
     await engine.enqueue("t3", "c3", "chat")

@@ -15,6 +15,7 @@ from tests.conformance.helpers import (
     handed_on,
     holding_with_next_waiting,
     offer,
+    offered,
     res_of,
     shown,
     work,
@@ -25,8 +26,7 @@ from tests.support import FakeClock
 async def test_reserved_by_a_now_forbidden_agent_is_revoked(
     engine: RoutingEngine, clock: FakeClock
 ) -> None:
-    await agent(engine, "trn", "TRN")
-    res = res_of(await engine.enqueue("t1", "c1", "chat"), "t1")
+    res = await offered(engine, "trn", "TRN")
     await agent(engine, "pam", "PAM")
     clock.advance(3)
     assert await engine.reclassify("c1", "SIC") == [
@@ -43,8 +43,7 @@ async def test_reserved_by_a_now_forbidden_agent_is_revoked(
 async def test_assigned_to_a_now_forbidden_agent_is_revoked(
     engine: RoutingEngine, clock: FakeClock
 ) -> None:
-    await agent(engine, "ccs", "CCS")
-    res = res_of(await engine.enqueue("t1", "c1", "chat"), "t1")
+    res = await offered(engine, "ccs", "CCS")
     await engine.accept(res, "ccs")
     clock.advance(40)
     await engine.heartbeat("ccs")
@@ -67,8 +66,7 @@ async def test_assigned_to_a_now_forbidden_agent_is_revoked(
 
 
 async def test_an_allowed_holder_keeps_the_work(engine: RoutingEngine) -> None:
-    await agent(engine, "pam", "PAM")
-    res = res_of(await engine.enqueue("t1", "c1", "chat"), "t1")
+    res = await offered(engine, "pam", "PAM")
     await engine.enqueue("t2", "c1", "chat")
     await engine.accept(res, "pam")
     assert await engine.reclassify("c1", "SIC") == []
@@ -188,8 +186,7 @@ async def test_a_restriction_the_new_group_forbids_is_dropped(
 
 
 async def test_a_restriction_the_new_group_allows_is_kept(engine: RoutingEngine) -> None:
-    await agent(engine, "trn", "TRN")
-    res = res_of(await engine.enqueue("t1", "c1", "chat"), "t1")
+    res = await offered(engine, "trn", "TRN")
     await engine.accept(res, "trn")
     await engine.transfer("t1", "trn", to_tier="SAM")
     await agent(engine, "pam", "PAM")
@@ -214,8 +211,7 @@ async def test_reclassify_to_the_same_group_changes_nothing(
 async def test_presence_of_the_freed_agent_is_reported_once_per_change(
     engine: RoutingEngine,
 ) -> None:
-    await agent(engine, "trn", "TRN")
-    res = res_of(await engine.enqueue("t1", "c1", "chat"), "t1")
+    res = await offered(engine, "trn", "TRN")
     await engine.accept(res, "trn")
     effects = await engine.reclassify("c1", "SIC")
     assert [e for e in effects if isinstance(e, PresenceChanged)] == [shown("trn", "available")]

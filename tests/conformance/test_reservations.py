@@ -19,6 +19,7 @@ from tests.conformance.helpers import (
     holding_with_next_waiting,
     load,
     offer,
+    offered,
     offers,
     pass_time,
     presence_of,
@@ -75,8 +76,7 @@ async def test_the_deadline_follows_the_policy(make_engine, kind: str) -> None:
 
 
 async def test_accept_assigns(engine: RoutingEngine, clock: FakeClock) -> None:
-    await agent(engine, "a1", "TRN")
-    res = res_of(await engine.enqueue("t1", "c1", "chat"), "t1")
+    res = await offered(engine, "a1", "TRN")
     clock.advance(19.999)
     assert await engine.accept(res, "a1") == [Assigned("t1", "a1", "chat")]
     view = await engine.task_view("t1")
@@ -115,8 +115,7 @@ async def test_accept_and_reject_errors_change_nothing(
 async def test_reject_requeues_and_never_reoffers_to_the_same_agent(
     engine: RoutingEngine, clock: FakeClock
 ) -> None:
-    await agent(engine, "a1", "TRN")
-    res = res_of(await engine.enqueue("t1", "c1", "chat"), "t1")
+    res = await offered(engine, "a1", "TRN")
     clock.advance(5)
     assert await engine.reject(res, "a1") == [shown("a1", "available")]
     view = await engine.task_view("t1")
@@ -136,8 +135,7 @@ async def test_reject_offers_the_task_to_the_next_agent_at_once(
 ) -> None:
     await agent(engine, "a1", "TRN")
     clock.advance(1)
-    await agent(engine, "a2", "TRN")
-    res = res_of(await engine.enqueue("t1", "c1", "chat"), "t1")
+    res = await offered(engine, "a2", "TRN")
     assert await engine.reject(res, "a1") == handed_on("a1", "t1", "a2", T0 + 1)
 
 
@@ -183,8 +181,7 @@ async def test_everyone_rejects_then_a_new_agent_gets_it(engine: RoutingEngine) 
 async def test_timeout_revokes_sets_the_agent_away_and_requeues(
     engine: RoutingEngine, clock: FakeClock
 ) -> None:
-    await agent(engine, "a1", "TRN")
-    res = res_of(await engine.enqueue("t1", "c1", "chat"), "t1")
+    res = await offered(engine, "a1", "TRN")
     clock.advance(19)
     assert await engine.tick() == []
     clock.advance(2)
@@ -205,8 +202,7 @@ async def test_timeout_offers_the_task_to_the_next_agent(
 ) -> None:
     await agent(engine, "a1", "TRN")
     clock.advance(1)
-    await agent(engine, "a2", "TRN")
-    res = res_of(await engine.enqueue("t1", "c1", "chat"), "t1")
+    res = await offered(engine, "a2", "TRN")
     clock.advance(21)
     assert work(await engine.tick()) == [
         timed_out(res, "t1", "a1"),
@@ -231,8 +227,7 @@ async def test_a_timed_out_task_keeps_its_place_in_line(
 async def test_timeout_with_other_work_keeps_the_agent_busy_but_away(
     engine: RoutingEngine, clock: FakeClock
 ) -> None:
-    await agent(engine, "a1", "TRN")
-    res1 = res_of(await engine.enqueue("t1", "c1", "chat"), "t1")
+    res1 = await offered(engine, "a1", "TRN")
     await engine.accept(res1, "a1")
     clock.advance(5)
     res2 = res_of(await engine.enqueue("t2", "c2", "chat"), "t2")

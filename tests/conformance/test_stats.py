@@ -7,7 +7,7 @@ import pytest
 
 from queues.base import RoutingEngine
 from queues.policy import CHANNELS
-from tests.conformance.helpers import agent, agent_counts, res_of, stats_row
+from tests.conformance.helpers import agent, agent_counts, offered, res_of, stats_row
 from tests.support import FakeClock
 
 
@@ -44,8 +44,7 @@ async def test_waiting_and_longest_wait(engine: RoutingEngine, clock: FakeClock)
 async def test_a_requeued_task_waits_since_it_first_arrived(
     engine: RoutingEngine, clock: FakeClock
 ) -> None:
-    await agent(engine, "a1", "TRN")
-    res = res_of(await engine.enqueue("t1", "c1", "chat"), "t1")
+    res = await offered(engine, "a1", "TRN")
     clock.advance(8)
     await engine.reject(res, "a1")
     clock.advance(2)
@@ -145,8 +144,7 @@ async def test_agents_per_tier_and_state(engine: RoutingEngine, clock: FakeClock
 async def test_offered_counts_every_offer(engine: RoutingEngine, clock: FakeClock) -> None:
     await agent(engine, "a1", "TRN")
     await agent(engine, "a2", "TRN")
-    await agent(engine, "a3", "TRN")
-    res = res_of(await engine.enqueue("t1", "c1", "chat"), "t1")
+    res = await offered(engine, "a3", "TRN")
     effects = await engine.reject(res, "a1")
     clock.advance(21)
     for name in ("a1", "a2", "a3"):

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from queues.base import RoutingEngine
 from queues.effects import OfferRevoked, PresenceChanged, TaskEnded
-from tests.conformance.helpers import T0, agent, busy, offer, offers, res_of, timed_out, work
+from tests.conformance.helpers import (
+    T0,
+    agent,
+    busy,
+    offer,
+    offered,
+    offers,
+    res_of,
+    timed_out,
+    work,
+)
 from tests.support import FakeClock
 
 
@@ -19,8 +29,7 @@ async def test_tick_with_nothing_due(engine: RoutingEngine, clock: FakeClock) ->
 
 
 async def test_tick_accepts_an_explicit_now(engine: RoutingEngine) -> None:
-    await agent(engine, "a1", "TRN")
-    res = res_of(await engine.enqueue("t1", "c1", "chat"), "t1")
+    res = await offered(engine, "a1", "TRN")
     assert await engine.tick(now=T0 + 10) == []
     assert work(await engine.tick(now=T0 + 21)) == [timed_out(res, "t1", "a1")]
 

@@ -13,6 +13,7 @@ from tests.conformance.helpers import (
     busy,
     holding_with_next_waiting,
     offer,
+    offered,
     res_of,
     shown,
     stats_row,
@@ -35,8 +36,7 @@ async def test_withdraw_a_queued_task(engine: RoutingEngine, clock: FakeClock) -
 async def test_withdraw_a_reserved_task_revokes_the_offer(
     engine: RoutingEngine, clock: FakeClock
 ) -> None:
-    await agent(engine, "a1", "TRN")
-    res = res_of(await engine.enqueue("t1", "c1", "chat"), "t1")
+    res = await offered(engine, "a1", "TRN")
     clock.advance(3)
     assert await engine.withdraw("t1") == [
         OfferRevoked(res, "t1", "a1", "withdrawn"),
@@ -81,8 +81,7 @@ async def test_withdraw_a_held_task(engine: RoutingEngine) -> None:
 
 
 async def test_withdraw_refuses_answered_work(engine: RoutingEngine) -> None:
-    await agent(engine, "a1", "TRN")
-    r1 = res_of(await engine.enqueue("t1", "c1", "chat"), "t1")
+    r1 = await offered(engine, "a1", "TRN")
     r2 = res_of(await engine.enqueue("t2", "c2", "chat"), "t2")
     await engine.accept(r1, "a1")
     await engine.accept(r2, "a1")
