@@ -31,7 +31,7 @@ import redis.asyncio as aioredis
 from bench import probes, report, runs
 from bench.ceiling import redis_ceiling, ws_ceiling
 from bench.guidance_bench import guidance_speed
-from bench.harness import loop_factory, machine_facts, sigterm_as_interrupt, write_figures
+from bench.harness import loop_factory, machine_facts, publish, sigterm_as_interrupt
 from bench.redis_local import owned_redis
 from bench.replay_bench import replay_speed
 
@@ -198,11 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["png_note"] = report.write_png(results, args.png)
     else:
         results["png_note"] = "PNG skipped: no --png FILE given."
-    print(report.render(results))
-    if args.json:
-        write_figures(args.json, results)
-        print(f"\n(all figures in {args.json}; run took {results['elapsed_s']:.0f} s)")
-    return 0
+    took = f"; run took {results['elapsed_s']:.0f} s"
+    return publish(report.render(results), results, args.json, took)
 
 
 if __name__ == "__main__":

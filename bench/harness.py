@@ -271,6 +271,16 @@ def write_figures(path: str | Path, results: object) -> None:
     Path(path).write_text(json.dumps(results, indent=2, default=str) + "\n", "utf-8")
 
 
+def publish(text: str, results: object, json_path: str | None, took: str = "") -> int:
+    """Print a run's report and, with `--json FILE`, write every figure there and say so
+    (`took`: what follows the file's name). The exit status of a finished run."""
+    print(text)
+    if json_path:
+        write_figures(json_path, results)
+        print(f"\n(all figures in {json_path}{took})")
+    return 0
+
+
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text("utf-8"))
 

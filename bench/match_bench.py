@@ -32,7 +32,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from bench.harness import loop_factory, sigterm_as_interrupt, write_figures
+from bench.harness import loop_factory, publish, sigterm_as_interrupt
 from bench.match_report import render
 from bench.match_run import Options, run, say, yes
 from bench.redis_local import owned_redis
@@ -135,11 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{yes(facts['uvloop'])} · hiredis {yes(facts['hiredis'])} · "
         f"{args.seconds:g} s per subject and phase, interleaved in 1-s slices · {mix}\n"
     )
-    print(render(results))
-    if args.json:
-        write_figures(args.json, results)
-        print(f"\n(all figures in {args.json})")
-    return 0
+    return publish(render(results), results, args.json)
 
 
 if __name__ == "__main__":
