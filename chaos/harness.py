@@ -364,6 +364,22 @@ def check_tiers(groups: Mapping[str, str], all_desktops: Sequence[Desktop]) -> N
             assert shown == group, (conversation, shown, group)
 
 
+async def all_assigned(expected: set[str], all_desktops: Sequence[Desktop], within: float) -> float:
+    """Wait until every `expected` conversation is assigned on these desktops; the time taken."""
+    return await wait_until(
+        lambda: set(assignments(all_desktops)) >= expected, within, missing(expected, all_desktops)
+    )
+
+
+def check_routing(
+    expected: set[str], groups: Mapping[str, str], all_desktops: Sequence[Desktop]
+) -> None:
+    """What every run promises: each conversation assigned exactly once, never to a tier its
+    group forbids (`check_exactly_once`, `check_tiers`)."""
+    check_exactly_once(expected, all_desktops)
+    check_tiers(groups, all_desktops)
+
+
 async def log_backlog(redis_url: str) -> tuple[int, int]:
     """(entries in the event log stream, entries pending in its consumer group)."""
     client = aioredis.from_url(redis_url)

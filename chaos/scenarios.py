@@ -23,13 +23,12 @@ from chaos.harness import (
     Desktop,
     Node,
     agent_rows,
+    all_assigned,
     assignments,
     chat_event,
-    check_exactly_once,
-    check_tiers,
+    check_routing,
     desktops,
     log_backlog,
-    missing,
     post_events,
     post_raw,
     sign,
@@ -116,15 +115,12 @@ async def node_kill(workdir: Path, events: int = 160, rate: float = 60.0) -> Fig
                     await asyncio.wait_for(a.proc.wait(), STOP_DEADLINE_S)
                 await asyncio.sleep(batch / rate)
             expected = set(groups)
-            await wait_until(
-                lambda: set(assignments(living)) >= expected, 60.0, missing(expected, living)
-            )
+            await all_assigned(expected, living, 60.0)
             await wait_until(lambda: all(d.answered() for d in living), 10.0, lambda: "unanswered")
         first = _first_offers(living)
         late = {conv: first[conv] - killed_at for conv in before if conv in first}
         reoffer_s = max(late.values(), default=0.0)
-        check_exactly_once(expected, [*dying, *living])
-        check_tiers(groups, [*dying, *living])
+        check_routing(expected, groups, [*dying, *living])
         length, pending = await log_backlog(c.redis_url)
         figures: Figures = {
             "accepted": len(expected),
@@ -167,9 +163,7 @@ async def node_pause(workdir: Path, events: int = 40, pause_s: float = 4 * LEASE
                 a.proc.send_signal(signal.SIGCONT)
             await post_events(c.http, a, follow[events // 2 :])
             expected = set(groups)
-            await wait_until(
-                lambda: set(assignments(living)) >= expected, 60.0, missing(expected, living)
-            )
+            await all_assigned(expected, living, 60.0)
             messages = 2 * events  # every customer's first and second message reach its agent
             await wait_until(
                 lambda: sum(_delivered(d) for d in living) >= messages,
@@ -177,8 +171,7 @@ async def node_pause(workdir: Path, events: int = 40, pause_s: float = 4 * LEASE
                 lambda: f"{sum(_delivered(d) for d in living)} of {messages} messages delivered",
             )
             await asyncio.sleep(2 * LEASE_S)  # what the resumed node still had in hand lands now
-        check_exactly_once(expected, living)
-        check_tiers(groups, living)
+        check_routing(expected, groups, living)
         log_a = a.log()
         figures: Figures = {
             "accepted": len(expected) + len(follow),

@@ -38,13 +38,12 @@ from chaos.harness import (
     STOP_DEADLINE_S,
     Node,
     agent_rows,
-    assignments,
+    all_assigned,
     chat_event,
     check_exactly_once,
-    check_tiers,
+    check_routing,
     desktops,
     log_backlog,
-    missing,
     post_events,
     timers,
     wait_until,
@@ -105,9 +104,7 @@ async def test_two_nodes_assign_every_conversation_exactly_once(
                 posted_to[conversation] = node
         expected = set(groups)
         assert len(expected) == total
-        took = await wait_until(
-            lambda: set(assignments(desks)) >= expected, 60.0, missing(expected, desks)
-        )
+        took = await all_assigned(expected, desks, 60.0)
         # every client frame is answered (`ack`, `assigned`, `presence` or `error` with its
         # ref): wait for all the answers, so the checks below see the whole conversation
         await wait_until(
@@ -116,8 +113,7 @@ async def test_two_nodes_assign_every_conversation_exactly_once(
         closed = [d.agent for d in desks if d.closed]
         assert not closed, f"sockets closed by the server: {closed}"
 
-    check_exactly_once(expected, desks)
-    check_tiers(groups, desks)
+    check_routing(expected, groups, desks)
     offered = Counter(o["conversation"]["id"] for d in desks for o in d.offers)
     assert set(offered) == expected
     revoked = [f for d in desks for f in d.frames if f["type"] == "offer.revoked"]
@@ -173,17 +169,12 @@ async def test_sigkill_after_accepting_loses_no_event(
         node_b = await cluster("node-b", **env)
         specs = [(f"b-{t.lower()}{n}", t, node_b, True) for t in TIERS for n in range(2)]
         async with desktops(http, specs) as survivors:
-            took = await wait_until(
-                lambda: set(assignments(survivors)) >= expected,
-                30.0,
-                missing(expected, survivors),
-            )
+            took = await all_assigned(expected, survivors, 30.0)
             # all of it comes at most one reservation time-out (2 s) plus the log's claim
             # idle time (1 s) late, with room for a slow shared machine
             assert took < 2.0 + 1.0 + 6.0, took
     everyone = [*stranded, *survivors]
-    check_exactly_once(expected, everyone)
-    check_tiers(groups, everyone)
+    check_routing(expected, groups, everyone)
     assert not any(d.assigned for d in stranded)
     for desktop in survivors:
         desktop.check_seq()
@@ -235,9 +226,7 @@ async def test_entries_of_a_consumer_without_a_lease_are_taken_over_at_once(
         async with aiohttp.ClientSession() as http:
             specs = [("r-trn", "TRN", node, True), ("r-ccs", "CCS", node, True)]
             async with desktops(http, specs) as desks:
-                await wait_until(
-                    lambda: set(assignments(desks)) >= expected, 20.0, missing(expected, desks)
-                )
+                await all_assigned(expected, desks, 20.0)
         check_exactly_once(expected, desks)
         first_offer = min(o["at"] for d in desks for o in d.offers) - taken_at
         if leased:  # not before the entries were idle for claim_idle_s
