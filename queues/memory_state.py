@@ -121,7 +121,7 @@ class MemoryState:
         self._customers: dict[str, set[str]] = {}
         self._parts: dict[str, dict[str, SortedList]] = {c: {} for c in CHANNELS}
         # per channel, (rank of its first task, partition): walked in order by an agent
-        # looking for work, as lib_steps.lua walks heads:C (the partitions' number sets no cost)
+        # looking for work, as lib_match.lua walks heads:C (the partitions' number sets no cost)
         self._heads: dict[str, SortedList] = {c: SortedList() for c in CHANNELS}
         self._head_of: dict[tuple[str, str], int] = {}
         # outbound work (campaign contacts) in partitions and heads of its own, "G|TIERS|P":

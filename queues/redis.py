@@ -55,7 +55,7 @@ OPS = (
 VIEWS = ("stats", "agent", "agents", "task", "dump", "why")
 # The helpers every operation starts with, in the order they are concatenated (a Lua local
 # must be defined before it is used): the call, the rules, the notes, the steps, the views.
-LIB = ("core", "lib_core", "lib_rules", "lib_trace", "lib_steps", "lib_views")
+LIB = ("core", "lib_core", "lib_rules", "lib_trace", "lib_steps", "lib_match", "lib_views")
 LIBRARY = FunctionLibrary("queues", "omniroute_engine", OPS + VIEWS, LIB)  # one FCALL library
 REFUSALS = Refusals(BY_CODE, RoutingError)
 

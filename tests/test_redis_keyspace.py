@@ -1,8 +1,9 @@
 """The Redis engine leaves nothing behind: work matched at once is never filed in its line
-(`line(t, defer)` in lib_steps.lua), a task's level timer and exclusions are removed only when
-it has them (`lt`, `nx`), and yet no timer, partition, heads entry or exclusion set outlives
-the work it belonged to. A stale `due:level` entry would re-match a task that is no longer in
-line; a stale partition would be walked by every agent looking for work."""
+(`line(t, defer)` in lib_steps.lua, `requeue` in lib_match.lua), a task's level timer and
+exclusions are removed only when it has them (`lt`, `nx`), and yet no timer, partition, heads
+entry or exclusion set outlives the work it belonged to. A stale `due:level` entry would
+re-match a task that is no longer in line; a stale partition would be walked by every agent
+looking for work."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
--- lib_views.lua: the lookups that refuse, and the views of records. Follows lib_steps.lua in
+-- lib_views.lua: the lookups that refuse, and the views of records. Follows lib_match.lua in
 -- one chunk; each operation's file comes after it.
 
 -- lookups that refuse (each returns the record, or nil and the refusal) ----------------------
