@@ -10,6 +10,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 import queues
+from queues.args import Enqueue
 from queues.effects import Offer
 from queues.policy import Policy
 from tests.conformance.helpers import agent
@@ -71,5 +72,26 @@ async def test_another_priority_step_gets_its_own_index(
     await other.start()
     try:
         assert await first_offer(other, "sam2") == "t-old"  # the same domain, another step
+    finally:
+        await other.close()
+
+
+async def test_waiting_outbound_work_is_found_under_another_step(
+    make_engine: EngineFactory, redis_url: str, clock: Any
+) -> None:
+    """A campaign contact filed under one `priority_step_s` waits in `oheads:voice:30000`; a
+    node with another step reads `oheads:voice:60000`, finds it unmarked and builds it from
+    `oparts:voice`, so the contact is not stranded."""
+    engine = await make_engine("redis", Policy(priority_step_s=30.0))
+    item = Enqueue("o1", "c-o1", "voice", outbound=("CCS",))
+    [decided] = await engine.enqueue_many([item])  # nobody there: it waits
+    assert decided == []
+    other = queues.create_engine(
+        Policy(priority_step_s=60.0), redis_url, clock=clock, domain=engine.domain
+    )
+    await other.start()
+    try:
+        effects = await agent(other, "ccs1", "CCS", {"voice": 1})
+        assert [e.task for e in effects if isinstance(e, Offer)] == ["o1"]
     finally:
         await other.close()

@@ -126,8 +126,13 @@ end
 -- of the outbound partitions its tier may work, walked by their heads
 local function best_outbound_for(a)
   local brank, benq, bid = nil, nil, nil
-  local rows = call('ZRANGE', oheads_key('voice'), 0, -1, 'WITHSCORES')
-  for i = 1, #rows, 2 do
+  local h = oheads_key('voice')
+  local rows = call('ZRANGE', h, 0, -1, 'WITHSCORES')
+  if rows[1] ~= '' then -- not marked (new, or under another step): build it, read it again
+    rebuild_index(h, key('oparts', 'voice'), 'oq', 'voice')
+    rows = call('ZRANGE', h, 0, -1, 'WITHSCORES')
+  end
+  for i = 3, #rows, 2 do -- rows[1] is the mark
     local part, hrank = rows[i], tonumber(rows[i + 1])
     if brank and hrank > brank then break end
     local g, tiers, p = string.match(part, '^([^|]*)|([^|]*)|([^|]*)$')

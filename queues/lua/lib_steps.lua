@@ -80,22 +80,26 @@ local function part_prio(part)
   return tonumber(string.match(part, '^[^|]*|[^|]*|([^|]*)'))
 end
 
--- build heads:C:STEP anew from the partitions (it was found without its mark)
-local function rebuild_heads(c)
-  local h = heads_key(c)
+-- build a heads index h anew from the partitions listed in `parts`, each the sorted set
+-- key(qkind, c, partition) (it was found without its mark)
+local function rebuild_index(h, parts, qkind, c)
   call('DEL', h)
   call('ZADD', h, '-inf', '')
-  for _, part in ipairs(call('SMEMBERS', key('parts', c))) do
-    local head = call('ZRANGE', key('q', c, part), 0, 0, 'WITHSCORES')
+  for _, part in ipairs(call('SMEMBERS', parts)) do
+    local head = call('ZRANGE', key(qkind, c, part), 0, 0, 'WITHSCORES')
     if #head > 0 then
       call('ZADD', h, tonumber(head[2]) - part_prio(part) * POL.step_ms, part)
     end
   end
 end
 
+local function rebuild_heads(c)
+  rebuild_index(heads_key(c), key('parts', c), 'q', c)
+end
+
 -- outbound work (campaign contacts, docs/routing.md "Outbound work") has partitions of its
 -- own, oq:C:G|TIERS|P, listed in oparts:C and ordered by their first task's rank in
--- oheads:C:STEP (complete from the start: no mark); an inbound search never walks them
+-- oheads:C:STEP, marked and rebuilt as heads:C:STEP is; an inbound search never walks them
 local function oheads_key(c)
   return key('oheads', c, POL.step_ms)
 end
