@@ -116,7 +116,7 @@ class MemoryCampaigns(CampaignStore):
         withdrawn: list[Record] = []
         for contact_id in sorted(found.contacts):
             contact = found.contacts[contact_id]
-            if contact["status"] in (*CLAIMABLE, "queued") and dnc_keys(contact) & named:
+            if _undialled(contact) and dnc_keys(contact) & named:
                 if contact["status"] == "queued":
                     withdrawn.append(copy.deepcopy(contact))
                 found.move(contact, "skipped")
@@ -175,3 +175,11 @@ class MemoryCampaigns(CampaignStore):
                 contact["due_ms"] = step.due_ms
             found.move(contact, step.status)
         return True
+
+
+def _undialled(contact: Record) -> bool:
+    """Not called yet for its claim: due, in line, or accepted with its dial still to go."""
+    status = contact["status"]
+    if status == "in_call":
+        return int(contact.get("dialled_n") or 0) != int(contact["n"])
+    return status in (*CLAIMABLE, "queued")

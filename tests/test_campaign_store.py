@@ -118,6 +118,24 @@ async def test_do_not_call_wins_and_returns_the_queued(cps: CampaignStore) -> No
     assert k9 is not None and k9["status"] == "skipped"
 
 
+async def test_do_not_call_wins_over_an_accepted_contact_not_dialled_yet(
+    cps: CampaignStore,
+) -> None:
+    """Accepted, its dial job still waiting (a PBX down, a dead node's job not taken over
+    yet): a number put on the list now is skipped, so the dial step finds nothing to send.
+    Once dialled for its claim, the call is under way and the list waits for the next one."""
+    await cps.create(record(max_queued=2), contacts(2), [])
+    for contact in await cps.claim("c1", 1000, 5):
+        assert await cps.mark("c1", contact["id"], 1, ["queued"], "in_call")
+    assert await cps.mark("c1", "k1", 1, ["in_call"], "in_call", dialled=True)
+    assert await cps.add_do_not_call("c1", ["+4915100000000", "+4915100000001"]) == []
+    k0, k1 = await cps.contact("c1", "k0"), await cps.contact("c1", "k1")
+    assert k0 is not None and k0["status"] == "skipped"
+    assert k1 is not None and k1["status"] == "in_call"
+    view = await cps.campaign("c1")
+    assert view is not None and view["counts"] == {"in_call": 1, "skipped": 1}
+
+
 async def test_states_pause_claims_and_stop_is_final(cps: CampaignStore) -> None:
     await cps.create(record(), contacts(2), [])
     assert (await cps.set_state("c1", "paused"))["state"] == "paused"

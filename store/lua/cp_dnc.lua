@@ -1,5 +1,7 @@
 -- cp_dnc.lua: entries put on a campaign's do-not-call list; every contact they name that is
--- pending, retrying or queued is skipped at once. ARGV[2] - msgpack {id, entries}
+-- pending, retrying, queued, or in a call not dialled yet for its claim (its dial job still
+-- waits: the dial step then finds it skipped and sends nothing) is skipped at once.
+-- ARGV[2] - msgpack {id, entries}
 -- Returns msgpack [the contacts that were queued], or {err, msg}: unknown.
 
 if not campaign(ARG.id) then return cmsgpack.pack(unknown(ARG.id)) end
@@ -13,8 +15,9 @@ local flat = call('HGETALL', key('cpc', ARG.id))
 local hits = {}
 for i = 2, #flat, 2 do
   local c = cmsgpack.unpack(flat[i])
-  if (CLAIMABLE[c.status] or c.status == 'queued')
-      and (named[c.phone] or (c.customer_id ~= '' and named['cu:' .. c.customer_id])) then
+  local open = CLAIMABLE[c.status] or c.status == 'queued'
+      or (c.status == 'in_call' and (c.dialled_n or 0) ~= c.n)
+  if open and (named[c.phone] or (c.customer_id ~= '' and named['cu:' .. c.customer_id])) then
     hits[#hits + 1] = c
   end
 end
