@@ -130,14 +130,17 @@ def contacts_of(value: Any, region: str, field: str = "contacts") -> list[dict[s
         if contact_id in seen:
             raise SpecError("contact ids must be unique", f"{where}.id")
         seen.add(contact_id)
-        customer = item.get("customer_id")
-        phone = item.get("phone")
+        customer, phone = item.get("customer_id"), item.get("phone")
         if customer is None and phone is None:
             raise SpecError("a contact needs a customer_id or a phone", where)
+        # given means given: "" or 0 is refused, never stored as "none" (it would be a contact
+        # nobody can call, stuck in the line)
         out.append(
             {
                 "id": contact_id,
-                "customer_id": _text(customer, f"{where}.customer_id") if customer else "",
+                "customer_id": _text(customer, f"{where}.customer_id")
+                if customer is not None
+                else "",
                 "phone": phone_of(phone, f"{where}.phone", region) if phone is not None else "",
                 "attributes": attributes_of(item.get("attributes") or {}, f"{where}.attributes"),
             }

@@ -107,17 +107,26 @@ class Campaigns:
         """One pass over every campaign: claim and send, recover, or take back."""
         now_ms = self.service.now_ms()
         for campaign in await self.store.campaigns():
-            cid = campaign["id"]
-            self._records.setdefault(cid, campaign)
-            live = campaign["state"] == "running" and in_window(campaign, now_ms / 1000)
-            if not live:
-                if campaign["counts"].get("queued"):
-                    await self.recall(cid)
-                continue
-            for contact in await self.store.claim(cid, now_ms, self.settings.batch):
-                await self.send(cid, contact)
+            try:
+                await self._tick_one(campaign, now_ms)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # one campaign's failure never stops the others
+                log.error("campaigns.campaign_failed", campaign=campaign["id"],
+                          error=type(exc).__name__)  # fmt: skip
+
+    async def _tick_one(self, campaign: Record, now_ms: int) -> None:
+        cid = campaign["id"]
+        self._records.setdefault(cid, campaign)
+        live = campaign["state"] == "running" and in_window(campaign, now_ms / 1000)
+        if not live:
             if campaign["counts"].get("queued"):
-                await self.recover(campaign, now_ms)
+                await self.recall(cid)
+            return
+        for contact in await self.store.claim(cid, now_ms, self.settings.batch):
+            await self.send(cid, contact)
+        if campaign["counts"].get("queued"):
+            await self.recover(campaign, now_ms)
 
     async def send(self, campaign: str, contact: Mapping[str, Any]) -> None:
         """Put a claimed contact into the event log (deduplicated by its claim's event id)."""
@@ -275,6 +284,10 @@ class Campaigns:
         if disposition is None or disposition not in campaign["dispositions"]:
             raise ServiceError("invalid", "disposition must be one of the campaign's",
                                {"field": "disposition"})  # fmt: skip
+        view = await self.service.engine.task_view(task)
+        if view is None or view["state"] not in ("assigned", "wrapup"):
+            # an offer not accepted: no call was made, so no outcome is recorded
+            raise ServiceError("conflict", f"task {task} is not assigned; accept it first")
         contact = await self.store.contact(cid, contact_id)
         if contact is not None:
             status, due = self.outcome(campaign, contact, disposition)

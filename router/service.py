@@ -47,6 +47,9 @@ from store.model import InboundEvent, Ingested, LogEntry
 
 log = structlog.get_logger("omniroute.service")
 
+# refusals of a conversation's own task that leave room for an outbound one the agent holds
+OTHERS_TASK = ("not_found", "forbidden")
+
 HELD = ("assigned", "wrapup")  # the engine's states of work an agent holds (welcome.held)
 
 
@@ -312,8 +315,9 @@ class Service:
         try:
             effects = await self.engine_call(self.engine.complete, conversation, identity.id)
         except ServiceError as exc:
-            # no task of the conversation itself: a campaign contact's, with its disposition
-            if exc.code == "not_found" and await self.campaigns.complete(
+            # the conversation's own task is none of this agent's (there is none, or another
+            # agent holds it): the agent's campaign contact of that conversation, if any
+            if exc.code in OTHERS_TASK and await self.campaigns.complete(
                 identity, conversation, disposition, ref
             ):
                 return
@@ -335,8 +339,8 @@ class Service:
     ) -> None:
         try:
             effects = await self.engine_call(self.engine.wrapup_done, conversation, identity.id)
-        except ServiceError as exc:  # no task of the conversation itself: a campaign contact's?
-            if exc.code == "not_found" and await self.campaigns.wrapup_done(
+        except ServiceError as exc:  # not this agent's own task: a campaign contact's?
+            if exc.code in OTHERS_TASK and await self.campaigns.wrapup_done(
                 identity, conversation, ref
             ):
                 return

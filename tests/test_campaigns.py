@@ -252,6 +252,8 @@ def campaign(contacts: list[Frame], **extra: Any) -> Frame:
         ({"retry": {"max_attempts": 0}}, "retry.max_attempts"),
         ({"contacts": [{"id": "k1", "phone": "not a number"}]}, "contacts[0].phone"),
         ({"contacts": [{"id": "k1"}]}, "contacts[0]"),
+        ({"contacts": [{"id": "k1", "customer_id": ""}]}, "contacts[0].customer_id"),
+        ({"contacts": [{"id": "k1", "customer_id": 0}]}, "contacts[0].customer_id"),
         (
             {"contacts": [{"id": "k1", "phone": "+4915100000001", "attributes": {"a": [1]}}]},
             "contacts[0].attributes",
@@ -689,3 +691,50 @@ async def test_a_contact_with_wrap_up_time_completes_then_finishes_wrap_up(
     assert view["progress"]["outcomes"] == {"won_back": 1}
     agent = await server.app[SERVICE_KEY].engine.agent_view("a1")
     assert agent is not None and agent["tasks"] == []
+
+
+async def test_the_contact_holder_completes_while_the_customer_writes_in(
+    make_server: Factory, dialing_pbx: DialingPbx
+) -> None:
+    """The customer of a contact waiting in line writes in: the conversation gets its own
+    inbound task beside the outbound one. Inbound first: a1 takes the message, a2 the contact.
+    a2 completes the contact with a disposition although the conversation's own task is a1's;
+    an offer not yet accepted records no outcome."""
+    server = await make_server(dialing_pbx.url)
+    dialing_pbx.server = server.base
+    engine = server.app[SERVICE_KEY].engine
+    assert (
+        await server.call("POST", "/v1/campaigns", campaign([{"id": "k1", "phone": phone(1)}]))
+    )[0] == 201
+
+    async def contact_in_line() -> bool:
+        return any("~cp:" in task for task in (await engine.dump())["tasks"])
+
+    await eventually(contact_in_line)
+    conversation = await send_event(server, event(phone(1), channel="sms"))
+    a1 = await server.connect("a1")
+    taken = await a1.until("offer")
+    assert taken["conversation"]["id"] == conversation and not taken.get("direction")
+    assert (await a1.request("offer.accept", reservation=taken["reservation"]))[
+        "type"
+    ] == "assigned"
+    a2 = await server.connect("a2")
+    contact = await a2.until("offer")
+    assert contact["direction"] == "outbound" and contact["conversation"]["id"] == conversation
+    early = await a2.request(
+        "conversation.complete", conversation=conversation, disposition="won_back"
+    )
+    assert early["type"] == "error" and early["code"] == "conflict", early
+    assert (await server.call("GET", "/v1/campaigns/winback-1"))[1]["progress"]["outcomes"] == {}
+    assert (await a2.request("offer.accept", reservation=contact["reservation"]))[
+        "type"
+    ] == "assigned"
+    await asyncio.wait_for(dialing_pbx.ended_event(contact["call_id"]).wait(), WAIT)
+    done = await a2.request(
+        "conversation.complete", conversation=conversation, disposition="won_back"
+    )
+    assert done["type"] == "ack", done
+    view = (await server.call("GET", "/v1/campaigns/winback-1"))[1]
+    assert view["progress"]["done_by_disposition"] == {"won_back": 1}
+    mine = await engine.agent_view("a1")
+    assert mine is not None and mine["tasks"] == [conversation]  # a1's own work untouched
