@@ -215,6 +215,10 @@ class Campaigns:
             return
         if contact["status"] != "queued":
             return  # taken back or on the do-not-call list meanwhile
+        if contact.get("conversation") == conv.id and await self.service.engine.task_view(
+            task_id(conv.id, cid, contact_id, n)
+        ):
+            return  # routed before (a dead node's entry read again): its task is live already
         busy = conv.state in HELD_STATES and conv.agent
         if busy or await self.service.engine.task_view(conv.id) is not None:
             later = self.service.now_ms() + round(campaign["retry"]["after_s"] * 1000)

@@ -28,6 +28,7 @@ from router.app import SERVICE_KEY, create_app
 from router.channel_voice import PATH
 from router.settings import load_settings
 from store.base import Store
+from store.model import InboundEvent, LogEntry
 from store.redis import RedisStore
 from tests.support import eventually, serve_app
 from tests.test_e2e import (
@@ -738,3 +739,37 @@ async def test_the_contact_holder_completes_while_the_customer_writes_in(
     assert view["progress"]["done_by_disposition"] == {"won_back": 1}
     mine = await engine.agent_view("a1")
     assert mine is not None and mine["tasks"] == [conversation]  # a1's own work untouched
+
+
+async def test_a_contact_entry_read_again_leaves_the_live_offer_alone(
+    make_server: Factory, dialing_pbx: DialingPbx
+) -> None:
+    """A node that routed a contact died before acknowledging its log entry; the survivor
+    reads the entry again while the contact's offer is on a desktop. The contact stays in
+    line at its claim (not taken back as "customer busy"), and the agent's call goes ahead."""
+    server = await make_server(dialing_pbx.url)
+    dialing_pbx.server = server.base
+    service = server.app[SERVICE_KEY]
+    desk = await server.connect("a1")
+    assert (
+        await server.call("POST", "/v1/campaigns", campaign([{"id": "k1", "phone": phone(1)}]))
+    )[0] == 201
+    offer = await desk.until("offer")
+    conv = await service.store.conversation(offer["conversation"]["id"])
+    customer = await service.store.customer(conv.customer) if conv is not None else None
+    assert conv is not None and customer is not None
+    meta = {"campaign": "winback-1", "contact": "k1", "n": 1}
+    again = InboundEvent("cp:winback-1:k1:1", "campaign.contact", "voice", phone(1), meta=meta)
+    await service.campaigns.route(
+        LogEntry("1-0", again, conv.id, customer.id, True), conv, customer
+    )
+    contact = await service.campaigns.store.contact("winback-1", "k1")
+    assert contact is not None and (contact["status"], contact["n"]) == ("queued", 1)
+    assert (await desk.request("offer.accept", reservation=offer["reservation"]))[
+        "type"
+    ] == "assigned"
+    await asyncio.wait_for(dialing_pbx.ended_event(offer["call_id"]).wait(), WAIT)
+    done = await desk.request("conversation.complete", conversation=conv.id, disposition="won_back")
+    assert done["type"] == "ack", done
+    view = (await server.call("GET", "/v1/campaigns/winback-1"))[1]
+    assert view["progress"]["done_by_disposition"] == {"won_back": 1}
