@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Final
 import structlog
 
 from queues.args import Enqueue
-from queues.effects import Assigned, Effect, Offer, TaskEnded
+from queues.effects import Assigned, Effect, Offer
 from queues.errors import RoutingError
 from router.campaign_spec import in_window
 from router.errors import ServiceError
@@ -310,10 +310,7 @@ class Campaigns:
             if exc.code != "conflict" or view is None or view["state"] != "wrapup":
                 raise
             effects = []  # completed before: a retry whose answer was lost
-        wrapup = [] if any(isinstance(e, TaskEnded) for e in effects) else [
-            (conversation, "wrapup", identity.id)
-        ]  # fmt: skip
-        await self.service.apply_effects(effects, (identity.id, ref, None), states=wrapup)
+        await self.service.completed(identity, conversation, effects, ref)
         return True
 
     async def wrapup_done(self, identity: AgentIdentity, conversation: str, ref: Any) -> bool:

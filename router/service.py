@@ -329,6 +329,13 @@ class Service:
             # completed before: a retry whose answer was lost — say it again, state and all
             log.info("conversation.complete_repeated", agent=identity.id, conversation=conversation)
             effects = []
+        await self.completed(identity, conversation, effects, ref)
+
+    async def completed(
+        self, identity: AgentIdentity, conversation: str, effects: list[Effect], ref: Any
+    ) -> None:
+        """Tell the agent its `complete` went through: the effects, and the conversation in
+        wrap-up unless the task ended at once (no wrap-up time)."""
         wrapup = [] if any(isinstance(e, TaskEnded) for e in effects) else [
             (conversation, "wrapup", identity.id)
         ]  # fmt: skip
