@@ -176,7 +176,7 @@ match_outbound = function(t)
       walk(key('ready', t.ch, tier), '+inf', function(id, idle)
         if best and not before(idle, id, bidle, best) then return true end
         local a = agent(id)
-        if a and may_dial(a) and not excluded(t.id, id) then
+        if a and may_dial(a) and not excludes(t, id) then
           best, bidle = id, idle
           return true
         end
