@@ -37,18 +37,19 @@ for _, change in ipairs(ARG.s or {}) do
 end
 -- Deliveries are gathered first and numbered per agent after: one INCRBY per agent per push,
 -- however many frames it gets, then one XADD per frame.
-local out, pushed, order, queued = {}, {}, {}, {}
-local function deliver(agent, frame, slot)
+local pushed, order, rows = {}, {}, {} -- rows[i]: the [seq, frame] of ARG.f[i]
+local function deliver(agent, frame)
   local list = pushed[agent]
   if list == nil then
     list = {}
     pushed[agent] = list
     order[#order + 1] = agent
   end
-  list[#list + 1] = {0, frame}
-  queued[#queued + 1] = {list[#list], slot}
+  local row = {0, frame}
+  list[#list + 1] = row
+  return row
 end
-for i, pair in ipairs(ARG.f) do deliver(pair[1], pair[2], i) end
+for i, pair in ipairs(ARG.f) do rows[i] = deliver(pair[1], pair[2]) end
 local HELD = {offered = true, assigned = true, wrapup = true}
 for _, change in ipairs(ARG.s or {}) do -- frames that waited for this conversation's holder
   local v = conversation(change[1])
@@ -72,22 +73,17 @@ for _, pair in ipairs(ARG.h or {}) do
     touch('cv', v.id)
   end
 end
-local seq = {}
 for _, agent in ipairs(order) do
   local list = pushed[agent]
-  seq[agent] = call('INCRBY', key('oseq', agent), #list) - #list
-end
-for _, agent in ipairs(order) do
-  local list, first = pushed[agent], seq[agent]
+  local first = call('INCRBY', key('oseq', agent), #list) - #list
   for i, row in ipairs(list) do
     row[1] = first + i
     call('XADD', key('obox', agent), 'MAXLEN', ARG.keep, row[1] .. '-0', 'f', row[2])
   end
   call('PUBLISH', key('wake', agent), cmsgpack.pack(list))
 end
-for _, item in ipairs(queued) do
-  if item[2] then out[item[2]] = item[1][1] end
-end
+local out = {}
+for i, row in ipairs(rows) do out[i] = row[1] end
 if #ack > 0 then
   call('XACK', key('log'), 'router', unpack(ack))
   call('XDEL', key('log'), unpack(ack))
