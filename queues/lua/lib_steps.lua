@@ -104,29 +104,39 @@ local function oheads_key(c)
   return key('oheads', c, POL.step_ms)
 end
 
--- file a task that is in line (t.part set) in its partition, the heads index and `wait`
+-- the partition, partitions set and heads index a task in line is filed in: its own
+-- (q, parts, heads) or, for outbound work, (oq, oparts, oheads)
+local function index_of(t)
+  if (t.ob or '') ~= '' then
+    return key('oq', t.ch, t.part), key('oparts', t.ch), oheads_key(t.ch)
+  end
+  return key('q', t.ch, t.part), key('parts', t.ch), heads_key(t.ch)
+end
+
+-- file a task that is in line (t.part set) in its partition and heads index, and inbound
+-- work in `wait` (outbound work is not counted as waiting)
 local function file(t)
-  call('ZADD', key('q', t.ch, t.part), t.enq, t.id)
-  call('SADD', key('parts', t.ch), t.part)
-  call('ZADD', heads_key(t.ch), 'LT', t.enq - t.prio * POL.step_ms, t.part)
-  call('ZADD', key('wait', t.ch), t.enq, t.id)
+  local q, parts, heads = index_of(t)
+  call('ZADD', q, t.enq, t.id)
+  call('SADD', parts, t.part)
+  call('ZADD', heads, 'LT', t.enq - t.prio * POL.step_ms, t.part)
+  if (t.ob or '') == '' then call('ZADD', key('wait', t.ch), t.enq, t.id) end
 end
 
 -- Put a task in line. `defer`: only in the task record for now (t.unfiled) — requeue files it
 -- after match_task unless an offer or a hold took it out again, so work matched at once
 -- costs no partition, heads or `wait` commands (nothing reads them within the one call).
+-- Outbound work is filed at once: match_outbound finds it through its index.
 local function line(t, defer)
   t.st, t.ag, t.res, t.hf = 'queued', '', '', ''
-  if (t.ob or '') ~= '' then -- outbound: filed at once, match_outbound walks its index
+  local ob = (t.ob or '') ~= ''
+  if ob then
     t.part = t.grp .. '|' .. t.ob .. '|' .. t.prio
-    call('ZADD', key('oq', t.ch, t.part), t.enq, t.id)
-    call('SADD', key('oparts', t.ch), t.part)
-    call('ZADD', oheads_key(t.ch), 'LT', t.enq - t.prio * POL.step_ms, t.part)
-    return
+  else
+    t.part = t.grp .. '|' .. t.rs .. '|' .. t.prio
+    if (t.sk or '') ~= '' then t.part = t.part .. '|' .. t.sk end
   end
-  t.part = t.grp .. '|' .. t.rs .. '|' .. t.prio
-  if (t.sk or '') ~= '' then t.part = t.part .. '|' .. t.sk end
-  if defer then
+  if defer and not ob then
     t.unfiled = true
   else
     file(t)
@@ -153,9 +163,7 @@ local function unline(t)
     call('ZREM', key('due', 'pref'), t.id)
     t.hf = ''
   elseif t.part ~= '' then
-    local ob = (t.ob or '') ~= ''
-    local q, parts, heads = key('q', t.ch, t.part), key('parts', t.ch), heads_key(t.ch)
-    if ob then q, parts, heads = key('oq', t.ch, t.part), key('oparts', t.ch), oheads_key(t.ch) end
+    local q, parts, heads = index_of(t)
     call('ZREM', q, t.id)
     local head = call('ZRANGE', q, 0, 0, 'WITHSCORES')
     if #head == 0 then
