@@ -8,105 +8,58 @@
 Everything runs on 127.0.0.1 with its own redis-server and nodes in a temporary directory,
 bounded in time; a broken promise is reported as FAILED and makes the exit status 1. Do not
 run it beside a benchmark: both measure time on the same cores.
+
+The scenarios are listed in `chaos/promises.toml`, in the order they run: for each, what it
+does, what it promises, the function that runs it, and its sizes full and with `--quick`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+import tomllib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chaos import edges, exposure, hostile, provider, scenarios, sentinel, slow
+from chaos.scenarios import Figures
 
-Run = Callable[[Path, bool], Awaitable[scenarios.Figures]]
+PROMISES = Path(__file__).with_name("promises.toml")
 
-# name → (what it does, what it promises, how to run it full or quick)
-SCENARIOS: dict[str, tuple[str, str, Run]] = {
-    "kill": (
-        "node kill -9 under load (2 nodes)",
-        "0 lost, 0 doubled, re-offered within 5 s",
-        lambda d, q: scenarios.node_kill(d, events=100 if q else 400, rate=60 if q else 120),
-    ),
-    "pause": (
-        "SIGSTOP a node 4 leases, SIGCONT",
-        "0 assigned or delivered twice; the node learns it was fenced",
-        lambda d, q: scenarios.node_pause(d, events=40),
-    ),
-    "desktops": (
-        "one agent on two nodes, one desktop closed",
-        "the agent stays online",
-        lambda d, q: scenarios.two_desktops(d),
-    ),
-    "reply": (
-        "SMS reply acked, its node killed -9 mid-send",
-        "sent exactly once by a survivor; the agent told `sent`",
-        lambda d, q: provider.reply_kill(d),
-    ),
-    "redis": (
-        "Redis kill -9 with AOF (everysec), restart after 1 s",
-        "0 acked lost; 503 while down; recovers by itself",
-        lambda d, q: scenarios.redis_kill(d, seconds=4 if q else 10),
-    ),
-    "sentinel": (
-        "Sentinel failover: SIGKILL the primary under load (replica + sentinel)",
-        "the node follows by itself; 503 window and accepted lost measured",
-        lambda d, q: sentinel.sentinel_failover(d, rate=100 if q else 150, after_s=7 if q else 9),
-    ),
-    "signatures": (
-        "mutated signatures and bodies",
-        "0 accepted",
-        lambda d, q: hostile.signatures(d, count=1000 if q else 10_000),
-    ),
-    "accept-race": (
-        "offer.accept sent at its reservation's deadline (timeout 1 s)",
-        "exactly one outcome each: assigned XOR revoked",
-        lambda d, q: edges.accept_race(d, races=100 if q else 1000, agents=16 if q else 40),
-    ),
-    "webhooks": (
-        "the same signed event and SMS posted at once and again; SMS statuses out of order",
-        "0 duplicates routed; the status never moves backwards",
-        lambda d, q: edges.webhooks(d, copies=10 if q else 50),
-    ),
-    "tokens": (
-        "expired, forged, alg none, wrong-role tokens and a foreign Origin",
-        "0 let in on the agent socket or the ops endpoints",
-        lambda d, q: hostile.tokens(d),
-    ),
-    "frames": (
-        "hostile frames on the agent socket, bombs on ingest",
-        "0 crashes; /healthz answers; a bystander desktop is still routed to",
-        lambda d, q: hostile.frames(d, rounds=1 if q else 5),
-    ),
-    "slowloris": (
-        "slow HTTP heads and WebSocket upgrades while a client polls /healthz",
-        "every check answered; every slow connection cut at the head deadline",
-        lambda d, q: slow.slowloris(d, slow=200 if q else 1000, seconds=5 if q else 15),
-    ),
-    "mime": (
-        "hostile MIME over SMTP to the node's listener",
-        "every message answered; 0 crashes; a good mail still routed",
-        lambda d, q: exposure.mime(d, rounds=1 if q else 5),
-    ),
-    "pii": (
-        "PII canaries through ingest, SMS webhooks, chat, SMTP, agent frames and 404 paths",
-        "0 canaries in the node's log",
-        lambda d, q: exposure.pii(d),
-    ),
-    "overload": (
-        "open-loop load at 2x one node's capacity",
-        "0 accepted lost; the accepted offered within max_backlog_s (p99_s ≤ 10); "
-        "the rest refused 503",
-        lambda d, q: scenarios.overload(
-            d, rate=400 if q else 2000, seconds=5 if q else 60, agents=50 if q else 300
-        ),
-    ),
-}
+
+@dataclass(frozen=True)
+class Scenario:
+    """One table of `promises.toml`: what the scenario does, what it promises, and its run."""
+
+    what: str
+    promise: str
+    run: Callable[..., Awaitable[Figures]]
+    full: Mapping[str, Any]
+    quick: Mapping[str, Any]
+
+    def __call__(self, workdir: Path, quick: bool) -> Awaitable[Figures]:
+        return self.run(workdir, **(self.quick if quick else self.full))
+
+
+def load(path: Path = PROMISES) -> dict[str, Scenario]:
+    """The scenarios of `path` in its order; every `run` is looked up here, so a name that
+    does not exist fails at start rather than after the scenarios before it."""
+    scenarios: dict[str, Scenario] = {}
+    for name, row in tomllib.loads(path.read_text("utf-8")).items():
+        module, _, function = row["run"].rpartition(".")
+        run = getattr(importlib.import_module(f"chaos.{module}"), function)
+        full = row.get("full", {})
+        scenarios[name] = Scenario(row["what"], row["promise"], run, full, row.get("quick", full))
+    return scenarios
+
+
+SCENARIOS = load()
 
 
 def options(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -129,8 +82,8 @@ def options(argv: Sequence[str] | None) -> argparse.Namespace:
 async def run(names: Sequence[str], quick: bool) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for name in names:
-        what, promise, scenario = SCENARIOS[name]
-        print(f"- {name}: {what} …", file=sys.stderr, flush=True)
+        scenario = SCENARIOS[name]
+        print(f"- {name}: {scenario.what} …", file=sys.stderr, flush=True)
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix=f"chaos-{name}-") as tmp:
             try:
@@ -139,7 +92,7 @@ async def run(names: Sequence[str], quick: bool) -> list[dict[str, Any]]:
             except AssertionError as broken:
                 figures, held = {"broken": str(broken)[:300]}, False
         took = round(time.monotonic() - started, 1)
-        row = {"scenario": name, "what": what, "promise": promise, "held": held}
+        row = {"scenario": name, "what": scenario.what, "promise": scenario.promise, "held": held}
         rows.append({**row, "seconds": took, "figures": figures})
     return rows
 
