@@ -46,6 +46,9 @@ Frame = dict[str, Any]
 
 @dataclass(frozen=True)
 class Condition:
+    """One condition of a rule's `when`: `attrs[field] <op> value`, with the operators and checks
+    of a priority rule's (`queues.policy.holds`); a missing field never holds."""
+
     field: str
     op: str
     value: Any
