@@ -46,6 +46,8 @@ from router.settings_policy import build_policy, priority_rules, skill_tables
 
 @dataclass(frozen=True)
 class ServerSettings:
+    """`[server]`: the HTTP and WebSocket listener, the origins it lets in, this node's name."""
+
     host: str
     port: int
     public_url: str
@@ -56,6 +58,8 @@ class ServerSettings:
 
 @dataclass(frozen=True)
 class EventSettings:
+    """`[events]`: the event log — takeover of stuck events, dedupe, the backlog bound, leases."""
+
     claim_idle_s: float = 30.0
     dedupe_s: float = 86_400.0
     max_backlog_s: float = 10.0
@@ -64,6 +68,8 @@ class EventSettings:
 
 @dataclass(frozen=True)
 class AgentSettings:
+    """`[agent]`: how long a vanished desktop keeps its work; the history an offer carries."""
+
     offline_grace_s: float = 10.0
     release_after_s: float = 120.0
     history_limit: int = 50
@@ -71,6 +77,8 @@ class AgentSettings:
 
 @dataclass(frozen=True)
 class RedisSettings:
+    """`[redis]`: the engine — embedded in memory, or a Redis (or Sentinel) URL."""
+
     url: str
 
     @property
@@ -82,6 +90,8 @@ class RedisSettings:
 
 @dataclass(frozen=True)
 class SmsSettings:
+    """`[sms]`: the Twilio account that signs the SMS webhooks and sends the replies."""
+
     auth_token: str = field(repr=False)
     account_sid: str
     from_number: str
@@ -91,6 +101,8 @@ class SmsSettings:
 
 @dataclass(frozen=True)
 class EmailSettings:
+    """`[email]`: the inbound SMTP listener and the relay that replies go out through."""
+
     smtp_host: str
     smtp_port: int
     addresses: tuple[str, ...]
@@ -102,6 +114,8 @@ class EmailSettings:
 
 @dataclass(frozen=True)
 class VoiceSettings:
+    """`[voice]`: the PBX that `connect` (and a campaign's `dial`) commands are POSTed to."""
+
     pbx_url: str
 
 
