@@ -1,6 +1,6 @@
 """Test support: a fake clock, a served app, a bounded wait for another component's state,
 production logging into a buffer, and (from `chaos.processes`) a free port and a throw-away
-redis-server on 127.0.0.1."""
+redis-server on 127.0.0.1; `DATA`, the folder of the data files tests load."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import contextlib
 import io
 import logging
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 
 import structlog
 from aiohttp import web
@@ -16,6 +17,7 @@ from aiohttp import web
 from chaos.processes import free_port, start_redis, stop_redis
 
 __all__ = [
+    "DATA",
     "EPOCH",
     "WAIT",
     "FakeClock",
@@ -29,6 +31,7 @@ __all__ = [
 
 EPOCH = 1_800_000_000.0
 WAIT = 5.0  # the bound on every wait for the server
+DATA = Path(__file__).parent / "data"
 
 
 class FakeClock:

@@ -30,7 +30,7 @@ from router.settings import load_settings
 from store.base import Store
 from store.model import InboundEvent, LogEntry
 from store.redis import RedisStore
-from tests.support import eventually, serve_app
+from tests.support import DATA, eventually, serve_app
 from tests.test_e2e import (
     WAIT,
     WEBHOOK_SECRET,
@@ -518,32 +518,11 @@ async def assert_no_dial_while_inbound_waited(
 
 # -- guidance on a contact's attributes -----------------------------------------------------------
 
-RULES = """
-[[guidance.rules]]
-id = "price-leaver"
-kind = "alert"
-level = "warning"
-text = "Left us over the price: the loyalty tariff is open to them"
-when = [{ field = "contact.reason", op = "eq", value = "price" }]
-
-[[guidance.rules]]
-id = "winback-offer"
-kind = "suggestion"
-weight = 10
-offer = { id = "wb-loyal", title = "Loyalty tariff", text = "20 % off for 12 months" }
-when = [
-  { field = "campaign", op = "eq", value = "winback-1" },
-  { field = "contact.reason", op = "in", value = ["price", "coverage"] },
-]
-"""
-
 
 async def test_guidance_rules_on_contact_attributes_fire_for_matching_contacts_only(
-    make_server: Factory, dialing_pbx: DialingPbx, tmp_path: Any
+    make_server: Factory, dialing_pbx: DialingPbx
 ) -> None:
-    config = tmp_path / "omniroute.toml"
-    config.write_text(RULES, encoding="utf-8")
-    server = await make_server(dialing_pbx.url, str(config))
+    server = await make_server(dialing_pbx.url, str(DATA / "guidance_on_contacts.toml"))
     dialing_pbx.server = server.base
     desk = await server.connect("a1")
     offers: list[tuple[float, str, Frame]] = []

@@ -15,35 +15,13 @@ from router.delivery import customer_of
 from router.guidance import Guidance, attributes, guidance_rules
 from router.settings import load_settings
 from router.settings_keys import SettingsError
+from tests.support import DATA
 from tests.test_e2e import Factory, Server, event, make_server, offered, take
 
 __all__ = ["make_server"]  # the fixture, used by name
 
-RULES = """
-[[guidance.rules]]
-id = "loyal"
-kind = "alert"
-level = "warning"
-text = "Holds 100 coins or more: thank them"
-when = [{ field = "coins", op = "gte", value = 100 }]
-
-[[guidance.rules]]
-id = "winback-small"
-kind = "suggestion"
-weight = 5
-offer = { id = "wb-5", title = "5 % off", text = "Five per cent off the next top-up" }
-when = [{ field = "country", op = "eq", value = "DE" }]
-
-[[guidance.rules]]
-id = "winback-big"
-kind = "suggestion"
-weight = 10
-offer = { id = "wb-10", title = "10 % off", text = "Ten per cent off for three months" }
-when = [
-  { field = "country", op = "eq", value = "DE" },
-  { field = "top_up", op = "truthy", value = true },
-]
-"""
+GUIDED = DATA / "guidance.toml"
+RULES = GUIDED.read_text("utf-8")
 
 
 def write(tmp_path: Path, text: str) -> str:
@@ -138,8 +116,8 @@ def test_the_frames_are_held_to_the_tier_filter() -> None:
 # -- over real sockets --------------------------------------------------------------------------
 
 
-async def guided_server(make_server: Factory, tmp_path: Path) -> Server:
-    return await make_server(config=write(tmp_path, RULES))
+async def guided_server(make_server: Factory) -> Server:
+    return await make_server(config=str(GUIDED))
 
 
 def kinds_after(frames: list[dict[str, Any]], kind: str) -> list[tuple[str, Any]]:
@@ -154,10 +132,8 @@ def kinds_after(frames: list[dict[str, Any]], kind: str) -> list[tuple[str, Any]
     return out
 
 
-async def test_the_agent_is_guided_at_offer_and_assignment(
-    make_server: Factory, tmp_path: Path
-) -> None:
-    server = await guided_server(make_server, tmp_path)
+async def test_the_agent_is_guided_at_offer_and_assignment(make_server: Factory) -> None:
+    server = await guided_server(make_server)
     desk = await server.connect("a1")
     profile = {"coins": 150, "country": "DE", "top_up": True}
     conv = await server.send_event(event(body="I want to cancel", profile=profile))
@@ -185,20 +161,16 @@ async def test_the_agent_is_guided_at_offer_and_assignment(
     assert 'omniroute_guidance_shown_total{kind="alert",rule="loyal"} 2.0' in text  # 2 moments
 
 
-async def test_a_customer_no_rule_matches_gets_no_guidance(
-    make_server: Factory, tmp_path: Path
-) -> None:
-    server = await guided_server(make_server, tmp_path)
+async def test_a_customer_no_rule_matches_gets_no_guidance(make_server: Factory) -> None:
+    server = await guided_server(make_server)
     desk = await server.connect("a1")
     conv = await server.send_event(event(body="hello", profile={"coins": 5, "country": "FR"}))
     await offered(desk, conv)
     assert [f for f in await desk.quiet() if f["type"] in ("alert", "suggestion")] == []
 
 
-async def test_outcomes_are_refused_when_they_cannot_be_true(
-    make_server: Factory, tmp_path: Path
-) -> None:
-    server = await guided_server(make_server, tmp_path)
+async def test_outcomes_are_refused_when_they_cannot_be_true(make_server: Factory) -> None:
+    server = await guided_server(make_server)
     a1 = await server.connect("a1")
     conv = await server.send_event(event(profile={"country": "DE", "top_up": True}))
     await take(a1, conv)

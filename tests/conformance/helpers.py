@@ -117,6 +117,16 @@ async def holding_with_next_waiting(
     return res
 
 
+async def offered_with_another_free(engine: RoutingEngine, clock: FakeClock) -> str:
+    """a1 (TRN) is available from T0 and a2 (TRN) from T0 + 1 s; t1 (customer c1, chat),
+    enqueued then, is offered to a1, who idled longer, and a2 is free to take it next. The
+    reservation of t1."""
+    await agent(engine, "a1", "TRN")
+    clock.advance(1)
+    await agent(engine, "a2", "TRN")
+    return res_of(await engine.enqueue("t1", "c1", "chat"), "t1")
+
+
 async def state_of(engine: RoutingEngine, task: str) -> str | None:
     view = await engine.task_view(task)
     return None if view is None else str(view["state"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from queues.base import RoutingEngine
 from queues.effects import PresenceChanged
 from queues.policy import Policy
@@ -92,36 +94,30 @@ async def test_empty_lower_levels_open_at_once(engine: RoutingEngine) -> None:
     assert await engine.enqueue("t1", "c1", "chat") == [offer("t1", "pam", T0), busy("pam")]
 
 
-async def test_sam_opens_at_once_only_when_no_lower_level_is_logged_in(
-    engine: RoutingEngine, clock: FakeClock
+@pytest.mark.parametrize(
+    ("lower", "waiting"),
+    [(["pam"], "sam"), (["trn", "ccs"], "pam")],
+    ids=["sam-after-the-pam", "pam-after-the-trn-and-the-ccs"],
+)
+async def test_the_last_lower_agent_logging_out_opens_the_level(
+    engine: RoutingEngine, clock: FakeClock, lower: list[str], waiting: str
 ) -> None:
-    await agent(engine, "pam", "PAM", available=False)
-    await agent(engine, "sam", "SAM")
-    # PAM (level 60 < 120) is logged in, though away: SAM waits for its level
+    """A lower-level agent logged in, though away, keeps the `waiting` agent's level closed
+    (PAM 60 s, SAM 120 s); when the last one logs out, the level opens and the task that
+    waited is matched at once."""
+    for name in lower:
+        await agent(engine, name, name.upper(), available=False)
+    await agent(engine, waiting, waiting.upper())
     assert await engine.enqueue("t1", "c1", "chat") == []
-    # ... until the PAM logs out: SAM's level opens now and the SAM is matched at once
-    clock.advance(10)
-    assert await engine.logout("pam") == [
-        PresenceChanged("pam", "offline"),
-        offer("t1", "sam", T0 + 10),
-        busy("sam"),
-    ]
-
-
-async def test_last_lower_agent_logging_out_opens_the_level(
-    engine: RoutingEngine, clock: FakeClock
-) -> None:
-    await agent(engine, "trn", "TRN", available=False)
-    await agent(engine, "ccs", "CCS", available=False)
-    await agent(engine, "pam", "PAM")
-    await engine.enqueue("t1", "c1", "chat")
     clock.advance(5)
-    # one lower agent still logged in: nothing opens
-    assert await engine.logout("trn") == [PresenceChanged("trn", "offline")]
-    assert await engine.logout("ccs") == [
-        PresenceChanged("ccs", "offline"),
-        offer("t1", "pam", T0 + 5),
-        busy("pam"),
+    *others, last = lower
+    for name in others:
+        # one lower agent still logged in: nothing opens
+        assert await engine.logout(name) == [PresenceChanged(name, "offline")]
+    assert await engine.logout(last) == [
+        PresenceChanged(last, "offline"),
+        offer("t1", waiting, T0 + 5),
+        busy(waiting),
     ]
 
 

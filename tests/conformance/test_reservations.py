@@ -20,6 +20,7 @@ from tests.conformance.helpers import (
     load,
     offer,
     offered,
+    offered_with_another_free,
     offers,
     pass_time,
     presence_of,
@@ -133,9 +134,7 @@ async def test_reject_requeues_and_never_reoffers_to_the_same_agent(
 async def test_reject_offers_the_task_to_the_next_agent_at_once(
     engine: RoutingEngine, clock: FakeClock
 ) -> None:
-    await agent(engine, "a1", "TRN")
-    clock.advance(1)
-    res = await offered(engine, "a2", "TRN")
+    res = await offered_with_another_free(engine, clock)
     assert await engine.reject(res, "a1") == handed_on("a1", "t1", "a2", T0 + 1)
 
 
@@ -200,9 +199,7 @@ async def test_timeout_revokes_sets_the_agent_away_and_requeues(
 async def test_timeout_offers_the_task_to_the_next_agent(
     engine: RoutingEngine, clock: FakeClock
 ) -> None:
-    await agent(engine, "a1", "TRN")
-    clock.advance(1)
-    res = await offered(engine, "a2", "TRN")
+    res = await offered_with_another_free(engine, clock)
     clock.advance(21)
     assert work(await engine.tick()) == [
         timed_out(res, "t1", "a1"),
