@@ -15,11 +15,16 @@ is revoked), never offered or dialled; the loop skips them from then on.
 Every route needs a token with role `ops` or `supervisor` (`Authorization: Bearer`), like the
 other ops views. A refused request is the contract's `{"error": {"code", "message",
 "field"}}` (400 invalid, 401, 403, 404, 409 for an id taken or a stopped campaign) and stores
-nothing: the body is checked whole before the one store step. Logs carry ids and counts only.
+nothing: the body is checked whole before the store is asked. Logs carry ids and counts only.
+
+The decoding and checks of a body (a phone number's parse is some 60 µs: a second for 10,000
+contacts on these machines) run in a worker thread, so that the node's desktops, events and
+lease are served meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import structlog
@@ -98,7 +103,7 @@ class CampaignApi:
     @staticmethod
     async def _body(request: web.Request) -> Any:
         try:
-            return JSON.decode(await request.read())
+            return await asyncio.to_thread(JSON.decode, await request.read())
         except DecodeError as exc:
             raise Refusal("invalid", exc.message) from None
 
@@ -130,8 +135,10 @@ class CampaignApi:
         if cid is None:
             if request.method == "GET":
                 return 200, {"campaigns": [progress(c) for c in await store.campaigns()]}
-            record, contacts, dnc = campaign_of(await self._body(request), self.region,
-                                                self.max_queued)  # fmt: skip
+            body = await self._body(request)
+            record, contacts, dnc = await asyncio.to_thread(
+                campaign_of, body, self.region, self.max_queued
+            )
             view = await store.create(record, contacts, dnc)
             log.info("campaign.created", campaign=record["id"], contacts=len(contacts))
             return 201, progress(view)
@@ -153,12 +160,11 @@ class CampaignApi:
         if action == "contacts":
             if set(body) != {"contacts"}:
                 raise Refusal("invalid", 'the body is {"contacts": [...]}', "contacts")
-            added, duplicates = await store.add_contacts(
-                cid, contacts_of(body["contacts"], self.region)
-            )
+            contacts = await asyncio.to_thread(contacts_of, body["contacts"], self.region)
+            added, duplicates = await store.add_contacts(cid, contacts)
             log.info("campaign.contacts_added", campaign=cid, added=added, duplicates=duplicates)
             return 200, {"campaign": cid, "added": added, "duplicates": duplicates}
-        entries = do_not_call_of(body, self.region, "")
+        entries = await asyncio.to_thread(do_not_call_of, body, self.region, "")
         withdrawn = await store.add_do_not_call(cid, entries)
         for contact in withdrawn:
             await self.campaigns.withdraw(cid, contact)

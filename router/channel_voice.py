@@ -8,12 +8,15 @@ event shape (`channels.voice.parse_call_event`) as its parser: 413 above 64 KiB,
 
 Outbound, `VoiceConnector.on_effect` is one of `Service.hooks`, run before the agent is
 told: when a voice task is `Assigned` (an agent accepted a call, or one was handed to it) it
-writes the `connect` as a durable job (`router.replies`) and asks the PBX, in the background,
-to connect the call to the agent's endpoint (`channels.voice.PbxClient`: signed, bounded
-retries). Should the node die first, the node that takes its job over sends the command; the
-PBX can recognise a repeat by its `call_id`. The routing never waits for the PBX. One
-`aiohttp.ClientSession` is shared by every command; it lives from the app's startup to its
-cleanup, which lets commands in flight finish (bounded) before closing it.
+writes the `connect` as a durable job (`router.replies`). Only the job loop sends it: the log
+hands each job to one node at a time (the one blocked on it first, often not the node that
+wrote it), which asks the PBX to connect the call to the agent's endpoint
+(`channels.voice.PbxClient`: signed, bounded retries). Should that node die first, the node
+that takes its jobs over sends the command; the PBX can recognise that repeat by its
+`call_id`. Sending it also where it was written would make every job another node reads a
+second `connect`. The routing never waits for the PBX. One `aiohttp.ClientSession` is shared
+by every command; it lives from the app's startup to its cleanup, which lets commands in
+flight finish (bounded) before closing it. `connects` counts them by outcome.
 
 Agents cannot type into a call: `VoicePort` refuses `message.send` on channel `voice` with an
 `invalid` error the agent sees, rather than recording a reply that would go nowhere.
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final
 
@@ -120,7 +124,7 @@ class VoiceConnector:
             self.client = PbxClient(pbx_url, webhook_secret, self._post, attempts, backoff_s)
         self._session: aiohttp.ClientSession | None = None
         self.pending: set[asyncio.Task[bool]] = set()  # connects in flight
-        self._jobs: dict[str, asyncio.Task[bool]] = {}  # their durable jobs, by job id
+        self.connects: Counter[str] = Counter()  # finished connects: "sent" or "failed"
 
     async def run(self, app: web.Application) -> AsyncIterator[None]:
         """A cleanup context: the shared HTTP session from startup to cleanup."""
@@ -154,9 +158,8 @@ class VoiceConnector:
             await session.close()
 
     async def on_effect(self, effect: Effect) -> None:
-        """A `Service` hook (run before the agent is told): make the connect of a voice
-        assignment a durable job, then start it here at once. Should this node die before the
-        PBX answered, whichever node takes the job over sends it (`router.replies`)."""
+        """A `Service` hook (run before the agent is told): the `connect` of a voice
+        assignment becomes a durable job, which the job loop sends (`run_job`)."""
         if not isinstance(effect, Assigned) or effect.channel != "voice":
             return
         if parse_task(effect.task) is not None:
@@ -164,36 +167,34 @@ class VoiceConnector:
         if self.client is None:
             log.debug("voice.connect_skipped", task=effect.task, reason="no_pbx_url")
             return
-        if self._session is None:
-            log.warning("voice.connect_skipped", task=effect.task, reason="stopped")
-            return
         identity = self.service.identities.get(effect.agent)
         endpoint = identity.endpoint if identity is not None else None
         job = {"kind": "connect", "task": effect.task, "agent": effect.agent}
-        job_id = await self.service.store.add_job({**job, "endpoint": endpoint or ""})
-        task = asyncio.create_task(self.connect(effect.task, effect.agent, endpoint))
-        self.pending.add(task)
-        self._jobs[job_id] = task
-        task.add_done_callback(self.pending.discard)
+        await self.service.store.add_job({**job, "endpoint": endpoint or ""})
 
     async def run_job(self, job_id: str, fields: Mapping[str, Any]) -> None:
-        """The `connect` job: done by the task this node started for it, or — taken over
-        from a dead node — sent now. Given up (not retried) once the PBX client gave up: a
-        connect that late would ring nobody."""
-        started = self._jobs.pop(job_id, None)
-        if started is not None:
-            await started
-            return
+        """The `connect` job, on whichever node the job loop handed it to. Given up (not
+        retried) once the PBX client gave up: a connect that late would ring nobody. The
+        command runs as a task of its own, so that cleanup lets one in flight finish."""
         if self.client is None or self._session is None:
             raise PbxUnreachable("stopped")  # left for a node that can send it
         endpoint = str(fields.get("endpoint") or "") or None
-        await self.connect(str(fields["task"]), str(fields["agent"]), endpoint, known=True)
+        command = self.connect(str(fields["task"]), str(fields["agent"]), endpoint, known=True)
+        sending = asyncio.create_task(command)
+        self.pending.add(sending)
+        sending.add_done_callback(self.pending.discard)
+        await sending
 
     async def connect(
         self, task: str, agent: str, endpoint: str | None = None, known: bool = False
     ) -> bool:
         """Look up the call (and the agent's endpoint, unless `known` or given); send the
-        command. True when delivered."""
+        command. True when delivered; counted in `connects` either way."""
+        delivered = await self._connect(task, agent, endpoint, known)
+        self.connects["sent" if delivered else "failed"] += 1
+        return delivered
+
+    async def _connect(self, task: str, agent: str, endpoint: str | None, known: bool) -> bool:
         if self.client is None:
             return False
         try:
@@ -210,7 +211,7 @@ class VoiceConnector:
         if endpoint is None:
             # the PBX may know the agent's phone itself; it decides what to do without one
             here = agent in self.service.identities
-            reason = "no_endpoint_claim" if here else "agent_not_on_this_node"
+            reason = "no_endpoint_claim" if known or here else "agent_not_on_this_node"
             log.warning("voice.endpoint_missing", task=task, agent=agent, reason=reason)
         return await self.client.connect(call_id, agent, endpoint)
 

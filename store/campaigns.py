@@ -18,7 +18,11 @@ backend guarantees:
 * **Atomic steps.** Each method is one indivisible step (one script call on Redis), so any
   number of nodes may run the campaign loop at once: `claim` hands each due contact to one
   caller only, and gives it the next claim number `n` (the contact's task and call ids are
-  made of it, so they are the same on every node and every retry).
+  made of it, so they are the same on every node and every retry). The bulk ones may be
+  several steps on a backend that must not hold its store for long: `create` is still all or
+  nothing to every reader (seen only once whole), `add_contacts` and `add_do_not_call` are
+  steps of a few hundred each, so one that fails part-way is to be repeated (a contact already
+  added counts as a duplicate, an entry already listed changes nothing).
 * **Conditional, idempotent transitions.** `mark` changes a contact only while its claim
   number and status are the ones the caller saw; a repeat (a retried request, a node that took
   over) changes nothing and counts nothing twice.

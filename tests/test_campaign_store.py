@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from store.campaigns import CampaignStore
+from store.campaigns import CampaignStore, new_contact
 from store.campaigns_memory import MemoryCampaigns
 from store.errors import CampaignExists, CampaignStopped, UnknownCampaign
 from tests.conftest import KINDS
@@ -149,3 +149,125 @@ async def test_states_pause_claims_and_stop_is_final(cps: CampaignStore) -> None
         await cps.add_contacts("c1", contacts(1))
     with pytest.raises(UnknownCampaign):
         await cps.set_state("nope", "paused")
+
+
+# -- large lists: stored in short steps on Redis (store.campaigns_redis.CHUNK) -----------------
+
+
+def many(n: int, prefix: str = "m") -> list[dict[str, Any]]:
+    """`n` contacts, every fifth named by a customer id besides its phone."""
+    out: list[dict[str, Any]] = []
+    for i in range(n):
+        contact: dict[str, Any] = {"id": f"{prefix}{i}", "phone": f"+49152{i:08d}"}
+        contact["attributes"] = {"i": i}
+        if i % 5 == 0:
+            contact["customer_id"] = f"cust-{i}"
+        out.append(contact)
+    return out
+
+
+async def test_a_create_larger_than_a_step_is_whole_with_its_list(cps: CampaignStore) -> None:
+    """1,234 contacts and 1,100 entries, more than one step each: every contact is checked
+    against the whole list, and the campaign is listed once, as created."""
+    blocked = [f"+49152{i:08d}" for i in range(0, 1234, 7)]  # 177 of the contacts' phones
+    entries = [*(f"+49153{i:08d}" for i in range(900)), *blocked, "cu:cust-5", "cu:nobody"]
+    view = await cps.create(record("big", state="paused"), many(1234), entries)
+    skipped = len(blocked) + 1  # cust-5's contact (m5) is not among the phones: 5 % 7 != 0
+    assert view["counts"] == {"pending": 1234 - skipped, "skipped": skipped}
+    assert view["do_not_call"] == len(entries) and view["state"] == "paused"
+    assert [c["id"] for c in await cps.campaigns()] == ["big"]
+    for cid, status in (("m0", "skipped"), ("m5", "skipped"), ("m1", "pending")):
+        contact = await cps.contact("big", cid)
+        assert contact is not None and contact["status"] == status
+    last = await cps.contact("big", "m1233")
+    assert last is not None and last["attributes"] == {"i": 1233}
+
+
+async def test_do_not_call_finds_its_contacts_in_a_large_campaign(cps: CampaignStore) -> None:
+    """Entries by phone and by customer id, more than one step of them, against 1,500
+    contacts: exactly the contacts named are skipped, the queued ones returned."""
+    await cps.create(record("big", max_queued=3), many(1500), [])
+    queued = await cps.claim("big", 1000, 3)
+    assert [c["id"] for c in queued] == ["m0", "m1", "m10"]  # due together: by id
+    entries = [
+        *(f"+49154{i:08d}" for i in range(600)),
+        "+4915200000001",
+        "cu:cust-10",
+        "cu:cust-1495",
+        "+4915200001499",
+    ]
+    withdrawn = await cps.add_do_not_call("big", entries)
+    assert [c["id"] for c in withdrawn] == ["m1", "m10"]
+    view = await cps.campaign("big")
+    assert view is not None and view["counts"] == {"pending": 1495, "queued": 1, "skipped": 4}
+    assert view["do_not_call"] == len(entries)
+    for cid in ("m1", "m10", "m1495", "m1499"):
+        contact = await cps.contact("big", cid)
+        assert contact is not None and contact["status"] == "skipped"
+
+
+@pytest.fixture
+async def redis_cps(redis_url: str) -> AsyncIterator[Any]:
+    from store.campaigns_redis import RedisCampaigns
+
+    made = RedisCampaigns(redis_url, domain=uuid.uuid4().hex)
+    await made.start()
+    yield made
+    await made.purge()
+    await made.close()
+
+
+async def test_a_create_whose_node_died_midway_is_unseen_then_replaced(redis_cps: Any) -> None:
+    """The first steps of a large create, and no last one (its node died): nobody sees the
+    campaign; a create of the same id replaces it, and the dead load's next step is refused."""
+    cps = redis_cps
+    first = {"campaign": record("big"), "contacts": [], "dnc": [], "load": "dead"}
+    await cps._eval("cp_create", first)
+    await cps._eval(
+        "cp_load",
+        {
+            "id": "big",
+            "load": "dead",
+            "done": False,
+            "contacts": [new_contact(c, set()) for c in many(3)],
+        },
+    )
+    assert await cps.campaign("big") is None and await cps.campaigns() == []
+    for step in (
+        cps.claim("big", 1000, 5),
+        cps.add_contacts("big", many(1, "n")),
+        cps.add_do_not_call("big", ["+4915200000000"]),
+        cps.set_state("big", "paused"),
+    ):
+        with pytest.raises(UnknownCampaign):
+            await step
+    view = await cps.create(record("big"), many(2, "n"), [])
+    assert view["counts"] == {"pending": 2}
+    assert await cps.contact("big", "m0") is None  # the dead load's contacts went with it
+    with pytest.raises(CampaignExists):
+        await cps._eval("cp_load", {"id": "big", "load": "dead", "done": True, "contacts": []})
+    with pytest.raises(CampaignExists):
+        await cps.create(record("big"), many(600, "p"), [])  # a whole campaign is not replaced
+    view = await cps.campaign("big")
+    assert view is not None and view["counts"] == {"pending": 2}
+
+
+async def test_a_campaign_from_before_the_index_is_read_whole(redis_cps: Any) -> None:
+    """A campaign stored before contacts were indexed by phone and customer (its record has no
+    `by` mark, its contacts no index): a do-not-call entry still finds them."""
+    import msgpack
+
+    cps = redis_cps
+    await cps.create(record("old", max_queued=1), many(4), [])
+    rt = cps._rt
+    key = rt.namespace.key("cp", "old")
+    redis = rt.client
+    stored = msgpack.unpackb(await redis.get(key), raw=False)
+    stored.pop("by")
+    await redis.set(key, msgpack.packb(stored))
+    await redis.delete(rt.namespace.key("cpby", "old"))
+    [queued] = await cps.claim("old", 1000, 1)
+    withdrawn = await cps.add_do_not_call("old", [queued["phone"], "cu:cust-0", "+4915200000003"])
+    assert [c["id"] for c in withdrawn] == [queued["id"]]
+    view = await cps.campaign("old")
+    assert view is not None and view["counts"] == {"pending": 2, "skipped": 2}

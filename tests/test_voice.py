@@ -175,11 +175,16 @@ Factory = Callable[..., Awaitable[VoiceServer]]
 async def make_server() -> AsyncIterator[Factory]:
     running = Running()
 
-    async def factory(pbx_url: str = "", region: str = "DE", redis_url: str = "") -> VoiceServer:
-        domain = f"voice-{uuid.uuid4().hex[:12]}"
+    async def factory(
+        pbx_url: str = "", region: str = "DE", redis_url: str = "", domain: str = "", node: str = ""
+    ) -> VoiceServer:
+        """A node; given one `domain` and their own `node` names, several nodes on one Redis."""
+        domain = domain or f"voice-{uuid.uuid4().hex[:12]}"
         env = base_env(domain, voice_pbx_url=pbx_url, sms_default_region=region)
         if redis_url:
             env["OMNIROUTE_REDIS_URL"] = redis_url
+        if node:
+            env["OMNIROUTE_SERVER_NODE"] = node
         settings = load_settings(None, env)
         engine = queues.create_engine(settings.policy, settings.redis.url, domain=settings.domain)
         store: Store = QuickStore(domain)
@@ -200,9 +205,16 @@ async def offered(desk: Desk, conversation: str | None = None) -> Frame:
             return frame
 
 
-async def settled(server: VoiceServer) -> list[bool]:
-    """The results of every `connect` still in flight, once they are done."""
-    return list(await asyncio.wait_for(asyncio.gather(*server.connector.pending), WAIT))
+async def settled(server: VoiceServer, n: int = 1) -> dict[str, int]:
+    """The outcomes of the node's `connect`s ("sent", "failed") once `n` of them are done: the
+    job loop sends them, after the agent heard `assigned`."""
+    connects = server.connector.connects
+
+    async def finished() -> bool:
+        return sum(connects.values()) >= n
+
+    await eventually(finished)
+    return dict(connects)
 
 
 # -- the flows ---------------------------------------------------------------------------------
@@ -227,7 +239,7 @@ async def test_offered_call_is_offered_on_voice_and_accept_connects_the_agent(
     assert command == {"type": "connect", "call_id": "call-1", "agent": "x", "endpoint": ENDPOINT_X}
     ((_, signed_ok, _),) = pbx.received
     assert signed_ok
-    assert await settled(server) in ([True], [])  # done, or still answering
+    assert await settled(server) == {"sent": 1}
 
 
 async def test_national_caller_is_the_same_customer_as_e164(make_server: Factory) -> None:
@@ -316,7 +328,7 @@ async def test_pbx_failing_once_is_retried_with_the_same_signed_command(
     assert first == second == {**first, "call_id": "call-5", "agent": "x"}
     assert [ok for _, ok, _ in pbx.received] == [True, True]
     assert pbx.received[0][2] == pbx.received[1][2]  # the very same bytes
-    assert await settled(server) in ([True], [])
+    assert await settled(server) == {"sent": 1}
 
 
 async def test_pbx_retries_are_bounded_and_a_refusal_is_final(
@@ -331,7 +343,7 @@ async def test_pbx_retries_are_bounded_and_a_refusal_is_final(
     conv = await server.send(call("call.offered", "call-6"))
     offer = await offered(agent, conv)
     await agent.request("offer.accept", reservation=offer["reservation"])
-    assert await settled(server) == [False]
+    assert await settled(server) == {"failed": 1}
     assert len(pbx.received) == client.attempts
     assert pbx.received[0][0]["endpoint"] is None
 
@@ -351,7 +363,7 @@ async def test_unreachable_pbx_is_retried_then_given_up(make_server: Factory) ->
     offer = await offered(agent, conv)
     with structlog.testing.capture_logs() as logs:
         await agent.request("offer.accept", reservation=offer["reservation"])
-        assert await settled(server) == [False]
+        assert await settled(server) == {"failed": 1}
     tries = [e for e in logs if e["event"] in ("voice.connect_retry", "voice.connect_failed")]
     assert len(tries) == client.attempts
     assert tries[-1]["event"] == "voice.connect_failed"
@@ -408,6 +420,35 @@ async def test_voice_over_redis(make_server: Factory, pbx: Pbx, redis_url: str) 
         return any(i.type == "call.ended" and i.meta.get("talk_s") == 60 for i in history)
 
     await eventually(talk_time)
+
+
+async def test_two_nodes_send_each_connect_once(
+    make_server: Factory, pbx: Pbx, redis_url: str
+) -> None:
+    """Two nodes on one Redis, the agents on one of them, the calls posted to both: every
+    accepted call is connected exactly once, whichever node's job loop reads its job (the log
+    hands new jobs to the job loops in turn, so about half go to the node that did not write
+    them)."""
+    domain = f"voice-{uuid.uuid4().hex[:12]}"
+    nodes = [
+        await make_server(pbx.url, redis_url=redis_url, domain=domain, node=f"voice-{name}")
+        for name in ("a", "b")
+    ]
+    calls = [f"once-{i}" for i in range(12)]
+    for i, call_id in enumerate(calls):
+        agent = await nodes[0].connect(f"x{i}", endpoint=f"sip:x{i}@pbx.test")  # the one idle
+        conv = await nodes[i % 2].send(call("call.offered", call_id, sender=f"+4915122334{i:03d}"))
+        offer = await offered(agent, conv)
+        await agent.request("offer.accept", reservation=offer["reservation"])
+
+    async def all_done() -> bool:
+        done = sum(sum(n.connector.connects.values()) for n in nodes)
+        return done >= len(calls) and not any(n.connector.pending for n in nodes)
+
+    await eventually(all_done)
+    assert sorted(command["call_id"] for command, _, _ in pbx.received) == sorted(calls)
+    assert all(signed_ok for _, signed_ok, _ in pbx.received)
+    assert {n.connector.connects["failed"] for n in nodes} == {0}
 
 
 # -- refusals ----------------------------------------------------------------------------------

@@ -1,14 +1,28 @@
--- cp_create.lua: a new campaign with its contacts and do-not-call entries.
+-- cp_create.lua: a new campaign with its contacts and do-not-call entries; or, with `load`, the
+-- first step of a create too large for one script: the record alone, in state `loading` under
+-- that token (cp_load.lua adds the rest and ends it). A campaign still loading is the trace of
+-- a create that never ended (its node died): a create of the same id replaces it.
 -- ARGV[2] - msgpack {campaign = record, contacts = [contact (store.campaigns.new_contact)],
---           dnc = [entries]}
--- Returns msgpack the campaign's view, or {err, msg}: exists.
+--           dnc = [entries], load = token (optional)}
+-- Returns msgpack the campaign's view (true for a `load`), or {err, msg}: exists.
 
 local id = ARG.campaign.id
-if call('EXISTS', key('cp', id)) == 1 then
-  return cmsgpack.pack(refuse('campaign_exists', 'campaign ' .. id .. ' exists'))
+local raw = call('GET', key('cp', id))
+if raw then
+  if cmsgpack.unpack(raw).state ~= 'loading' then
+    return cmsgpack.pack(refuse('campaign_exists', 'campaign ' .. id .. ' exists'))
+  end
+  for _, name in ipairs(CAMPAIGN_KEYS) do call('DEL', key(name, id)) end
 end
-call('SET', key('cp', id), cmsgpack.pack(ARG.campaign))
-call('SADD', KEYS[1], id)
+local cp = ARG.campaign
+cp.by = true
+if ARG.load then
+  cp.after, cp.state, cp.load = cp.state, 'loading', ARG.load
+else
+  call('SADD', KEYS[1], id)
+end
+call('SET', key('cp', id), cmsgpack.pack(cp))
 for _, entry in ipairs(ARG.dnc) do call('SADD', key('cpdnc', id), entry) end
 for _, c in ipairs(ARG.contacts) do add_contact(id, c) end
+if ARG.load then return cmsgpack.pack(true) end
 return cmsgpack.pack(view(id))

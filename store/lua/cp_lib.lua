@@ -5,7 +5,11 @@
 -- ARGV[2] - the operation's arguments, msgpack map
 -- Keys of campaign ID: cp:ID (the record, msgpack), cpc:ID (hash contact id -> msgpack),
 -- cpn:ID (hash of counters), cpdue:ID (zset of claimable contacts by due ms), cpline:ID (set
--- of contacts queued or in a call), cpdnc:ID (set: phones and cu:<customer id>).
+-- of contacts queued or in a call), cpdnc:ID (set: phones and cu:<customer id>), cpby:ID (hash:
+-- phone or cu:<customer id> -> the ids of the contacts it names, space-separated; kept for
+-- campaigns whose record says `by`, which every campaign created since has).
+-- A create too large for one script (cp_load.lua) keeps its campaign in state `loading`, seen
+-- only by the steps that carry its `load` token, until the last step.
 -- Refusals come before the first write.
 
 PREFIX = ARGV[1]
@@ -13,10 +17,15 @@ local ARG = cmsgpack.unpack(ARGV[2])
 local CLAIMABLE = {pending = true, retrying = true}
 local IN_LINE = {queued = true, in_call = true}
 
+local CAMPAIGN_KEYS = {'cp', 'cpc', 'cpn', 'cpdue', 'cpline', 'cpdnc', 'cpby'}
+
+-- the campaign's record; nil while it is loading, except to the steps of that load
 local function campaign(id)
   local raw = call('GET', key('cp', id))
-  if raw then return cmsgpack.unpack(raw) end
-  return nil
+  if not raw then return nil end
+  local cp = cmsgpack.unpack(raw)
+  if cp.state == 'loading' and not (ARG.load and cp.load == ARG.load) then return nil end
+  return cp
 end
 
 local function unknown(id)
@@ -58,6 +67,14 @@ local function blocked(cid, c)
   return false
 end
 
+-- what a do-not-call entry may name a contact by (store.campaigns.dnc_keys)
+local function dnc_keys(c)
+  local out = {}
+  if c.phone ~= '' then out[#out + 1] = c.phone end
+  if c.customer_id ~= '' then out[#out + 1] = 'cu:' .. c.customer_id end
+  return out
+end
+
 -- add a contact built by store.campaigns.new_contact (status pending); false if its id is taken
 local function add_contact(cid, c)
   if call('HEXISTS', key('cpc', cid), c.id) == 1 then return false end
@@ -66,6 +83,12 @@ local function add_contact(cid, c)
   c.status = ''
   move(cid, c, status)
   save(cid, c)
+  local by = key('cpby', cid)
+  for _, entry in ipairs(dnc_keys(c)) do
+    if call('HSETNX', by, entry, c.id) == 0 then
+      call('HSET', by, entry, call('HGET', by, entry) .. ' ' .. c.id)
+    end
+  end
   return true
 end
 
@@ -77,5 +100,6 @@ local function view(id)
   for i = 1, #flat, 2 do counts[flat[i]] = tonumber(flat[i + 1]) end
   cp.counts = counts
   cp.do_not_call = call('SCARD', key('cpdnc', id))
+  cp.by = nil -- the store's own marks, not the campaign's
   return cp
 end
