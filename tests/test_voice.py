@@ -160,6 +160,17 @@ class VoiceServer(AppServer):
         capacity = capacity or {"chat": 3, "voice": 1}
         return await open_desk(self, agent, token(agent, endpoint=endpoint, capacity=capacity))
 
+    async def settled(self, n: int = 1) -> dict[str, int]:
+        """The outcomes of the node's `connect`s ("sent", "failed") once `n` of them are done:
+        the job loop sends them, after the agent heard `assigned`."""
+        connects = self.connector.connects
+
+        async def finished() -> bool:
+            return sum(connects.values()) >= n
+
+        await eventually(finished)
+        return dict(connects)
+
     async def queues(self) -> dict[str, Frame]:
         headers = {"Authorization": f"Bearer {token('ops-1', 'SAM', 'ops')}"}
         async with self.http.get(self.base + "/v1/queues", headers=headers) as resp:
@@ -205,18 +216,6 @@ async def offered(desk: Desk, conversation: str | None = None) -> Frame:
             return frame
 
 
-async def settled(server: VoiceServer, n: int = 1) -> dict[str, int]:
-    """The outcomes of the node's `connect`s ("sent", "failed") once `n` of them are done: the
-    job loop sends them, after the agent heard `assigned`."""
-    connects = server.connector.connects
-
-    async def finished() -> bool:
-        return sum(connects.values()) >= n
-
-    await eventually(finished)
-    return dict(connects)
-
-
 # -- the flows ---------------------------------------------------------------------------------
 
 
@@ -239,7 +238,7 @@ async def test_offered_call_is_offered_on_voice_and_accept_connects_the_agent(
     assert command == {"type": "connect", "call_id": "call-1", "agent": "x", "endpoint": ENDPOINT_X}
     ((_, signed_ok, _),) = pbx.received
     assert signed_ok
-    assert await settled(server) == {"sent": 1}
+    assert await server.settled() == {"sent": 1}
 
 
 async def test_national_caller_is_the_same_customer_as_e164(make_server: Factory) -> None:
@@ -328,7 +327,7 @@ async def test_pbx_failing_once_is_retried_with_the_same_signed_command(
     assert first == second == {**first, "call_id": "call-5", "agent": "x"}
     assert [ok for _, ok, _ in pbx.received] == [True, True]
     assert pbx.received[0][2] == pbx.received[1][2]  # the very same bytes
-    assert await settled(server) == {"sent": 1}
+    assert await server.settled() == {"sent": 1}
 
 
 async def test_pbx_retries_are_bounded_and_a_refusal_is_final(
@@ -343,7 +342,7 @@ async def test_pbx_retries_are_bounded_and_a_refusal_is_final(
     conv = await server.send(call("call.offered", "call-6"))
     offer = await offered(agent, conv)
     await agent.request("offer.accept", reservation=offer["reservation"])
-    assert await settled(server) == {"failed": 1}
+    assert await server.settled() == {"failed": 1}
     assert len(pbx.received) == client.attempts
     assert pbx.received[0][0]["endpoint"] is None
 
@@ -363,7 +362,7 @@ async def test_unreachable_pbx_is_retried_then_given_up(make_server: Factory) ->
     offer = await offered(agent, conv)
     with structlog.testing.capture_logs() as logs:
         await agent.request("offer.accept", reservation=offer["reservation"])
-        assert await settled(server) == {"failed": 1}
+        assert await server.settled() == {"failed": 1}
     tries = [e for e in logs if e["event"] in ("voice.connect_retry", "voice.connect_failed")]
     assert len(tries) == client.attempts
     assert tries[-1]["event"] == "voice.connect_failed"
@@ -529,7 +528,7 @@ async def test_logs_carry_no_numbers(make_server: Factory, pbx: Pbx) -> None:
         await agent.request("offer.accept", reservation=offer["reservation"])
         await pbx.next()
         await server.post(call("call.offered", "call-15", sender="anonymous-" + E164))
-        await settled(server)
+        await server.settled()
     assert {"voice.connected", "ingest.refused"} <= {e["event"] for e in logs}  # captured
     text = json.dumps(logs, default=str)
     for secret in (E164, E164[1:], TRUNK, TRUNK[1:], ENDPOINT_X):
