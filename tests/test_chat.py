@@ -348,9 +348,18 @@ async def test_handshake_refusals(node: Node) -> None:
     assert await node.refused("token=not-a-jwt") == 401
     no_site = jwt.encode({"sub": "c-1", "exp": int(time.time()) + 60}, VISITOR_SECRET, "HS256")
     assert await node.refused(f"token={no_site}") == 401
+    no_sub = jwt.encode({"site": "shop1", "exp": int(time.time()) + 60}, VISITOR_SECRET, "HS256")
+    assert await node.refused(f"token={no_sub}") == 401
     assert await node.refused(f"token={visitor_token('c-1', phone='0151 123')}") == 401
     assert await node.refused(f"token={visitor_token('c-1')}&visitor=abc") == 400
     assert await node.refused(f"token={visitor_token('c-1')}&site=other") == 400
+
+
+def test_a_token_with_the_contracts_claims_only_is_taken() -> None:
+    """The contract names `sub` and `site`; `exp` is the site's choice (checked when there)."""
+    bare = jwt.encode({"sub": "c-8", "site": "shop1"}, VISITOR_SECRET, "HS256")
+    visitor = from_token(bare, VISITOR_SECRET)
+    assert (visitor.customer, visitor.site, visitor.address) == ("c-8", "shop1", "visitor:@c-8")
 
 
 def test_token_claims_are_checked() -> None:
