@@ -279,12 +279,15 @@ class MemoryEngine(MemorySteps, RoutingEngine):
             t.group = group
             if t.restrict and not allowed(group, t.restrict):
                 t.restrict = ""
-            if t.state == "wrapup" or allowed(group, self._agents[t.agent].tier):
+            if allowed(group, self._agents[t.agent].tier):
                 continue
             if t.state == "reserved":
                 self._fx.append(["offer.revoked", t.res, t.id, t.agent, "reclassified"])
             else:
                 self._fx.append(["assignment.revoked", t.id, t.agent, "reclassified"])
+            if t.state == "wrapup":
+                self._finish(t, freed)  # answered already: its wrap-up ends here
+                continue
             self._note(t, "requeued", t.agent, "reclassified")
             freed.append(self._free_holder(t))
             self._requeue(t)

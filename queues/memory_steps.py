@@ -328,12 +328,17 @@ class MemorySteps(MemoryState):
                 if self._routable(other):
                     self._match_agent(other)
 
-    def _finish(self, t: _Task) -> None:
+    def _finish(self, t: _Task, later: list[_Agent] | None = None) -> None:
+        """End a task whose work is done; its holder looks for work now, or is added to
+        `later` for the caller to match once its own step is over."""
         self._note(t, "ended", t.agent, "completed")
         a = self._free_holder(t)
         self._delete(t)
         self._fx.append(["ended", t.id, a.id, "completed"])
-        self._match_agent(a)
+        if later is None:
+            self._match_agent(a)
+        else:
+            later.append(a)
 
     def _delete(self, t: _Task) -> None:
         for kind in ("wrap", "pref", "level"):

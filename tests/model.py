@@ -273,6 +273,11 @@ class Model:
         instant = op == "complete" and self.wrap_ms[self._channel_of(args["task"])] == 0
         if instant and self.ended.get(args["task"]) != "completed":
             self.fail("complete without wrap-up must end the task")
+        if op == "reclassify":
+            for t in self.tasks.values():
+                tier = self.agents[t.agent].tier if t.agent in self.agents else ""
+                if t.state in HELD and not self.policy.allowed(t.group, tier):
+                    self.fail(f"{t.id} is still {t.state} by {t.agent}, not allowed for {t.group}")
         if op == "release" and kinds[:1] != ["AssignmentRevoked"]:
             self.fail("a successful release must first revoke the assignment")
         if op == "transfer":
@@ -350,13 +355,17 @@ class Model:
             ):
                 self.fail(f"{fx} is not a possible effect of {op}")
             t = self.tasks.get(fx.task)
-            if t is None or t.state != "assigned" or t.agent != fx.agent:
+            held = ("assigned", "wrapup") if fx.reason == "reclassified" else ("assigned",)
+            if t is None or t.state not in held or t.agent != fx.agent:
                 self.fail(f"{fx}: the task is not assigned to that agent ({t})")
                 return
             if fx.reason == "reclassified" and self.policy.allowed(
                 t.group, self.agents[fx.agent].tier
             ):
                 self.fail(f"{fx}: the holder's tier is still allowed for {t.group}")
+            if t.state == "wrapup":  # answered: it ends in this step (`ended`, completed)
+                revoked_holder[fx.task] = fx.agent
+                return
             t.state, t.agent = "queued", ""
         elif isinstance(fx, PresenceChanged):
             self._presence(op, fx, now)
@@ -435,7 +444,8 @@ class Model:
             self.fail(f"{fx}: end of a task that does not exist")
             return
         if fx.reason == "completed":
-            if op not in ("complete", "wrapup_done", "tick"):
+            ends_wrapup = op == "reclassify" and revoked_holder.get(fx.task) == fx.agent
+            if op not in ("complete", "wrapup_done", "tick") and not ends_wrapup:
                 self.fail(f"{fx} from {op}")
             ok = t.state == "wrapup" or (op == "complete" and t.state == "assigned")
             if not ok or t.agent != fx.agent:

@@ -622,6 +622,32 @@ async def test_classify_sic_moves_work_to_pam_and_hides_the_customer(server: Ser
     assert "VIP reply text" not in json.dumps(again.seen)
 
 
+async def test_classify_sic_during_wrap_up_takes_the_conversation_off_the_desktop(
+    server: Server,
+) -> None:
+    """A CCS agent completed the chat and is in its wrap-up when the customer is marked SIC:
+    the conversation leaves its desktop at once (`conversation.revoked`), the wrap-up ends
+    (the agent is available again), and what the customer writes next goes to a PAM only."""
+    c1 = await server.connect("c1", "CCS")
+    conv = await server.send_event(event(body="VIP question"))
+    customer = (await take(c1, conv))["conversation"]["customer"]["id"]
+    await c1.request("conversation.complete", conversation=conv)
+    assert [f["state"] for f in c1.seen if f["type"] == "presence"][-1] == "wrapup"
+    p1 = await server.connect("p1", "PAM")
+
+    await c1.request("customer.classify", customer=customer, group="SIC")
+    refused = await c1.request("wrapup.done", conversation=conv)
+    assert refused["type"] == "error" and refused["code"] == "not_found"
+    revoked = [f for f in c1.seen if f["type"] == "conversation.revoked"]
+    assert revoked == [{**revoked[0], "conversation": conv, "reason": "reclassified"}]
+    assert [f["state"] for f in c1.seen if f["type"] == "presence"][-1] == "available"
+
+    again = await server.send_event(event(body="one more thing"))
+    offer = await offered(p1, again)
+    assert offer["conversation"]["customer"]["client_group"] == "SIC"
+    assert not [f for f in await c1.quiet() if f["type"] in ("message", "offer")]
+
+
 async def test_customer_update_stale_version_conflicts_then_succeeds(server: Server) -> None:
     a1 = await server.connect("a1")
     conv = await server.send_event(event())

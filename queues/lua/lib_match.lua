@@ -260,10 +260,12 @@ local function delete_task(t)
   TK[t.id] = false
 end
 
-local function finish(t)
+-- end a task whose work is done; its holder looks for work now, or is added to `later` for
+-- the caller to match once its own step is over
+local function finish(t, later)
   note(t, 'ended', t.ag, 'completed')
   local a = free_holder(t)
   delete_task(t)
   emit({'ended', t.id, a.id, 'completed'})
-  match_agent(a)
+  if later then later[#later + 1] = a else match_agent(a) end
 end

@@ -1,4 +1,5 @@
--- reclassify.lua: change a customer's client group; work its holders may no longer take moves.
+-- reclassify.lua: change a customer's client group; work its holders may no longer take moves,
+-- and a wrap-up they may no longer see ends.
 -- KEYS[1] - the domain anchor (reservation counter)
 -- ARGV[1] - key prefix; ARGV[2] - now_ms; ARGV[3] - policy (msgpack)
 -- ARGV[4] - msgpack {customer, group}
@@ -28,15 +29,19 @@ return main(function()
     else
       t.grp = g
       if t.rs ~= '' and not allowed(g, t.rs) then t.rs = '' end
-      if t.st ~= 'wrapup' and not allowed(g, agent(t.ag).tier) then
+      if not allowed(g, agent(t.ag).tier) then
         if t.st == 'reserved' then
           emit({'offer.revoked', t.res, t.id, t.ag, 'reclassified'})
         else
           emit({'assignment.revoked', t.id, t.ag, 'reclassified'})
         end
-        note(t, 'requeued', t.ag, 'reclassified')
-        freed[#freed + 1] = free_holder(t)
-        requeue(t)
+        if t.st == 'wrapup' then
+          finish(t, freed) -- answered already: its wrap-up ends here
+        else
+          note(t, 'requeued', t.ag, 'reclassified')
+          freed[#freed + 1] = free_holder(t)
+          requeue(t)
+        end
       end
     end
   end

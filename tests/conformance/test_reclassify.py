@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from queues.base import RoutingEngine
-from queues.effects import Assigned, AssignmentRevoked, OfferRevoked, PresenceChanged
+from queues.effects import Assigned, AssignmentRevoked, OfferRevoked, PresenceChanged, TaskEnded
+from queues.errors import NotFound
 from queues.policy import GROUPS
 from tests.conformance.helpers import (
     T0,
@@ -63,6 +64,37 @@ async def test_assigned_to_a_now_forbidden_agent_is_revoked(
     await engine.set_presence("ccs", "away")
     assert work(await engine.set_presence("ccs", "available")) == []
     assert work(await agent(engine, "sam", "SAM")) == [offer("t1", "sam", T0 + 40)]
+
+
+async def test_a_wrap_up_of_a_now_forbidden_agent_ends_at_once(
+    engine: RoutingEngine, clock: FakeClock
+) -> None:
+    """Answered and completed by a TRN, in its wrap-up when the customer is marked SIC: the
+    conversation leaves the TRN's desktop at once (revoked) and its wrap-up ends there, so
+    the TRN is free and can no longer name the task."""
+    res = await offered(engine, "trn", "TRN")
+    await engine.accept(res, "trn")
+    assert work(await engine.complete("t1", "trn")) == []  # wrap-up
+    clock.advance(2)
+    assert await engine.reclassify("c1", "SIC") == [
+        AssignmentRevoked("t1", "trn", "reclassified"),
+        shown("trn", "available"),
+        TaskEnded("t1", "trn", "completed"),
+    ]
+    assert await engine.task_view("t1") is None
+    trn = await engine.agent_view("trn")
+    assert trn is not None and trn["load"]["chat"] == 0
+    with pytest.raises(NotFound):
+        await engine.wrapup_done("t1", "trn")
+
+
+async def test_an_allowed_holder_keeps_its_wrap_up(engine: RoutingEngine) -> None:
+    res = await offered(engine, "pam", "PAM")
+    await engine.accept(res, "pam")
+    await engine.complete("t1", "pam")
+    assert await engine.reclassify("c1", "SIC") == []
+    view = await engine.task_view("t1")
+    assert view is not None and (view["state"], view["agent"]) == ("wrapup", "pam")
 
 
 async def test_an_allowed_holder_keeps_the_work(engine: RoutingEngine) -> None:
