@@ -1,6 +1,6 @@
 """A bounded backlog: while the oldest event no node has read yet has waited `[events]
 max_backlog_s`, ingest answers 503 `overloaded` and stores nothing; once routing has caught up
-it accepts again. On both stores, over real HTTP."""
+it accepts again. On both stores, over real HTTP, on `/v1/events` and on the PBX's webhook."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ import queues
 from queues.policy import Policy
 from router.admission import HEADROOM
 from router.auth import SIGNATURE_HEADER, sign
+from router.channel_voice import PATH as VOICE_PATH
+from router.channel_voice import VoiceEvents
 from router.ingest import IngestHandler
 from router.service import Service
 from store.base import Store
@@ -43,6 +45,9 @@ async def node(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Service, T
     await service.start()
     app = web.Application()
     app.add_routes(IngestHandler(service.ingest, SECRET, admit=service.admit).routes())
+    app.router.add_post(
+        VOICE_PATH, VoiceEvents(service.ingest, SECRET, "DE", admit=service.admit).handle
+    )
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         yield service, client
     purge = getattr(store, "purge", None)
@@ -150,3 +155,31 @@ async def test_the_backlog_counts_what_the_consumers_have_read(
     assert len(await service.store.read_log(service.node, 3, 0)) == 3
     after = await service.store.backlog()
     assert after.unread == 1 and after.read == before + 3
+
+
+async def test_the_pbx_webhook_is_refused_the_same_way(
+    node: tuple[Service, TestClient],  # type: ignore[type-arg]
+) -> None:
+    """A call event past the bound: 503 `overloaded` with `Retry-After`, nothing stored; the
+    same event once routing caught up: 202."""
+    service, client = node
+    assert (await post(client, "first"))[0] == 202
+    await sample_until(service, behind=True)
+    call = {
+        "id": "pbx-1",
+        "type": "call.offered",
+        "call_id": "call-1",
+        "from": "+4915122334455",
+        "to": "+4930901820",
+    }
+    body = json.dumps(call).encode()
+    headers = {SIGNATURE_HEADER: sign(body, SECRET), "Content-Type": "application/json"}
+    async with client.post(VOICE_PATH, data=body, headers=headers) as response:
+        assert response.status == 503
+        assert (await response.json())["error"]["code"] == "overloaded"
+        assert response.headers.get("Retry-After") == "1"
+    assert (await service.store.backlog()).unread == 1
+    await service.process_batch(await service.store.read_log(service.node, 100, 0))
+    await sample_until(service, behind=False)
+    async with client.post(VOICE_PATH, data=body, headers=headers) as response:
+        assert response.status == 202 and (await response.json())["accepted"] == 1

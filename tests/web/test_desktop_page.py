@@ -233,6 +233,25 @@ async def test_keyboard_accept_and_transfer_to_a_colleague(site: Site, browser: 
     await expect(page.get_by_text("Bitte an die Kollegin weitergeben")).to_have_count(0)
 
 
+async def test_reject_passes_the_offer_to_a_colleague(site: Site, browser: Browser) -> None:
+    """Reject takes the offer off the desk and the conversation goes to someone else; it is
+    not offered to this agent again."""
+    page = await available_page(site, browser)
+    colleague = await site.desk("a2", "CCS")  # connected, not yet available
+    visitor = await site.visitor("v-reject")
+    await visitor.say("Wer kann mir helfen?")
+    offer = page.get_by_role("listitem", name=re.compile(r"^Offer: chat"))
+    await expect(offer).to_contain_text("Wer kann mir helfen?")
+    await offer.get_by_role("button", name="Reject", exact=True).click()
+    await expect(offer).to_have_count(0)
+
+    await colleague.available()
+    handed = await colleague.until("offer")
+    assert [ix["body"] for ix in handed["conversation"]["history"]] == ["Wer kann mir helfen?"]
+    await expect(offer).to_have_count(0)
+    await expect(page.get_by_text("Wer kann mir helfen?")).to_have_count(0)
+
+
 async def test_one_timeline_across_chat_sms_and_email(site: Site, browser: Browser) -> None:
     page = await available_page(site, browser)
     linked = {"customer_id": "c-42", "profile": {"birthday": "1990-04-01", "coins": 120}}
