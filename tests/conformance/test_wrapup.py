@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from queues.base import RoutingEngine
-from queues.effects import Assigned, PresenceChanged, TaskEnded
+from queues.effects import Assigned, AssignmentRevoked, PresenceChanged, TaskEnded
 from queues.policy import Policy
 from tests.conformance.helpers import T0, agent, busy, load, offer, pass_time, res_of, work
 from tests.support import FakeClock
@@ -113,16 +113,27 @@ async def test_zero_wrapup_finishes_at_once(make_engine, kind: str) -> None:
     assert await engine.task_view("t1") is None
 
 
-async def test_reclassify_leaves_wrapup_alone(engine: RoutingEngine) -> None:
+async def test_reclassify_ends_the_wrapup_of_a_holder_who_may_not_see_it(
+    engine: RoutingEngine,
+) -> None:
+    """CSC is for SAM only: a TRN's wrap-up of that customer ends at once (the conversation
+    leaves its desktop), a SAM's wrap-up of another customer going CSC too is left alone."""
+    await agent(engine, "sam", "SAM")  # alone: normal work reaches it at once
+    await _assigned(engine, "t2", "sam")
+    await engine.complete("t2", "sam")
+    await engine.set_presence("sam", "away")
     await agent(engine, "trn", "TRN")
     await _assigned(engine, "t1", "trn")
     await engine.complete("t1", "trn")
-    before = await engine.dump()
-    assert await engine.reclassify("cust-t1", "CSC") == []
+    assert await engine.reclassify("cust-t1", "CSC") == [
+        AssignmentRevoked("t1", "trn", "reclassified"),
+        PresenceChanged("trn", "available"),
+        TaskEnded("t1", "trn", "completed"),
+    ]
+    assert await engine.reclassify("cust-t2", "CSC") == []
     after = await engine.dump()
-    assert after["tasks"]["t1"]["state"] == "wrapup"
-    assert after["tasks"]["t1"]["agent"] == "trn"
-    assert after["agents"] == before["agents"]
+    assert "t1" not in after["tasks"]
+    assert (after["tasks"]["t2"]["state"], after["tasks"]["t2"]["agent"]) == ("wrapup", "sam")
 
 
 async def test_wrapup_of_an_offline_agent_still_ends(
