@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +43,7 @@ log = structlog.get_logger("omniroute.replies")
 
 Handler = Callable[[str, Mapping[str, Any]], Awaitable[None]]
 DONE_STATUSES = ("sent", "delivered", "failed")  # an interaction's `status` once handed over
-BATCH = 20
+BATCH = 20  # jobs one node has in hand at once
 
 
 class Replies:
@@ -51,7 +52,6 @@ class Replies:
     def __init__(self, service: Service) -> None:
         self.service = service
         self.handlers: dict[str, Handler] = {}
-        self._work: set[asyncio.Task[None]] = set()
 
     def handle(self, kind: str, handler: Handler) -> None:
         """Run `handler(job_id, fields)` for jobs of `kind`; it raises to have the job tried
@@ -142,18 +142,37 @@ class Replies:
         )
 
     async def run(self, stopping: asyncio.Event, block_ms: int = 500) -> None:
-        """Do jobs until `stopping` is set; a failed read (the store is down) is retried."""
+        """Do jobs until `stopping` is set, up to `BATCH` at once, each a task of its own: a job
+        that takes long (a PBX retrying, a slow relay) holds one slot, not the jobs read after
+        it. A failed read (the store is down) is retried. Once stopping, the jobs in hand may
+        finish (`NodeLoops.stop` bounds that); a job cancelled is left unacknowledged, to be
+        done again."""
         svc = self.service
-        while not stopping.is_set():
-            try:
-                jobs = await svc.store.read_jobs(svc.node, BATCH, block_ms)
-                await asyncio.gather(*(self._do(job) for job in jobs))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("replies.read_failed", node=svc.node, error=type(exc).__name__)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), 0.5)
+        running: dict[str, asyncio.Task[None]] = {}
+        try:
+            while not stopping.is_set():
+                if len(running) >= BATCH:
+                    await asyncio.wait(running.values(), return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                try:
+                    jobs = await svc.store.read_jobs(svc.node, BATCH - len(running), block_ms)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("replies.read_failed", node=svc.node, error=type(exc).__name__)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stopping.wait(), 0.5)
+                    continue
+                for job in jobs:
+                    if job.job_id in running:
+                        continue  # claimed back after claim_idle_s while still in hand here
+                    running[job.job_id] = task = asyncio.create_task(self._do(job))
+                    task.add_done_callback(functools.partial(_forget, running, job.job_id))
+            if running:
+                await asyncio.wait(running.values())
+        finally:
+            for task in running.values():
+                task.cancel()
 
     async def _do(self, job: Job) -> None:
         kind = str(job.fields.get("kind", ""))
@@ -198,6 +217,11 @@ class Replies:
         frame = status_frame(conversation, customer, interaction, outcome.status, outcome.error)
         if agent:
             await self.service.store.push([(agent, frame)])
+
+
+def _forget(running: dict[str, asyncio.Task[None]], job_id: str, _: asyncio.Task[None]) -> None:
+    """A job's task is done: its slot in the loop is free."""
+    running.pop(job_id, None)
 
 
 def _handed_over(meta: Mapping[str, Any]) -> bool:
