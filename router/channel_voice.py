@@ -175,15 +175,21 @@ class VoiceConnector:
     async def run_job(self, job_id: str, fields: Mapping[str, Any]) -> None:
         """The `connect` job, on whichever node the job loop handed it to. Given up (not
         retried) once the PBX client gave up: a connect that late would ring nobody. The
-        command runs as a task of its own, so that cleanup lets one in flight finish."""
+        command runs as a task of its own that acknowledges its job: a node stopping cancels
+        its job loop, not the command, which cleanup (`drain`) lets finish. Only a job whose
+        command was cut off, or whose note failed, is sent again by another node."""
         if self.client is None or self._session is None:
             raise PbxUnreachable("stopped")  # left for a node that can send it
-        endpoint = str(fields.get("endpoint") or "") or None
-        command = self.connect(str(fields["task"]), str(fields["agent"]), endpoint, known=True)
-        sending = asyncio.create_task(command)
+        sending = asyncio.create_task(self._connect_job(job_id, fields))
         self.pending.add(sending)
         sending.add_done_callback(self.pending.discard)
-        await sending
+        await asyncio.shield(sending)
+
+    async def _connect_job(self, job_id: str, fields: Mapping[str, Any]) -> bool:
+        endpoint = str(fields.get("endpoint") or "") or None
+        delivered = await self.connect(str(fields["task"]), str(fields["agent"]), endpoint, True)
+        await self.service.store.ack_jobs([job_id])  # done, whatever became of the job loop
+        return delivered
 
     async def connect(
         self, task: str, agent: str, endpoint: str | None = None, known: bool = False
