@@ -14,8 +14,11 @@ is revoked), never offered or dialled; the loop skips them from then on.
 
 Every route needs a token with role `ops` or `supervisor` (`Authorization: Bearer`), like the
 other ops views. A refused request is the contract's `{"error": {"code", "message",
-"field"}}` (400 invalid, 401, 403, 404, 409 for an id taken or a stopped campaign) and stores
-nothing: the body is checked whole before the store is asked. Logs carry ids and counts only.
+"field"}}` (400 invalid, 401, 403, 404, 409 for an id taken or a stopped campaign); a bad
+request stores nothing: the body is checked whole before the store is asked. On Redis a large
+add or do-not-call list is stored in steps (`store.campaigns_redis`): one that fails part-way
+(503, or 409 for a campaign stopped meanwhile) is to be repeated. Logs carry ids and counts
+only.
 
 The decoding and checks of a body (a phone number's parse is some 60 µs: a second for 10,000
 contacts on these machines) run in a worker thread, so that the node's desktops, events and

@@ -155,8 +155,9 @@ class CampaignStore(ABC):
     @abstractmethod
     async def add_do_not_call(self, campaign_id: str, entries: Sequence[str]) -> list[Record]:
         """Put entries on the list; every contact they name that is pending, retrying or
-        queued becomes `skipped` now. Returns the contacts that were queued (their tasks are
-        to be withdrawn)."""
+        queued becomes `skipped` now. Returns the contacts it names that the list took out of
+        the line, now or in an earlier call (their tasks are to be withdrawn: a list repeated
+        after a failure part-way withdraws them all the same)."""
 
     @abstractmethod
     async def claim(self, campaign_id: str, now_ms: int, limit: int) -> list[Record]:

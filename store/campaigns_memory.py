@@ -116,10 +116,15 @@ class MemoryCampaigns(CampaignStore):
         withdrawn: list[Record] = []
         for contact_id in sorted(found.contacts):
             contact = found.contacts[contact_id]
-            if _undialled(contact) and dnc_keys(contact) & named:
+            if not dnc_keys(contact) & named:
+                continue
+            if _undialled(contact):
                 if contact["status"] == "queued":
+                    contact["pulled"] = True  # taken out of the line: returned by a repeat too
                     withdrawn.append(copy.deepcopy(contact))
                 found.move(contact, "skipped")
+            elif contact.get("pulled"):
+                withdrawn.append(copy.deepcopy(contact))
         return withdrawn
 
     async def claim(self, campaign_id: str, now_ms: int, limit: int) -> list[Record]:

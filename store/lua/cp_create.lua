@@ -1,7 +1,8 @@
 -- cp_create.lua: a new campaign with its contacts and do-not-call entries; or, with `load`, the
 -- first step of a create too large for one script: the record alone, in state `loading` under
--- that token (cp_load.lua adds the rest and ends it). A campaign still loading is the trace of
--- a create that never ended (its node died): a create of the same id replaces it.
+-- that token (cp_load.lua adds the rest and ends it). A create of an id whose earlier create
+-- has not ended (its node died, or it is still under way: that one's next step is refused)
+-- replaces it.
 -- ARGV[2] - msgpack {campaign = record, contacts = [contact (store.campaigns.new_contact)],
 --           dnc = [entries], load = token (optional)}
 -- Returns msgpack the campaign's view (true for a `load`), or {err, msg}: exists.
@@ -12,7 +13,7 @@ if raw then
   if cmsgpack.unpack(raw).state ~= 'loading' then
     return cmsgpack.pack(refuse('campaign_exists', 'campaign ' .. id .. ' exists'))
   end
-  for _, name in ipairs(CAMPAIGN_KEYS) do call('DEL', key(name, id)) end
+  for _, name in ipairs(CAMPAIGN_KEYS) do call('UNLINK', key(name, id)) end
 end
 local cp = ARG.campaign
 cp.by = true
@@ -24,5 +25,8 @@ end
 call('SET', key('cp', id), cmsgpack.pack(cp))
 for _, entry in ipairs(ARG.dnc) do call('SADD', key('cpdnc', id), entry) end
 for _, c in ipairs(ARG.contacts) do add_contact(id, c) end
-if ARG.load then return cmsgpack.pack(true) end
+if ARG.load then
+  keep_for(id, LOAD_TTL_MS)
+  return cmsgpack.pack(true)
+end
 return cmsgpack.pack(view(id))

@@ -5,11 +5,13 @@
 -- ARGV[2] - the operation's arguments, msgpack map
 -- Keys of campaign ID: cp:ID (the record, msgpack), cpc:ID (hash contact id -> msgpack),
 -- cpn:ID (hash of counters), cpdue:ID (zset of claimable contacts by due ms), cpline:ID (set
--- of contacts queued or in a call), cpdnc:ID (set: phones and cu:<customer id>), cpby:ID (hash:
--- phone or cu:<customer id> -> the ids of the contacts it names, space-separated; kept for
--- campaigns whose record says `by`, which every campaign created since has).
+-- of contacts queued or in a call), cpdnc:ID (set: phones and cu:<customer id>), cpby:ID (sorted
+-- set, all scores 0, of `entry \n contact id`: the contacts a phone or cu:<customer id> names are
+-- one ZRANGEBYLEX however many share it; kept for campaigns whose record says `by`, which every
+-- campaign created since has).
 -- A create too large for one script (cp_load.lua) keeps its campaign in state `loading`, seen
--- only by the steps that carry its `load` token, until the last step.
+-- only by the steps that carry its `load` token, until the last step; until then its keys
+-- expire LOAD_TTL_MS after the last step, so a load nobody finishes leaves nothing behind.
 -- Refusals come before the first write.
 
 PREFIX = ARGV[1]
@@ -18,6 +20,14 @@ local CLAIMABLE = {pending = true, retrying = true}
 local IN_LINE = {queued = true, in_call = true}
 
 local CAMPAIGN_KEYS = {'cp', 'cpc', 'cpn', 'cpdue', 'cpline', 'cpdnc', 'cpby'}
+local LOAD_TTL_MS = 3600000
+
+-- a loading campaign's keys expire unless another step comes (`ttl` nil: they stay)
+local function keep_for(id, ttl)
+  for _, name in ipairs(CAMPAIGN_KEYS) do
+    if ttl then call('PEXPIRE', key(name, id), ttl) else call('PERSIST', key(name, id)) end
+  end
+end
 
 -- the campaign's record; nil while it is loading, except to the steps of that load
 local function campaign(id)
@@ -83,13 +93,16 @@ local function add_contact(cid, c)
   c.status = ''
   move(cid, c, status)
   save(cid, c)
-  local by = key('cpby', cid)
-  for _, entry in ipairs(dnc_keys(c)) do
-    if call('HSETNX', by, entry, c.id) == 0 then
-      call('HSET', by, entry, call('HGET', by, entry) .. ' ' .. c.id)
-    end
-  end
+  for _, entry in ipairs(dnc_keys(c)) do call('ZADD', key('cpby', cid), 0, entry .. '\n' .. c.id) end
   return true
+end
+
+-- the ids of the contacts a do-not-call entry names (cpby; entries hold no control characters)
+local function named_by(cid, entry)
+  local out = {}
+  local found = call('ZRANGEBYLEX', key('cpby', cid), '[' .. entry .. '\n', '(' .. entry .. '\11')
+  for _, member in ipairs(found) do out[#out + 1] = string.sub(member, #entry + 2) end
+  return out
 end
 
 local function view(id)

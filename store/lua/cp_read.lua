@@ -9,7 +9,10 @@ if ARG.what == 'campaigns' then
   return cmsgpack.pack(out)
 end
 if ARG.what == 'campaign' then return cmsgpack.pack(view(ARG.id)) end
-if ARG.what == 'contact' then return cmsgpack.pack(contact(ARG.id, ARG.contact)) end
+if ARG.what == 'contact' then
+  if not campaign(ARG.id) then return cmsgpack.pack(nil) end -- none, or still loading
+  return cmsgpack.pack(contact(ARG.id, ARG.contact))
+end
 if not campaign(ARG.id) then return cmsgpack.pack(unknown(ARG.id)) end
 local ids = call('SMEMBERS', key('cpline', ARG.id))
 table.sort(ids)
