@@ -58,7 +58,8 @@ class ServerSettings:
 
 @dataclass(frozen=True)
 class EventSettings:
-    """`[events]`: the event log — takeover of stuck events, dedupe, the backlog bound, leases."""
+    """`[events]`: the event log and the outgoing jobs — takeover of stuck entries, dedupe, the
+    backlog bound, leases."""
 
     claim_idle_s: float = 30.0
     dedupe_s: float = 86_400.0
@@ -90,7 +91,8 @@ class RedisSettings:
 
 @dataclass(frozen=True)
 class SmsSettings:
-    """`[sms]`: the Twilio account that signs the SMS webhooks and sends the replies."""
+    """`[sms]`: the Twilio account that signs the SMS webhooks and sends the replies;
+    `default_region` also reads national numbers of calls and campaign contacts."""
 
     auth_token: str = field(repr=False)
     account_sid: str
