@@ -206,6 +206,52 @@ async def test_do_not_call_finds_its_contacts_in_a_large_campaign(cps: CampaignS
         assert contact is not None and contact["status"] == "skipped"
 
 
+async def test_adding_no_contacts_still_checks_the_campaign(cps: CampaignStore) -> None:
+    with pytest.raises(UnknownCampaign):
+        await cps.add_contacts("nope", [])
+    await cps.create(record(), contacts(1), [])
+    await cps.set_state("c1", "stopped")
+    with pytest.raises(CampaignStopped):
+        await cps.add_contacts("c1", [])
+
+
+async def test_do_not_call_finds_every_contact_sharing_a_phone(cps: CampaignStore) -> None:
+    """Many contacts of one number (a switchboard) or one customer, added in several steps:
+    one entry skips them all."""
+    shared = "+4915700000001"
+    await cps.create(
+        record(max_queued=10), [{"id": f"a{i}", "phone": shared} for i in range(3)], []
+    )
+    assert await cps.add_contacts("c1", [{"id": f"b{i}", "phone": shared} for i in range(600)]) == (
+        600,
+        0,
+    )
+    both = [
+        {"id": "x0", "customer_id": "cust-x"},
+        {"id": "x1", "customer_id": "cust-x", "phone": shared},
+    ]
+    await cps.add_contacts("c1", both)
+    await cps.add_do_not_call("c1", [shared])
+    view = await cps.campaign("c1")
+    assert view is not None and view["counts"] == {"pending": 1, "skipped": 604}
+    await cps.add_do_not_call("c1", ["cu:cust-x"])
+    view = await cps.campaign("c1")
+    assert view is not None and view["counts"] == {"skipped": 605}
+
+
+async def test_a_contact_taken_out_of_the_line_is_returned_by_a_repeat(
+    cps: CampaignStore,
+) -> None:
+    await cps.create(record(max_queued=1), contacts(3), [])
+    [queued] = await cps.claim("c1", 1000, 1)
+    entries = [queued["phone"], "+4915100000002"]
+    assert [c["id"] for c in await cps.add_do_not_call("c1", entries)] == [queued["id"]]
+    again = await cps.add_do_not_call("c1", entries)  # its task is withdrawn again: harmless
+    assert [(c["id"], c["conversation"], c["n"]) for c in again] == [
+        (queued["id"], queued["conversation"], 1)
+    ]
+
+
 @pytest.fixture
 async def redis_cps(redis_url: str) -> AsyncIterator[Any]:
     from store.campaigns_redis import RedisCampaigns
@@ -233,6 +279,9 @@ async def test_a_create_whose_node_died_midway_is_unseen_then_replaced(redis_cps
         },
     )
     assert await cps.campaign("big") is None and await cps.campaigns() == []
+    assert await cps.contact("big", "m0") is None  # its contacts are unseen with it
+    rt = cps._rt
+    assert 0 < await rt.client.pttl(rt.namespace.key("cpc", "big")) <= 3_600_000  # then gone
     for step in (
         cps.claim("big", 1000, 5),
         cps.add_contacts("big", many(1, "n")),
@@ -244,12 +293,46 @@ async def test_a_create_whose_node_died_midway_is_unseen_then_replaced(redis_cps
     view = await cps.create(record("big"), many(2, "n"), [])
     assert view["counts"] == {"pending": 2}
     assert await cps.contact("big", "m0") is None  # the dead load's contacts went with it
+    assert await rt.client.pttl(rt.namespace.key("cpc", "big")) == -1  # a whole one stays
     with pytest.raises(CampaignExists):
         await cps._eval("cp_load", {"id": "big", "load": "dead", "done": True, "contacts": []})
     with pytest.raises(CampaignExists):
         await cps.create(record("big"), many(600, "p"), [])  # a whole campaign is not replaced
     view = await cps.campaign("big")
     assert view is not None and view["counts"] == {"pending": 2}
+
+
+async def test_a_large_create_keeps_its_keys_once_whole(redis_cps: Any) -> None:
+    cps = redis_cps
+    await cps.create(record("big"), many(1200), [])
+    rt = cps._rt
+    for name in ("cp", "cpc", "cpdue", "cpby"):
+        assert await rt.client.pttl(rt.namespace.key(name, "big")) == -1, name
+
+
+async def test_a_do_not_call_list_repeated_after_a_failure_still_withdraws(
+    redis_cps: Any,
+) -> None:
+    """A list of more than one step fails after the first (Redis went away, the node died):
+    the client repeats it, and the contact the first step took out of the line is returned
+    again, so that its task is withdrawn."""
+    cps = redis_cps
+    await cps.create(record("c1", max_queued=1), many(3), [])
+    [queued] = await cps.claim("c1", 1000, 1)
+    entries = [queued["phone"], *(f"+49155{i:08d}" for i in range(700))]
+    real, steps = cps._eval, []
+
+    async def failing_second_step(name: str, args: Any) -> Any:
+        steps.append(name)
+        if steps.count("cp_dnc") == 2:
+            raise ConnectionError("Redis went away")
+        return await real(name, args)
+
+    cps._eval = failing_second_step
+    with pytest.raises(ConnectionError):
+        await cps.add_do_not_call("c1", entries)
+    cps._eval = real
+    assert [c["id"] for c in await cps.add_do_not_call("c1", entries)] == [queued["id"]]
 
 
 async def test_a_campaign_from_before_the_index_is_read_whole(redis_cps: Any) -> None:
