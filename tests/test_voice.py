@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import jwt
@@ -88,12 +89,14 @@ def call(kind: str, call_id: str, sender: str = PHONE, **extra: Any) -> Frame:
 
 @dataclass
 class Pbx:
-    """Answers each `connect` with the next scripted status (then 200); records every one."""
+    """Answers each `connect` with the next scripted status (then 200), a `held` call only
+    once its event is set; records every one."""
 
     url: str = ""
     script: list[int] = field(default_factory=list)
     received: list[tuple[Frame, bool, bytes]] = field(default_factory=list)  # command, signed ok
     arrived: asyncio.Queue[Frame] = field(default_factory=asyncio.Queue)
+    held: dict[str, asyncio.Event] = field(default_factory=dict)  # call_id → answer once set
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -102,6 +105,8 @@ class Pbx:
         command = json.loads(body)
         self.received.append((command, hmac.compare_digest(expected, header), body))
         self.arrived.put_nowait(command)
+        if command["call_id"] in self.held:
+            await self.held[command["call_id"]].wait()
         status = self.script.pop(0) if self.script else 200
         return web.json_response({"ok": status < 300}, status=status)
 
@@ -330,6 +335,60 @@ async def test_pbx_failing_once_is_retried_with_the_same_signed_command(
     assert await server.settled() == {"sent": 1}
 
 
+async def test_a_connect_the_pbx_holds_does_not_hold_up_the_next(
+    make_server: Factory, pbx: Pbx
+) -> None:
+    """The PBX has not answered the first call's connect yet: the second call's connect goes
+    out meanwhile (each job is a task of its own in the job loop)."""
+    first_answered = pbx.held["slow-1"] = asyncio.Event()
+    server = await make_server(pbx.url)
+    calls = [("x", "slow-1", "+4915122334001"), ("y", "next-2", "+4915122334002")]
+    for agent_id, call_id, sender in calls:
+        agent = await server.connect(agent_id, endpoint=f"sip:{agent_id}@pbx.test")
+        conv = await server.send(call("call.offered", call_id, sender=sender))
+        offer = await offered(agent, conv)
+        await agent.request("offer.accept", reservation=offer["reservation"])
+        assert (await pbx.next())["call_id"] == call_id  # the second while the first waits
+    assert not first_answered.is_set()
+    first_answered.set()
+    assert await server.settled(2) == {"sent": 2}
+
+
+async def test_a_connect_in_flight_when_the_job_loop_stops_is_let_finish() -> None:
+    """A node stopping cancels its job loop (after the loops' drain); the connect it was
+    waiting on goes on, acknowledges its job, and cleanup's `drain` lets it finish, so no
+    other node sends it again."""
+    acked: list[str] = []
+
+    async def ack_jobs(job_ids: list[str]) -> None:
+        acked.extend(job_ids)
+
+    async def call_id_of(task: str) -> str:
+        return "call-1"
+
+    store = SimpleNamespace(ack_jobs=ack_jobs)
+    service = SimpleNamespace(identities={}, call_id_of=call_id_of, store=store)
+    connector = VoiceConnector(service, "http://pbx.invalid/connect", "secret")  # type: ignore[arg-type]
+    connector._session = object()  # type: ignore[assignment] - started
+    asked, answer = asyncio.Event(), asyncio.Event()
+
+    async def pbx_answers_when_told(url: str, body: bytes, headers: Any) -> int:
+        asked.set()
+        await answer.wait()
+        return 200
+
+    object.__setattr__(connector.client, "transport", pbx_answers_when_told)
+    job = asyncio.create_task(connector.run_job("7-0", {"task": "t", "agent": "x"}))
+    await asyncio.wait_for(asked.wait(), WAIT)
+    job.cancel()  # the job loop, cancelled while the PBX has not answered
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    connector._session = None  # cleanup: the session goes after the drain
+    answer.set()
+    await connector.drain(wait_s=WAIT)
+    assert connector.connects == {"sent": 1} and acked == ["7-0"]
+
+
 async def test_pbx_retries_are_bounded_and_a_refusal_is_final(
     make_server: Factory, pbx: Pbx
 ) -> None:
@@ -377,7 +436,7 @@ async def test_without_pbx_url_accept_still_works_and_nothing_is_sent(
     offer = await offered(agent, conv)
     assigned = await agent.request("offer.accept", reservation=offer["reservation"])
     assert assigned["type"] == "assigned"
-    assert server.connector.client is None and not server.connector.pending
+    assert server.connector.client is None  # and so no connect job was written
 
 
 async def test_a_reply_on_voice_is_refused_to_the_agent(make_server: Factory) -> None:
@@ -447,7 +506,11 @@ async def test_two_nodes_send_each_connect_once(
     await eventually(all_done)
     assert sorted(command["call_id"] for command, _, _ in pbx.received) == sorted(calls)
     assert all(signed_ok for _, signed_ok, _ in pbx.received)
-    assert {n.connector.connects["failed"] for n in nodes} == {0}
+    by_call = {command["call_id"]: command["endpoint"] for command, _, _ in pbx.received}
+    assert by_call == {f"once-{i}": f"sip:x{i}@pbx.test" for i in range(len(calls))}
+    # the log handed jobs to both nodes' loops: each sent some, none failed
+    assert [n.connector.connects["failed"] for n in nodes] == [0, 0]
+    assert all(n.connector.connects["sent"] > 0 for n in nodes)
 
 
 # -- refusals ----------------------------------------------------------------------------------
