@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -142,11 +143,15 @@ class Replies:
         )
 
     async def run(self, stopping: asyncio.Event, block_ms: int = 500) -> None:
-        """Do jobs until `stopping` is set, up to `BATCH` at once, each a task of its own: a job
-        that takes long (a PBX retrying, a slow relay) holds one slot, not the jobs read after
-        it. A failed read (the store is down) is retried. Once stopping, the jobs in hand may
-        finish (`NodeLoops.stop` bounds that); a job cancelled is left unacknowledged, to be
-        done again."""
+        """Do jobs until `stopping` is set, each a task of its own: a job that takes long (a
+        PBX retrying, a slow relay) holds one slot, not the jobs read after it. It reads up to
+        `BATCH` at a time, while fewer than `BATCH` are in hand. A read asks for a whole
+        `BATCH`: this consumer's own pending jobs, which a store rereads first after a failure
+        or a takeover, include the ones in hand, and a smaller read could return only those,
+        again and again, and never a new one. A read that brought nothing new waits for a job
+        to finish (or `block_ms`) before the next. A failed read (the store is down) is
+        retried. Once stopping, the jobs in hand may finish (`NodeLoops.stop` bounds that); a
+        job cancelled is left unacknowledged, to be done again."""
         svc = self.service
         running: dict[str, asyncio.Task[None]] = {}
         try:
@@ -155,7 +160,7 @@ class Replies:
                     await asyncio.wait(running.values(), return_when=asyncio.FIRST_COMPLETED)
                     continue
                 try:
-                    jobs = await svc.store.read_jobs(svc.node, BATCH - len(running), block_ms)
+                    jobs = await svc.store.read_jobs(svc.node, BATCH, block_ms)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -163,16 +168,20 @@ class Replies:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stopping.wait(), 0.5)
                     continue
-                for job in jobs:
-                    if job.job_id in running:
-                        continue  # claimed back after claim_idle_s while still in hand here
+                new = [job for job in jobs if job.job_id not in running]  # not twice at once
+                for job in new:
                     running[job.job_id] = task = asyncio.create_task(self._do(job))
                     task.add_done_callback(functools.partial(_forget, running, job.job_id))
+                if jobs and not new:
+                    await asyncio.wait(
+                        running.values(), timeout=block_ms / 1000, return_when=FIRST_COMPLETED
+                    )
             if running:
                 await asyncio.wait(running.values())
         finally:
             for task in running.values():
                 task.cancel()
+            await asyncio.gather(*running.values(), return_exceptions=True)
 
     async def _do(self, job: Job) -> None:
         kind = str(job.fields.get("kind", ""))
@@ -188,7 +197,10 @@ class Replies:
         except Exception as exc:  # left unacknowledged: tried again after claim_idle_s
             log.error("replies.job_failed", job=job.job_id, kind=kind, error=type(exc).__name__)
             return
-        await self.service.store.ack_jobs([job.job_id])
+        try:
+            await self.service.store.ack_jobs([job.job_id])
+        except Exception as exc:  # done, but not noted: done again later (see the docstring)
+            log.warning("replies.ack_failed", job=job.job_id, kind=kind, error=type(exc).__name__)
 
     async def _reply(self, job: Mapping[str, Any]) -> None:
         svc = self.service
@@ -219,9 +231,11 @@ class Replies:
             await self.service.store.push([(agent, frame)])
 
 
-def _forget(running: dict[str, asyncio.Task[None]], job_id: str, _: asyncio.Task[None]) -> None:
-    """A job's task is done: its slot in the loop is free."""
+def _forget(running: dict[str, asyncio.Task[None]], job_id: str, task: asyncio.Task[None]) -> None:
+    """A job's task is done: its slot in the loop is free (`_do` logs its own failures)."""
     running.pop(job_id, None)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("replies.job_crashed", job=job_id, error=type(task.exception()).__name__)
 
 
 def _handed_over(meta: Mapping[str, Any]) -> bool:
