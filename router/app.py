@@ -27,7 +27,7 @@ from router.campaign_api import add_campaign_routes
 from router.channel_chat import ChatSocket, add_chat
 from router.channel_email import add_email
 from router.channel_sms import add_sms
-from router.channel_voice import add_voice
+from router.channel_voice import VOICE_KEY, add_voice
 from router.connections import (
     BurstLog,
     ConnectionGuard,
@@ -129,6 +129,7 @@ def create_app(
     add_voice(app, service, settings)
     add_email(app, service, settings)  # no [email] addresses: no listener
     app.cleanup_ctx.append(_run_service)
+    app.cleanup_ctx.append(app[VOICE_KEY].settle)  # after the service: connects end before it
     add_sms(app, service, settings)  # after the service: its deliveries drain before it closes
     return app
 

@@ -15,8 +15,10 @@ wrote it), which asks the PBX to connect the call to the agent's endpoint
 that takes its jobs over sends the command; the PBX can recognise that repeat by its
 `call_id`. Sending it also where it was written would make every job another node reads a
 second `connect`. The routing never waits for the PBX. One `aiohttp.ClientSession` is shared
-by every command; it lives from the app's startup to its cleanup, which lets commands in
-flight finish (bounded) before closing it. `connects` counts them by outcome.
+by every command; it lives from the app's startup to its cleanup. `settle` runs in cleanup
+before the service closes its store (`router.app`): from then on no new connect is taken, and
+the ones in flight finish (bounded) and still note their job done. `connects` counts them by
+outcome.
 
 Agents cannot type into a call: `VoicePort` refuses `message.send` on channel `voice` with an
 `invalid` error the agent sees, rather than recording a reply that would go nowhere.
@@ -124,6 +126,7 @@ class VoiceConnector:
             self.client = PbxClient(pbx_url, webhook_secret, self._post, attempts, backoff_s)
         self._session: aiohttp.ClientSession | None = None
         self.pending: set[asyncio.Task[bool]] = set()  # connects in flight
+        self._settling = False  # cleanup began: no new connect, the ones in flight finish
         self.connects: Counter[str] = Counter()  # finished connects: "sent" or "failed"
 
     async def run(self, app: web.Application) -> AsyncIterator[None]:
@@ -139,10 +142,18 @@ class VoiceConnector:
         finally:
             await self.drain()
 
+    async def settle(self, app: web.Application) -> AsyncIterator[None]:
+        """A cleanup context registered after the service's: before the service closes its
+        store, take no new connect and let the ones in flight finish (bounded)."""
+        yield
+        self._settling = True
+        if self.pending:
+            await asyncio.wait(set(self.pending), timeout=DRAIN_S)
+
     @property
     def running(self) -> bool:
         """Between startup and cleanup: the shared session is open."""
-        return self._session is not None
+        return self._session is not None and not self._settling
 
     async def drain(self, wait_s: float = DRAIN_S) -> None:
         """Let commands in flight finish (bounded), cancel the rest, close the session."""
@@ -178,12 +189,17 @@ class VoiceConnector:
         command runs as a task of its own that acknowledges its job: a node stopping cancels
         its job loop, not the command, which cleanup (`drain`) lets finish. Only a job whose
         command was cut off, or whose note failed, is sent again by another node."""
-        if self.client is None or self._session is None:
+        if self.client is None or not self.running:
             raise PbxUnreachable("stopped")  # left for a node that can send it
         sending = asyncio.create_task(self._connect_job(job_id, fields))
         self.pending.add(sending)
-        sending.add_done_callback(self.pending.discard)
+        sending.add_done_callback(self._sent)
         await asyncio.shield(sending)
+
+    def _sent(self, sending: asyncio.Task[bool]) -> None:
+        self.pending.discard(sending)
+        if not sending.cancelled() and sending.exception() is not None:  # e.g. the note failed
+            log.warning("voice.connect_job_failed", error=type(sending.exception()).__name__)
 
     async def _connect_job(self, job_id: str, fields: Mapping[str, Any]) -> bool:
         endpoint = str(fields.get("endpoint") or "") or None
