@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
+import aiohttp
 import jwt
 import pytest
+import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 
@@ -349,7 +351,6 @@ async def test_a_connect_the_pbx_holds_does_not_hold_up_the_next(
         offer = await offered(agent, conv)
         await agent.request("offer.accept", reservation=offer["reservation"])
         assert (await pbx.next())["call_id"] == call_id  # the second while the first waits
-    assert not first_answered.is_set()
     first_answered.set()
     assert await server.settled(2) == {"sent": 2}
 
@@ -387,6 +388,45 @@ async def test_a_connect_in_flight_when_the_job_loop_stops_is_let_finish() -> No
     answer.set()
     await connector.drain(wait_s=WAIT)
     assert connector.connects == {"sent": 1} and acked == ["7-0"]
+
+
+async def test_a_node_stopping_lets_a_connect_in_flight_note_its_job_before_the_store_closes(
+    pbx: Pbx, redis_url: str
+) -> None:
+    """Cleanup begins while the PBX has not answered a connect: the connect finishes and its
+    job is noted done in the store before the service closes it (nothing left for another
+    node to send again, no store opened again after its close)."""
+    answer = pbx.held["stop-1"] = asyncio.Event()
+    domain = f"voice-{uuid.uuid4().hex[:12]}"
+    env = {**base_env(domain, voice_pbx_url=pbx.url), "OMNIROUTE_REDIS_URL": redis_url}
+    settings = load_settings(None, env)
+    engine = queues.create_engine(settings.policy, redis_url, domain=domain)
+    store = RedisStore(redis_url, domain=domain)
+    runner, base = await serve_app(create_app(settings, engine, store, snapshot_interval_s=0.1))
+    server = VoiceServer(base, runner.app, aiohttp.ClientSession())
+    try:
+        agent = await server.connect("x", endpoint=ENDPOINT_X)
+        conv = await server.send(call("call.offered", "stop-1"))
+        offer = await offered(agent, conv)
+        await agent.request("offer.accept", reservation=offer["reservation"])
+        assert (await pbx.next())["call_id"] == "stop-1"  # asked, not answered yet
+        await agent.close()
+        stopping = asyncio.create_task(runner.cleanup())
+
+        async def settling() -> bool:
+            return not server.connector.running
+
+        await eventually(settling)
+        answer.set()
+        await asyncio.wait_for(stopping, 3 * WAIT)
+        assert server.connector.connects == {"sent": 1}
+        assert not store._rt.started  # closed, and not opened again by a late note
+        redis = aioredis.from_url(redis_url)
+        assert await redis.xlen(f"omniroute:{{{domain}}}:out") == 0  # none left to send again
+        await redis.aclose()
+    finally:
+        await server.http.close()
+        await purge_domain(redis_url, domain)
 
 
 async def test_pbx_retries_are_bounded_and_a_refusal_is_final(

@@ -16,7 +16,7 @@ if raw then
   for _, name in ipairs(CAMPAIGN_KEYS) do call('UNLINK', key(name, id)) end
 end
 local cp = ARG.campaign
-cp.by = true
+cp.by = 2 -- contacts indexed in cpby (the sorted set; cp_lib.lua)
 if ARG.load then
   cp.after, cp.state, cp.load = cp.state, 'loading', ARG.load
 else

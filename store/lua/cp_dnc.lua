@@ -16,7 +16,7 @@ for _, entry in ipairs(ARG.entries) do
   named[entry] = true
 end
 local candidates = {}
-if cp.by then
+if cp.by == 2 then
   local seen = {}
   for entry in pairs(named) do
     for _, cid in ipairs(named_by(ARG.id, entry)) do

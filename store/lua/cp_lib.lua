@@ -7,8 +7,8 @@
 -- cpn:ID (hash of counters), cpdue:ID (zset of claimable contacts by due ms), cpline:ID (set
 -- of contacts queued or in a call), cpdnc:ID (set: phones and cu:<customer id>), cpby:ID (sorted
 -- set, all scores 0, of `entry \n contact id`: the contacts a phone or cu:<customer id> names are
--- one ZRANGEBYLEX however many share it; kept for campaigns whose record says `by`, which every
--- campaign created since has).
+-- one ZRANGEBYLEX however many share it; kept for campaigns whose record says `by = 2`, which
+-- every campaign created since has).
 -- A create too large for one script (cp_load.lua) keeps its campaign in state `loading`, seen
 -- only by the steps that carry its `load` token, until the last step; until then its keys
 -- expire LOAD_TTL_MS after the last step, so a load nobody finishes leaves nothing behind.
