@@ -115,7 +115,10 @@ class Node:
         return await terminate(self.proc, STOP_DEADLINE_S)
 
     def log(self) -> str:
-        return _read_text(self.log_path)[-4000:]
+        return self.full_log()[-4000:]
+
+    def full_log(self) -> str:
+        return _read_text(self.log_path)
 
 
 def _timeout(seconds: float) -> aiohttp.ClientTimeout:
