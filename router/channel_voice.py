@@ -187,8 +187,9 @@ class VoiceConnector:
         """The `connect` job, on whichever node the job loop handed it to. Given up (not
         retried) once the PBX client gave up: a connect that late would ring nobody. The
         command runs as a task of its own that acknowledges its job: a node stopping cancels
-        its job loop, not the command, which cleanup (`drain`) lets finish. Only a job whose
-        command was cut off, or whose note failed, is sent again by another node."""
+        its job loop, not the command, which cleanup (`settle`, before the store closes) lets
+        finish. Only a job whose command was cut off, or whose note failed, is sent again by
+        another node."""
         if self.client is None or not self.running:
             raise PbxUnreachable("stopped")  # left for a node that can send it
         sending = asyncio.create_task(self._connect_job(job_id, fields))

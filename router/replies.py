@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +43,7 @@ log = structlog.get_logger("omniroute.replies")
 
 Handler = Callable[[str, Mapping[str, Any]], Awaitable[None]]
 DONE_STATUSES = ("sent", "delivered", "failed")  # an interaction's `status` once handed over
-BATCH = 20  # jobs one node has in hand at once
+BATCH = 20  # jobs one read asks for; no read while this many are in hand
 
 
 class Replies:
@@ -173,9 +172,8 @@ class Replies:
                     running[job.job_id] = task = asyncio.create_task(self._do(job))
                     task.add_done_callback(functools.partial(_forget, running, job.job_id))
                 if jobs and not new:
-                    await asyncio.wait(
-                        running.values(), timeout=block_ms / 1000, return_when=FIRST_COMPLETED
-                    )
+                    until = asyncio.FIRST_COMPLETED
+                    await asyncio.wait(running.values(), timeout=block_ms / 1000, return_when=until)
             if running:
                 await asyncio.wait(running.values())
         finally:
