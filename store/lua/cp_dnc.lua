@@ -10,15 +10,15 @@
 
 local cp = campaign(ARG.id)
 if not cp then return cmsgpack.pack(unknown(ARG.id)) end
-local named = {}
+local entries = {}
 for _, entry in ipairs(ARG.entries) do
   call('SADD', key('cpdnc', ARG.id), entry)
-  named[entry] = true
+  entries[entry] = true
 end
 local candidates = {}
 if cp.by == 2 then
   local seen = {}
-  for entry in pairs(named) do
+  for entry in pairs(entries) do
     for _, cid in ipairs(named_by(ARG.id, entry)) do
       if not seen[cid] then
         seen[cid] = true
@@ -32,7 +32,7 @@ else
 end
 local hits, out = {}, {}
 for _, c in ipairs(candidates) do
-  if named[c.phone] or (c.customer_id ~= '' and named['cu:' .. c.customer_id]) then
+  if named(c, entries) then
     if CLAIMABLE[c.status] or c.status == 'queued'
         or (c.status == 'in_call' and (c.dialled_n or 0) ~= c.n) then
       hits[#hits + 1] = c

@@ -70,19 +70,27 @@ local function move(cid, c, status)
   end
 end
 
-local function blocked(cid, c)
-  local dnc = key('cpdnc', cid)
-  if c.phone ~= '' and call('SISMEMBER', dnc, c.phone) == 1 then return true end
-  if c.customer_id ~= '' and call('SISMEMBER', dnc, 'cu:' .. c.customer_id) == 1 then return true end
-  return false
-end
-
 -- what a do-not-call entry may name a contact by (store.campaigns.dnc_keys)
 local function dnc_keys(c)
   local out = {}
   if c.phone ~= '' then out[#out + 1] = c.phone end
   if c.customer_id ~= '' then out[#out + 1] = 'cu:' .. c.customer_id end
   return out
+end
+
+-- the contact is named by one of `entries` (a table: entry -> true)
+local function named(c, entries)
+  for _, entry in ipairs(dnc_keys(c)) do
+    if entries[entry] then return true end
+  end
+  return false
+end
+
+local function blocked(cid, c)
+  for _, entry in ipairs(dnc_keys(c)) do
+    if call('SISMEMBER', key('cpdnc', cid), entry) == 1 then return true end
+  end
+  return false
 end
 
 -- add a contact built by store.campaigns.new_contact (status pending); false if its id is taken
